@@ -1,0 +1,153 @@
+package funnel
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+	"unicode"
+	"unicode/utf8"
+)
+
+// subjectKeys are the only keys SubjectLabels and Details.Subjects may use.
+var subjectKeys = map[string]bool{
+	LabelLeaseTransactionID: true, LabelCommunityID: true, LabelUnitID: true, LabelClientID: true, LabelRenterID: true,
+}
+
+func checkSubjects(t *testing.T, what string, m map[string]string) {
+	t.Helper()
+	if m == nil {
+		t.Errorf("%s: nil map", what)
+	}
+	for k, v := range m {
+		if !subjectKeys[k] || v == "" || !labelValueRE.MatchString(v) || len(v) > 63 {
+			t.Errorf("%s: bad label %q=%q", what, k, v)
+		}
+	}
+}
+
+func addSeeds(f *testing.F, seeds ...[]byte) {
+	for _, s := range seeds {
+		f.Add(s)
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	for _, name := range append(exampleFiles, "bad-classic-trailing-comma.json") {
+		f.Add(readTestdata(f, name))
+	}
+	addSeeds(f,
+		[]byte(`{"id": 123456789012345678901234567890, "event_type": "x", "event_data": {"n": 9007199254740993}}`),
+		[]byte(`{"id":"8CC87045-1111-4A16-A882-454044E6762A","event":"x","timestamp":"2023-03-11 14:23:56","data":{}}`),
+		[]byte(`{"id":"not a uuid","event":"x","timestamp":null,"data":{"a":[{"b":null}]}}`),
+		[]byte(`{"event":"renter.created","data":{},"event":"x"}`),
+		[]byte(`{"event":"x","data":{"a":`+strings.Repeat("[", 70)+strings.Repeat("]", 70)+`}}`),
+		[]byte("{\"event\":\"\\u0000\",\"data\":{}}"),
+		[]byte(`[]`), []byte(``), []byte(`null`),
+	)
+	f.Fuzz(func(t *testing.T, body []byte) {
+		env, err := Parse(body)
+		if err != nil {
+			var perr *ParseError
+			if !errors.As(err, &perr) || env != nil {
+				t.Fatalf("Parse error %v (%T) with envelope %v", err, err, env)
+			}
+			if msg := err.Error(); msg == "" || len(msg) > 512 || !utf8.ValidString(msg) {
+				t.Fatalf("unusable error message %q", msg)
+			}
+			return
+		}
+		switch env.Format {
+		case FormatClassic:
+			if !isDigits(env.ID) || len(env.ID) > MaxClassicIDDigits {
+				t.Fatalf("classic id %q", env.ID)
+			}
+		case FormatV3:
+			if env.ID == "" || len(env.ID) > MaxV3IDBytes {
+				t.Fatalf("v3 id %q", env.ID)
+			}
+		case FormatPartnerV2:
+			if env.ID != "" || env.OccurredAt != nil {
+				t.Fatalf("partner envelope with id %q or time %v", env.ID, env.OccurredAt)
+			}
+		default:
+			t.Fatalf("format %q", env.Format)
+		}
+		if env.Type == "" || len(env.Type) > MaxTypeBytes || strings.IndexFunc(env.Type, unicode.IsControl) >= 0 {
+			t.Fatalf("type %q", env.Type)
+		}
+		if name := env.ObjectName(body); !isDNSSubdomain(name) {
+			t.Fatalf("ObjectName %q is not a DNS-1123 subdomain", name)
+		}
+		if env.OccurredAt != nil {
+			if env.OccurredAt.Location() != time.UTC {
+				t.Fatalf("OccurredAt %v not in UTC", env.OccurredAt)
+			}
+			if _, err := env.OccurredAt.MarshalJSON(); err != nil {
+				t.Fatalf("OccurredAt cannot be written back: %v", err)
+			}
+		}
+		if !json.Valid(env.Data) || env.Data[0] != '{' || !bytes.Contains(body, env.Data) {
+			t.Fatalf("Data %q is not a verbatim JSON object of the body", env.Data)
+		}
+		digest := env.Digest()
+		again, err := Parse(body)
+		if err != nil || again.Digest() != digest || env.Digest() != digest || len(digest) != 64 {
+			t.Fatalf("Digest is not stable: %q, %v", digest, err)
+		}
+		if v := LabelValue(env.Type); len(v) > 63 || !labelValueRE.MatchString(v) || v == "" {
+			t.Fatalf("LabelValue(%q) = %q", env.Type, v)
+		}
+		checkSubjects(t, "SubjectLabels", SubjectLabels(env.Type, env.Data))
+		if d, err := Lookup(env.Type).Decode(env.Data); err == nil {
+			checkSubjects(t, "Subjects", d.Subjects)
+		}
+	})
+}
+
+func FuzzDecode(f *testing.F) {
+	for _, name := range exampleFiles {
+		env, err := Parse(readTestdata(f, name))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add([]byte(env.Data))
+	}
+	addSeeds(f,
+		[]byte(`{"lease_transaction_id":"1","client_id":-1,"unit_id":1.5,"community_id":null}`),
+		[]byte(`{"charges":[null,{"amount":"1"},{"amount":99999999999999999999999999,"charge_type":"Monthly"}],"move_in_date":"2023-02-29","pms_identifier":"x"}`),
+		[]byte(`{"people":[{"sms_opt_in":"yes"}],"layouts":[1],"funnel_renter_id":1}`),
+		[]byte(`{"status":"maybe","funnel_renter_id":1,"funnel_tour_id":2,"start":"2021-08-01 25:00"}`),
+		[]byte(`{"a":`+strings.Repeat("[", 100)+strings.Repeat("]", 100)+`}`),
+		[]byte(`[]`), []byte(`null`), []byte(``), []byte("{\"a\":\"\xff\"}"),
+	)
+	types := append(KnownTypes(), "unknown.type", "")
+	f.Fuzz(func(t *testing.T, data []byte) {
+		for _, typ := range types {
+			h := Lookup(typ)
+			d, err := h.Decode(data)
+			if err != nil {
+				var ferr *FieldError
+				if !errors.As(err, &ferr) || !strings.HasPrefix(ferr.Field, "data") || ferr.Reason == "" {
+					t.Fatalf("%s: error %v (%T) is not a field error", typ, err, err)
+				}
+				continue
+			}
+			if n := utf8.RuneCountInString(d.Summary); n == 0 || n > MaxSummaryRunes {
+				t.Fatalf("%s: summary of %d runes: %q", typ, n, d.Summary)
+			}
+			if strings.IndexFunc(d.Summary, unicode.IsControl) >= 0 {
+				t.Fatalf("%s: summary %q is not one line", typ, d.Summary)
+			}
+			checkSubjects(t, typ+" Subjects", d.Subjects)
+			checkSubjects(t, typ+" SubjectLabels", SubjectLabels(typ, data))
+		}
+		if canonical, err := CanonicalJSON(data); err == nil {
+			if twice, err := CanonicalJSON(canonical); err != nil || !bytes.Equal(twice, canonical) {
+				t.Fatalf("CanonicalJSON is not idempotent: %s then %s (%v)", canonical, twice, err)
+			}
+		}
+	})
+}

@@ -1,0 +1,93 @@
+package funnel
+
+import (
+	"math/big"
+	"strings"
+)
+
+// Lease event types. The Events List names the resident_move_in pair
+// (webhooks.md §2.1, fields NOT DOCUMENTED); the V3 lease pages name the
+// move_in pair with a different, PMS-oriented body (§2.2). They are distinct
+// types (§1.5.2).
+const (
+	TypeResidentMoveIn         = "lease.resident_move_in"
+	TypeResidentMoveInCanceled = "lease.resident_move_in_canceled"
+	TypeMoveIn                 = "lease.move_in"
+	TypeMoveInCanceled         = "lease.move_in_canceled"
+)
+
+// ResidentMoveIn is the data of lease.resident_move_in (fields NOT
+// DOCUMENTED; read through the shared lease-transaction ids).
+type ResidentMoveIn struct{ TransactionRef }
+
+func (d *ResidentMoveIn) summary() string { return d.describe("Resident move-in") }
+
+// ResidentMoveInCanceled is the data of lease.resident_move_in_canceled
+// (fields NOT DOCUMENTED; read through the shared lease-transaction ids).
+type ResidentMoveInCanceled struct{ TransactionRef }
+
+func (d *ResidentMoveInCanceled) summary() string { return d.describe("Resident move-in canceled") }
+
+// MoveIn is the data of lease.move_in (§2.2.1): post a renter's move-in and
+// its charges to the PMS. The docs state no nullability; the date and the
+// renter's PMS id, without which the event cannot be acted on, are
+// required.
+type MoveIn struct {
+	MoveInDate             Date     `json:"move_in_date" funnel:"required"`
+	PMSIdentifier          string   `json:"pms_identifier" funnel:"required"`
+	CommunityPMSIdentifier string   `json:"community_pms_identifier"`
+	Charges                []Charge `json:"charges"`
+}
+
+// Charge is one charge of a move-in. charge_type is an open set: only
+// "Monthly" is documented, the one-time spelling is not.
+type Charge struct {
+	ChargeType    string `json:"charge_type" funnel:"required"`
+	PMSIdentifier string `json:"pms_identifier"`
+	StartDate     Date   `json:"start_date"`
+	EndDate       Date   `json:"end_date"`
+	// Amount is in cents.
+	Amount      Cents  `json:"amount" funnel:"required"`
+	Description string `json:"description"`
+}
+
+// Monthly reports whether the charge recurs every month.
+func (c Charge) Monthly() bool { return strings.EqualFold(c.ChargeType, "Monthly") }
+
+// MonthlyTotal is the sum of the monthly charges, in cents, exact at any
+// size.
+func (d *MoveIn) MonthlyTotal() *big.Int {
+	total := new(big.Int)
+	for _, c := range d.Charges {
+		if amount, ok := c.Amount.Big(); ok && c.Monthly() {
+			total.Add(total, amount)
+		}
+	}
+	return total
+}
+
+func (d *MoveIn) summary() string {
+	s := "Move-in " + string(d.MoveInDate) + " for " + d.PMSIdentifier + ": "
+	if len(d.Charges) == 0 {
+		return s + "no charges"
+	}
+	return s + plural(len(d.Charges), "charge", "charges") + ", " + dollars(d.MonthlyTotal()) + "/mo"
+}
+
+// subjects is empty: the move-in pair carries PMS identifiers only, no
+// Funnel ids.
+func (d *MoveIn) subjects() map[string]string { return subjects() }
+
+// MoveInCanceled is the data of lease.move_in_canceled (§2.2.2): reverse a
+// move-in in the PMS.
+type MoveInCanceled struct {
+	MoveInDate             Date   `json:"move_in_date" funnel:"required"`
+	PMSIdentifier          string `json:"pms_identifier" funnel:"required"`
+	CommunityPMSIdentifier string `json:"community_pms_identifier"`
+}
+
+func (d *MoveInCanceled) summary() string {
+	return "Move-in " + string(d.MoveInDate) + " canceled for " + d.PMSIdentifier
+}
+
+func (d *MoveInCanceled) subjects() map[string]string { return subjects() }
