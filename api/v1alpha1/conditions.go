@@ -1,0 +1,41 @@
+package v1alpha1
+
+// Condition types. Every condition carries observedGeneration; reasons are CamelCase and
+// messages deterministic, so an unchanged outcome never causes a status write.
+const (
+	// ConditionReady is the summary condition of every kind: True when the object does
+	// what it asks for (a receiver accepts events, an event is fully processed).
+	ConditionReady = "Ready"
+	// ConditionValidated reports whether an event's data matched its type's schema.
+	ConditionValidated = "Validated"
+	// ConditionDelivered reports whether every delivery of an event succeeded.
+	ConditionDelivered = "Delivered"
+)
+
+// Condition reasons of FunnelReceiver.
+const (
+	// ReasonAccepting means the receiver is configured and accepts events.
+	ReasonAccepting = "Accepting"
+	// ReasonSuspended means spec.suspend is set: requests are answered 503.
+	ReasonSuspended = "Suspended"
+	// ReasonNoAuth means neither token nor HMAC is configured and insecureSkipAuth is not set.
+	ReasonNoAuth = "NoAuthentication"
+	// ReasonSecretNotFound means a referenced Secret does not exist.
+	ReasonSecretNotFound = "SecretNotFound"
+	// ReasonSecretKeyMissing means a referenced Secret lacks the key, or its value is empty.
+	ReasonSecretKeyMissing = "SecretKeyMissing"
+	// ReasonInvalidSpec means the spec is inconsistent in a way the schema cannot express.
+	ReasonInvalidSpec = "InvalidSpec"
+)
+
+// Well-known labels and annotations on FunnelEvents.
+const (
+	// LabelReceiver names the FunnelReceiver that accepted the event.
+	LabelReceiver = "funnel.leasing.dev/receiver"
+	// LabelEventType is the event type, made a valid label value.
+	LabelEventType = "funnel.leasing.dev/event-type"
+	// LabelFormat is the envelope format: Classic, V3 or PartnerV2.
+	LabelFormat = "funnel.leasing.dev/format"
+	// AnnotationReplay re-runs processing of an event whenever its value changes.
+	AnnotationReplay = "funnel.leasing.dev/replay"
+)

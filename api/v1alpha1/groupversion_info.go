@@ -1,0 +1,22 @@
+// Package v1alpha1 holds the funnel.leasing.dev/v1alpha1 API: FunnelReceiver (an
+// endpoint Funnel Leasing posts to) and FunnelEvent (one received event).
+//
+// +kubebuilder:object:generate=true
+// +groupName=funnel.leasing.dev
+package v1alpha1
+
+import (
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"sigs.k8s.io/controller-runtime/pkg/scheme"
+)
+
+var (
+	// GroupVersion is the API group and version of every kind in this package.
+	GroupVersion = schema.GroupVersion{Group: "funnel.leasing.dev", Version: "v1alpha1"}
+
+	// SchemeBuilder registers the kinds of this package with a runtime.Scheme.
+	SchemeBuilder = &scheme.Builder{GroupVersion: GroupVersion}
+
+	// AddToScheme adds the kinds of this package to a runtime.Scheme.
+	AddToScheme = SchemeBuilder.AddToScheme
+)

@@ -1,0 +1,311 @@
+package v1alpha1_test
+
+import (
+	"strings"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
+	"github.com/funnel-operator/funnel-operator/test/testenv"
+)
+
+// newObject builds an unstructured object of one of our kinds, so specs can carry values
+// the typed structs cannot express (wrong types, unknown enum values).
+func newObject(kind, ns, name string, spec map[string]any) *unstructured.Unstructured {
+	u := &unstructured.Unstructured{Object: map[string]any{"spec": spec}}
+	u.SetAPIVersion(funnelv1.GroupVersion.String())
+	u.SetKind(kind)
+	u.SetNamespace(ns)
+	u.SetName(name)
+	return u
+}
+
+// validEventSpec is a classic lease_transaction.status_updated event as the receiver stores it.
+func validEventSpec() map[string]any {
+	return map[string]any{
+		"receiver":   "funnel",
+		"format":     "Classic",
+		"eventID":    "8932127",
+		"type":       "lease_transaction.status_updated",
+		"occurredAt": "2023-03-29T04:27:08.000000Z",
+		"receivedAt": "2023-03-29T04:27:09.123456Z",
+		"data": map[string]any{
+			"lease_transaction_id":   int64(74824),
+			"lease_transaction_type": "Application",
+			"current_status":         "Approved",
+			"previous_status":        "Submitted",
+			"client_id":              int64(12453),
+			"community_id":           int64(43522),
+		},
+	}
+}
+
+// validReceiverSpec is a receiver authenticated with a token.
+func validReceiverSpec() map[string]any {
+	return map[string]any{
+		"auth": map[string]any{
+			"token": map[string]any{"secretRef": map[string]any{"name": "funnel-token", "key": "token"}},
+		},
+	}
+}
+
+// set assigns value at a dotted path inside spec ("auth.token.header"), creating maps on the
+// way; a nil value deletes the field.
+func set(spec map[string]any, path string, value any) map[string]any {
+	keys := strings.Split(path, ".")
+	m := spec
+	for _, k := range keys[:len(keys)-1] {
+		next, ok := m[k].(map[string]any)
+		if !ok {
+			next = map[string]any{}
+			m[k] = next
+		}
+		m = next
+	}
+	if value == nil {
+		delete(m, keys[len(keys)-1])
+	} else {
+		m[keys[len(keys)-1]] = value
+	}
+	return spec
+}
+
+var _ = Describe("FunnelEvent schema", func() {
+	var ns string
+	BeforeEach(func() {
+		var err error
+		ns, err = testenv.NewNamespace(ctx, k8s, "fev")
+		Expect(err).NotTo(HaveOccurred())
+	})
+
+	DescribeTable("create",
+		func(mutate func(map[string]any), wantErr string) {
+			spec := validEventSpec()
+			mutate(spec)
+			err := k8s.Create(ctx, newObject("FunnelEvent", ns, "evt-1", spec))
+			if wantErr == "" {
+				Expect(err).NotTo(HaveOccurred())
+			} else {
+				Expect(err).To(MatchError(ContainSubstring(wantErr)))
+			}
+		},
+		Entry("classic event", func(map[string]any) {}, ""),
+		Entry("V3 event with microseconds", func(s map[string]any) {
+			set(s, "format", "V3")
+			set(s, "eventID", "8cc87045-1111-4a16-a882-454044e6762a")
+			set(s, "occurredAt", "2024-10-09T13:49:31.658518Z")
+		}, ""),
+		Entry("PartnerV2 event without id and time", func(s map[string]any) {
+			set(s, "format", "PartnerV2")
+			set(s, "eventID", nil)
+			set(s, "occurredAt", nil)
+			set(s, "type", "renter.status-change")
+		}, ""),
+		Entry("unknown event type and nested data", func(s map[string]any) {
+			set(s, "type", "brand_new.thing")
+			set(s, "data", map[string]any{"nested": map[string]any{"list": []any{int64(1), "two", nil}}})
+		}, ""),
+		Entry("empty data object", func(s map[string]any) { set(s, "data", map[string]any{}) }, ""),
+		Entry("unknown format", func(s map[string]any) { set(s, "format", "XML") }, `spec.format: Unsupported value: "XML"`),
+		Entry("missing format", func(s map[string]any) { set(s, "format", nil) }, "spec.format: Required value"),
+		Entry("missing type", func(s map[string]any) { set(s, "type", nil) }, "spec.type: Required value"),
+		Entry("empty type", func(s map[string]any) { set(s, "type", "") }, "spec.type: Invalid value"),
+		Entry("type over 253 characters", func(s map[string]any) { set(s, "type", strings.Repeat("a", 254)) }, "spec.type: Too long"),
+		Entry("missing receiver", func(s map[string]any) { set(s, "receiver", nil) }, "spec.receiver: Required value"),
+		Entry("receiver over 253 characters", func(s map[string]any) { set(s, "receiver", strings.Repeat("r", 254)) }, "spec.receiver: Too long"),
+		Entry("eventID over 253 characters", func(s map[string]any) { set(s, "eventID", strings.Repeat("1", 254)) }, "spec.eventID: Too long"),
+		Entry("idempotencyKey over 512 characters", func(s map[string]any) { set(s, "idempotencyKey", strings.Repeat("k", 513)) }, "spec.idempotencyKey: Too long"),
+		Entry("missing receivedAt", func(s map[string]any) { set(s, "receivedAt", nil) }, "spec.receivedAt: Required value"),
+		Entry("occurredAt not a time", func(s map[string]any) { set(s, "occurredAt", "yesterday") }, "spec.occurredAt"),
+		Entry("missing data", func(s map[string]any) { set(s, "data", nil) }, "spec.data: Required value"),
+		Entry("data is a string", func(s map[string]any) { set(s, "data", "payload") }, "spec.data: Invalid value"),
+		Entry("data is a list", func(s map[string]any) { set(s, "data", []any{int64(1)}) }, "spec.data: Invalid value"),
+	)
+
+	It("keeps integers in data exact, beyond float64 precision", func() {
+		spec := validEventSpec()
+		set(spec, "data.lease_transaction_id", int64(9007199254740993)) // 2^53 + 1
+		Expect(k8s.Create(ctx, newObject("FunnelEvent", ns, "evt-big", spec))).To(Succeed())
+		var got funnelv1.FunnelEvent
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "evt-big"}, &got)).To(Succeed())
+		Expect(string(got.Spec.Data.Raw)).To(ContainSubstring(`"lease_transaction_id":9007199254740993`))
+	})
+
+	Describe("immutability", func() {
+		var event *funnelv1.FunnelEvent
+		BeforeEach(func() {
+			Expect(k8s.Create(ctx, newObject("FunnelEvent", ns, "evt-1", validEventSpec()))).To(Succeed())
+			event = &funnelv1.FunnelEvent{}
+			Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "evt-1"}, event)).To(Succeed())
+		})
+
+		DescribeTable("spec changes are refused",
+			func(mutate func(*funnelv1.FunnelEvent)) {
+				mutate(event)
+				Expect(k8s.Update(ctx, event)).To(MatchError(ContainSubstring("spec is immutable")))
+			},
+			Entry("type", func(e *funnelv1.FunnelEvent) { e.Spec.Type = "quote.created" }),
+			Entry("eventID", func(e *funnelv1.FunnelEvent) { e.Spec.EventID = "1" }),
+			Entry("receiver", func(e *funnelv1.FunnelEvent) { e.Spec.Receiver = "other" }),
+			Entry("format", func(e *funnelv1.FunnelEvent) { e.Spec.Format = funnelv1.FormatV3 }),
+			Entry("occurredAt", func(e *funnelv1.FunnelEvent) { e.Spec.OccurredAt = nil }),
+			Entry("data", func(e *funnelv1.FunnelEvent) {
+				e.Spec.Data = runtime.RawExtension{Raw: []byte(`{"lease_transaction_id":1}`)}
+			}),
+			Entry("a value inside data", func(e *funnelv1.FunnelEvent) {
+				e.Spec.Data = runtime.RawExtension{Raw: []byte(strings.Replace(string(e.Spec.Data.Raw), "Approved", "Denied", 1))}
+			}),
+		)
+
+		It("allows label, annotation and status changes", func() {
+			event.Labels = map[string]string{"team": "leasing"}
+			event.Annotations = map[string]string{funnelv1.AnnotationReplay: "1"}
+			Expect(k8s.Update(ctx, event)).To(Succeed())
+			event.Status.Phase = funnelv1.PhaseSucceeded
+			event.Status.Summary = "Application 74824: Submitted → Approved"
+			Expect(k8s.Status().Update(ctx, event)).To(Succeed())
+		})
+
+		DescribeTable("status is validated",
+			func(mutate func(*funnelv1.FunnelEventStatus), wantErr string) {
+				mutate(&event.Status)
+				Expect(k8s.Status().Update(ctx, event)).To(MatchError(ContainSubstring(wantErr)))
+			},
+			Entry("unknown phase", func(s *funnelv1.FunnelEventStatus) { s.Phase = "Done" }, `status.phase: Unsupported value: "Done"`),
+			Entry("summary over 256 characters", func(s *funnelv1.FunnelEventStatus) { s.Summary = strings.Repeat("s", 257) }, "status.summary: Too long"),
+			Entry("unknown delivery phase", func(s *funnelv1.FunnelEventStatus) {
+				s.Deliveries = []funnelv1.DeliveryStatus{{Subscription: "pms", Phase: "Lost"}}
+			}, `status.deliveries[0].phase: Unsupported value: "Lost"`),
+			Entry("negative duplicates", func(s *funnelv1.FunnelEventStatus) { s.Duplicates = -1 }, "status.duplicates: Invalid value"),
+			Entry("duplicate delivery entries", func(s *funnelv1.FunnelEventStatus) {
+				s.Deliveries = []funnelv1.DeliveryStatus{{Subscription: "pms", Phase: "Pending"}, {Subscription: "pms", Phase: "Pending"}}
+			}, "Duplicate value"),
+		)
+	})
+})
+
+var _ = Describe("FunnelReceiver schema", func() {
+	var ns string
+	BeforeEach(func() {
+		var err error
+		ns, err = testenv.NewNamespace(ctx, k8s, "frcv")
+		Expect(err).NotTo(HaveOccurred())
+	})
+
+	DescribeTable("create",
+		func(mutate func(map[string]any), wantErr string) {
+			spec := validReceiverSpec()
+			mutate(spec)
+			err := k8s.Create(ctx, newObject("FunnelReceiver", ns, "funnel", spec))
+			if wantErr == "" {
+				Expect(err).NotTo(HaveOccurred())
+			} else {
+				Expect(err).To(MatchError(ContainSubstring(wantErr)))
+			}
+		},
+		Entry("token", func(map[string]any) {}, ""),
+		Entry("token, HMAC and CIDRs", func(s map[string]any) {
+			set(s, "auth.hmac", map[string]any{"secretRef": map[string]any{"name": "sig", "key": "key"}, "algorithm": "sha512", "header": "X-Signature"})
+			set(s, "auth.allowedCIDRs", []any{"10.0.0.0/8", "2001:db8::/32"})
+		}, ""),
+		Entry("insecureSkipAuth alone", func(s map[string]any) {
+			set(s, "auth", map[string]any{"insecureSkipAuth": true})
+		}, ""),
+		Entry("no auth at all (admitted; the controller reports it)", func(s map[string]any) { set(s, "auth", nil) }, ""),
+		Entry("all limits at their bounds", func(s map[string]any) {
+			set(s, "maxBodyBytes", int64(1048576))
+			set(s, "retention.maxEvents", int64(1))
+			set(s, "formats", []any{"Classic", "V3", "PartnerV2"})
+		}, ""),
+		Entry("insecureSkipAuth with a token", func(s map[string]any) {
+			set(s, "auth.insecureSkipAuth", true)
+		}, "insecureSkipAuth cannot be combined with token or hmac"),
+		Entry("not a CIDR", func(s map[string]any) {
+			set(s, "auth.allowedCIDRs", []any{"10.0.0.1"})
+		}, "must be a CIDR"),
+		Entry("duplicate CIDRs", func(s map[string]any) {
+			set(s, "auth.allowedCIDRs", []any{"10.0.0.0/8", "10.0.0.0/8"})
+		}, "Duplicate value"),
+		Entry("unknown HMAC algorithm", func(s map[string]any) {
+			set(s, "auth.hmac", map[string]any{"secretRef": map[string]any{"name": "sig", "key": "key"}, "algorithm": "md5"})
+		}, `spec.auth.hmac.algorithm: Unsupported value: "md5"`),
+		Entry("header with a space", func(s map[string]any) {
+			set(s, "auth.token.header", "X Token")
+		}, "spec.auth.token.header: Invalid value"),
+		Entry("Secret key with a slash", func(s map[string]any) {
+			set(s, "auth.token.secretRef.key", "a/b")
+		}, "spec.auth.token.secretRef.key: Invalid value"),
+		Entry("Secret without a name", func(s map[string]any) {
+			set(s, "auth.token.secretRef.name", nil)
+		}, "spec.auth.token.secretRef.name: Required value"),
+		Entry("body limit above 1 MiB", func(s map[string]any) { set(s, "maxBodyBytes", int64(1048577)) }, "spec.maxBodyBytes: Invalid value"),
+		Entry("body limit below 1 KiB", func(s map[string]any) { set(s, "maxBodyBytes", int64(100)) }, "spec.maxBodyBytes: Invalid value"),
+		Entry("unknown format", func(s map[string]any) { set(s, "formats", []any{"SOAP"}) }, `Unsupported value: "SOAP"`),
+		Entry("duplicate format", func(s map[string]any) { set(s, "formats", []any{"V3", "V3"}) }, "Duplicate value"),
+		Entry("maxEvents zero", func(s map[string]any) { set(s, "retention.maxEvents", int64(0)) }, "spec.retention.maxEvents: Invalid value"),
+		Entry("retention not a duration", func(s map[string]any) { set(s, "retention.succeeded", "a week") }, "spec.retention.succeeded"),
+	)
+
+	It("applies the documented defaults", func() {
+		Expect(k8s.Create(ctx, newObject("FunnelReceiver", ns, "funnel", set(validReceiverSpec(), "auth.hmac",
+			map[string]any{"secretRef": map[string]any{"name": "sig", "key": "key"}})))).To(Succeed())
+		var got funnelv1.FunnelReceiver
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "funnel"}, &got)).To(Succeed())
+		Expect(got.Spec.Auth.Token.Header).To(Equal(funnelv1.DefaultTokenHeader))
+		Expect(got.Spec.Auth.HMAC.Header).To(Equal(funnelv1.DefaultHMACHeader))
+		Expect(got.Spec.Auth.HMAC.Algorithm).To(Equal(funnelv1.HMACSHA256))
+		Expect(*got.Spec.MaxBodyBytes).To(Equal(funnelv1.DefaultMaxBodyBytes))
+		Expect(got.Spec.Retention.Succeeded).To(Equal(&metav1.Duration{Duration: 168 * 3600e9}))
+		Expect(got.Spec.Retention.Failed).To(Equal(&metav1.Duration{Duration: 720 * 3600e9}))
+	})
+})
+
+var _ = Describe("kubectl presentation", func() {
+	var ns string
+	BeforeEach(func() {
+		var err error
+		ns, err = testenv.NewNamespace(ctx, k8s, "kubectl")
+		Expect(err).NotTo(HaveOccurred())
+		Expect(k8s.Create(ctx, newObject("FunnelEvent", ns, "evt-8932127", validEventSpec()))).To(Succeed())
+		Expect(k8s.Create(ctx, newObject("FunnelReceiver", ns, "funnel", validReceiverSpec()))).To(Succeed())
+	})
+
+	It("lists FunnelEvents by short name with the pinned columns", func() {
+		out, err := testenv.Kubectl(env, "get", "fev", "-n", ns)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(strings.Fields(strings.SplitN(out, "\n", 2)[0])).To(Equal([]string{"NAME", "TYPE", "PHASE", "SUMMARY", "OCCURRED", "AGE"}))
+		Expect(out).To(ContainSubstring("evt-8932127"))
+		Expect(out).To(ContainSubstring("lease_transaction.status_updated"))
+
+		out, err = testenv.Kubectl(env, "get", "fev", "-n", ns, "-o", "wide")
+		Expect(err).NotTo(HaveOccurred())
+		Expect(strings.Fields(strings.SplitN(out, "\n", 2)[0])).To(ContainElements("ATTEMPTS", "SUMMARY"))
+	})
+
+	It("lists every kind in the funnel category", func() {
+		out, err := testenv.Kubectl(env, "get", "funnel", "-n", ns)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(out).To(ContainSubstring("funnelevent.funnel.leasing.dev/evt-8932127"))
+		Expect(out).To(ContainSubstring("funnelreceiver.funnel.leasing.dev/funnel"))
+	})
+
+	It("lists FunnelReceivers by short name", func() {
+		out, err := testenv.Kubectl(env, "get", "frcv", "-n", ns)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(strings.Fields(strings.SplitN(out, "\n", 2)[0])).To(Equal([]string{"NAME", "READY", "REASON", "PATH", "AGE"}))
+	})
+
+	It("documents the FunnelEvent spec in kubectl explain", func() {
+		out, err := testenv.Kubectl(env, "explain", "funnelevent.spec")
+		Expect(err).NotTo(HaveOccurred())
+		for _, field := range []string{"receiver", "format", "eventID", "type", "occurredAt", "idempotencyKey", "receivedAt", "data"} {
+			Expect(out).To(MatchRegexp(`(?m)^\s+%s\s`, field))
+		}
+		Expect(out).To(ContainSubstring("immutable"))
+	})
+})

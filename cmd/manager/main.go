@@ -1,0 +1,113 @@
+// Command manager runs the funnel-operator: the FunnelReceiver, FunnelEvent and
+// FunnelSubscription controllers, and the webhook receiver Funnel Leasing posts to.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
+	"github.com/funnel-operator/funnel-operator/controllers"
+)
+
+// config is everything the command line sets.
+type config struct {
+	metricsAddr             string
+	probeAddr               string
+	webhookAddr             string
+	leaderElect             bool
+	leaderElectionNamespace string
+	namespaces              string
+	externalURL             string
+	shutdownTimeout         time.Duration
+}
+
+func main() {
+	var cfg config
+	flag.StringVar(&cfg.metricsAddr, "metrics-bind-address", ":8082", "Address the Prometheus metrics endpoint binds to; \"0\" disables it.")
+	flag.StringVar(&cfg.probeAddr, "health-probe-bind-address", ":8081", "Address the /healthz and /readyz probes bind to.")
+	flag.StringVar(&cfg.webhookAddr, "webhook-bind-address", ":8080", "Address the webhook receiver (POST /webhooks/{namespace}/{receiver}) binds to.")
+	flag.BoolVar(&cfg.leaderElect, "leader-elect", false, "Elect a leader among replicas; reconcilers run on the leader only, the receiver on every replica.")
+	flag.StringVar(&cfg.leaderElectionNamespace, "leader-election-namespace", "", "Namespace of the leader election Lease (defaults to the pod's namespace).")
+	flag.StringVar(&cfg.namespaces, "namespaces", "", "Comma-separated namespaces to watch; all namespaces when empty.")
+	flag.StringVar(&cfg.externalURL, "external-url", "", "Public base URL of the receiver (e.g. https://funnel.example.com), shown in FunnelReceiver status.url.")
+	flag.DurationVar(&cfg.shutdownTimeout, "graceful-shutdown-timeout", 30*time.Second, "How long in-flight work may take to finish after SIGTERM.")
+	zapOpts := zap.Options{Development: false}
+	zapOpts.BindFlags(flag.CommandLine)
+	flag.Parse()
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+
+	if err := run(cfg); err != nil {
+		ctrl.Log.Error(err, "Manager exited with an error")
+		os.Exit(1)
+	}
+}
+
+func run(cfg config) error {
+	scheme := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
+	utilruntime.Must(funnelv1.AddToScheme(scheme))
+
+	restCfg, err := ctrl.GetConfig()
+	if err != nil {
+		return fmt.Errorf("loading kubeconfig: %w", err)
+	}
+	shutdown := cfg.shutdownTimeout
+	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
+		Scheme:                        scheme,
+		Metrics:                       metricsserver.Options{BindAddress: cfg.metricsAddr},
+		HealthProbeBindAddress:        cfg.probeAddr,
+		LeaderElection:                cfg.leaderElect,
+		LeaderElectionID:              "funnel-operator.funnel.leasing.dev",
+		LeaderElectionNamespace:       cfg.leaderElectionNamespace,
+		LeaderElectionReleaseOnCancel: true,
+		GracefulShutdownTimeout:       &shutdown,
+		Cache:                         cache.Options{DefaultNamespaces: namespaceConfigs(cfg.namespaces)},
+	})
+	if err != nil {
+		return fmt.Errorf("creating manager: %w", err)
+	}
+
+	ctx := ctrl.SetupSignalHandler()
+	if err := controllers.Setup(ctx, mgr, controllers.Options{ExternalURL: strings.TrimSuffix(cfg.externalURL, "/")}); err != nil {
+		return err
+	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return fmt.Errorf("adding health check: %w", err)
+	}
+	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+		return fmt.Errorf("adding ready check: %w", err)
+	}
+
+	ctrl.Log.Info("Starting manager", "webhookAddress", cfg.webhookAddr, "leaderElection", cfg.leaderElect, "namespaces", cfg.namespaces)
+	if err := mgr.Start(ctx); err != nil {
+		return fmt.Errorf("running manager: %w", err)
+	}
+	return nil
+}
+
+// namespaceConfigs turns the --namespaces flag into cache settings; nil means all namespaces.
+func namespaceConfigs(list string) map[string]cache.Config {
+	var out map[string]cache.Config
+	for ns := range strings.SplitSeq(list, ",") {
+		if ns = strings.TrimSpace(ns); ns != "" {
+			if out == nil {
+				out = map[string]cache.Config{}
+			}
+			out[ns] = cache.Config{}
+		}
+	}
+	return out
+}

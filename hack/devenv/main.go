@@ -1,0 +1,347 @@
+// Command devenv is what `make run` runs: it finds a cluster (or starts a local control
+// plane from the binaries `make envtest-assets` built), installs the CRDs and the samples,
+// runs the operator in the foreground and tells the user what to try. Ctrl-C stops
+// everything it started.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/apimachinery/pkg/util/wait"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/yaml"
+
+	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
+)
+
+// options are the command line.
+type options struct {
+	local       bool
+	dir         string
+	manager     string
+	crds        string
+	samples     string
+	namespace   string
+	webhookAddr string
+	probeAddr   string
+	metricsAddr string
+}
+
+func main() {
+	var o options
+	flag.BoolVar(&o.local, "local", false, "Always start a local control plane, even if a cluster is reachable.")
+	flag.StringVar(&o.dir, "dir", ".local", "Directory for the local control plane's data and kubeconfig.")
+	flag.StringVar(&o.manager, "manager", "bin/manager", "The operator binary to run.")
+	flag.StringVar(&o.crds, "crds", "config/crd/bases", "Directory of CRD manifests to install.")
+	flag.StringVar(&o.samples, "samples", "config/samples", "Directory of sample manifests to apply.")
+	flag.StringVar(&o.namespace, "namespace", "default", "Namespace to apply the samples in.")
+	flag.StringVar(&o.webhookAddr, "webhook-bind-address", "127.0.0.1:8080", "Address of the webhook receiver.")
+	flag.StringVar(&o.probeAddr, "health-probe-bind-address", "127.0.0.1:8081", "Address of the health probes.")
+	flag.StringVar(&o.metricsAddr, "metrics-bind-address", "127.0.0.1:8082", "Address of the metrics endpoint.")
+	flag.Parse()
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, o); err != nil {
+		fmt.Fprintf(os.Stderr, "make run: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, o options) error {
+	scheme := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
+	utilruntime.Must(funnelv1.AddToScheme(scheme))
+
+	cfg, kubeconfig, stopPlane, err := controlPlane(ctx, o)
+	if err != nil {
+		return err
+	}
+	defer stopPlane()
+
+	c, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		return fmt.Errorf("creating client: %w", err)
+	}
+	token, err := ensureTokenSecret(ctx, c, o.namespace)
+	if err != nil {
+		return err
+	}
+	if err := applySamples(ctx, c, o.samples, o.namespace); err != nil {
+		return err
+	}
+
+	mgr, err := startManager(o, kubeconfig)
+	if err != nil {
+		return err
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- mgr.Wait() }()
+
+	ready := make(chan error, 1)
+	readyCtx, cancelReady := context.WithCancel(ctx)
+	defer cancelReady()
+	go func() { ready <- waitReady(readyCtx, c, o) }()
+
+	for {
+		select {
+		case err := <-ready:
+			if err != nil && ctx.Err() == nil {
+				fmt.Fprintf(os.Stderr, "make run: the operator did not become ready: %v\n", err)
+				continue
+			}
+			if err == nil {
+				printBanner(o, kubeconfig, token)
+			}
+			ready = nil
+		case err := <-exited:
+			if err != nil {
+				return fmt.Errorf("the operator exited: %w", err)
+			}
+			return errors.New("the operator exited")
+		case <-ctx.Done():
+			fmt.Fprintln(os.Stderr, "make run: stopping the operator")
+			_ = mgr.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-exited:
+			case <-time.After(40 * time.Second):
+				_ = mgr.Process.Kill()
+				<-exited
+			}
+			return nil
+		}
+	}
+}
+
+// controlPlane returns the cluster to use: the reachable one from $KUBECONFIG unless
+// --local, else a local kube-apiserver and etcd whose data persists in o.dir.
+func controlPlane(ctx context.Context, o options) (*rest.Config, string, func(), error) {
+	if !o.local {
+		if cfg, path, ok := reachableCluster(ctx); ok {
+			fmt.Fprintf(os.Stderr, "make run: using the cluster from %s (%s); LOCAL=1 starts a local one instead\n", path, cfg.Host)
+			if _, err := envtest.InstallCRDs(cfg, envtest.CRDInstallOptions{Paths: []string{o.crds}, ErrorIfPathMissing: true}); err != nil {
+				return nil, "", nil, fmt.Errorf("installing CRDs: %w", err)
+			}
+			return cfg, path, func() {}, nil
+		}
+	}
+
+	dir, err := filepath.Abs(o.dir)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "etcd"), 0o700); err != nil {
+		return nil, "", nil, fmt.Errorf("creating %s: %w", dir, err)
+	}
+	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
+		return nil, "", nil, errors.New("KUBEBUILDER_ASSETS is not set: run through `make run`, which builds and points at the control plane binaries")
+	}
+	fmt.Fprintf(os.Stderr, "make run: starting a local control plane (data in %s)\n", dir)
+	env := &envtest.Environment{
+		CRDDirectoryPaths:     []string{o.crds},
+		ErrorIfCRDPathMissing: true,
+	}
+	env.ControlPlane.Etcd = &envtest.Etcd{DataDir: filepath.Join(dir, "etcd")}
+	cfg, err := env.Start()
+	if err != nil {
+		return nil, "", nil, fmt.Errorf("starting the local control plane: %w", err)
+	}
+	stop := func() {
+		fmt.Fprintln(os.Stderr, "make run: stopping the local control plane")
+		if err := env.Stop(); err != nil {
+			fmt.Fprintf(os.Stderr, "make run: stopping the local control plane: %v\n", err)
+		}
+	}
+	path := filepath.Join(dir, "kubeconfig")
+	if err := os.WriteFile(path, env.KubeConfig, 0o600); err != nil {
+		stop()
+		return nil, "", nil, fmt.Errorf("writing %s: %w", path, err)
+	}
+	return cfg, path, stop, nil
+}
+
+// reachableCluster loads the user's kubeconfig and checks that its API server answers.
+func reachableCluster(ctx context.Context) (*rest.Config, string, bool) {
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, nil).ClientConfig()
+	if err != nil {
+		return nil, "", false
+	}
+	probe := rest.CopyConfig(cfg)
+	probe.Timeout = 3 * time.Second
+	rc, err := rest.UnversionedRESTClientFor(withCodec(probe))
+	if err != nil {
+		return nil, "", false
+	}
+	if err := rc.Get().AbsPath("/version").Do(ctx).Error(); err != nil {
+		return nil, "", false
+	}
+	path := rules.GetDefaultFilename()
+	if p := rules.GetExplicitFile(); p != "" {
+		path = p
+	} else if env := os.Getenv("KUBECONFIG"); env != "" {
+		path = env
+	}
+	return cfg, path, true
+}
+
+func withCodec(cfg *rest.Config) *rest.Config {
+	cfg.NegotiatedSerializer = clientgoscheme.Codecs.WithoutConversion()
+	return cfg
+}
+
+const tokenSecret = "funnel-receiver-token"
+
+// ensureTokenSecret creates the sample receiver's token Secret with a random token, once;
+// an existing Secret (from an earlier run) is kept so the token stays stable.
+func ensureTokenSecret(ctx context.Context, c client.Client, ns string) (string, error) {
+	var s corev1.Secret
+	err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: tokenSecret}, &s)
+	if err == nil {
+		return string(s.Data["token"]), nil
+	}
+	if !apierrors.IsNotFound(err) {
+		return "", fmt.Errorf("reading Secret %s/%s: %w", ns, tokenSecret, err)
+	}
+	b := make([]byte, 24)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("generating a token: %w", err)
+	}
+	token := hex.EncodeToString(b)
+	s = corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: tokenSecret},
+		StringData: map[string]string{"token": token},
+	}
+	if err := c.Create(ctx, &s); err != nil {
+		return "", fmt.Errorf("creating Secret %s/%s: %w", ns, tokenSecret, err)
+	}
+	return token, nil
+}
+
+// applySamples server-side applies every object in the samples directory.
+func applySamples(ctx context.Context, c client.Client, dir, ns string) error {
+	files, err := filepath.Glob(filepath.Join(dir, "*.yaml"))
+	if err != nil {
+		return err
+	}
+	for _, f := range files {
+		if filepath.Base(f) == "kustomization.yaml" {
+			continue
+		}
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			return err
+		}
+		for doc := range strings.SplitSeq(string(raw), "\n---") {
+			obj := map[string]any{}
+			if err := yaml.Unmarshal([]byte(doc), &obj); err != nil {
+				return fmt.Errorf("%s: %w", f, err)
+			}
+			if len(obj) == 0 {
+				continue
+			}
+			u := &unstructured.Unstructured{Object: obj}
+			u.SetNamespace(ns)
+			if err := c.Patch(ctx, u, client.Apply, client.FieldOwner("make-run"), client.ForceOwnership); err != nil {
+				return fmt.Errorf("applying %s: %w", f, err)
+			}
+		}
+	}
+	return nil
+}
+
+// startManager starts the operator binary in its own process group, so the terminal's
+// Ctrl-C reaches only us and we stop it in order.
+func startManager(o options, kubeconfig string) (*exec.Cmd, error) {
+	cmd := exec.Command(o.manager,
+		"--webhook-bind-address="+o.webhookAddr,
+		"--health-probe-bind-address="+o.probeAddr,
+		"--metrics-bind-address="+o.metricsAddr,
+		"--external-url=http://"+o.webhookAddr,
+		"--zap-devel",
+	)
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting %s: %w", o.manager, err)
+	}
+	return cmd, nil
+}
+
+// waitReady waits for the operator's readiness probe and the sample receiver's Ready condition.
+func waitReady(ctx context.Context, c client.Client, o options) error {
+	return wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		resp, err := http.Get("http://" + o.probeAddr + "/readyz")
+		if err != nil {
+			return false, nil
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return false, nil
+		}
+		var rcv funnelv1.FunnelReceiver
+		if err := c.Get(ctx, types.NamespacedName{Namespace: o.namespace, Name: "funnel"}, &rcv); err != nil {
+			return false, nil
+		}
+		return meta.IsStatusConditionTrue(rcv.Status.Conditions, funnelv1.ConditionReady), nil
+	})
+}
+
+// kubectlPath is the kubectl to show in the banner: the user's, else the one built with
+// the control plane.
+func kubectlPath() string {
+	if _, err := exec.LookPath("kubectl"); err == nil {
+		return "kubectl"
+	}
+	return filepath.Join(os.Getenv("KUBEBUILDER_ASSETS"), "kubectl")
+}
+
+func printBanner(o options, kubeconfig, token string) {
+	k := kubectlPath() + " --kubeconfig " + kubeconfig
+	fmt.Printf(`
+================================================================================
+funnel-operator is ready
+
+  Receiver URL:  http://%[1]s/webhooks/%[2]s/funnel
+  Token:         Secret %[2]s/%[3]s, key "token"; show it with
+                 %[4]s get secret %[3]s -n %[2]s -o jsonpath='{.data.token}' | base64 -d
+  Kubeconfig:    %[5]s
+
+Try:
+  %[4]s get funnelreceivers -n %[2]s
+  %[4]s get funnelevents -n %[2]s
+  %[4]s explain funnelevent.spec
+  curl -sS -H 'Authorization: Bearer %[6]s' -H 'Content-Type: application/json' \
+    --data '{"id":8932127,"event_type":"lease_transaction.status_updated","event_timestamp":1680064028,"idempotency_key":null,"event_data":{"lease_transaction_id":74824,"lease_transaction_type":"Application","current_status":"Approved","previous_status":"Submitted","client_id":12453,"community_id":43522}}' \
+    http://%[1]s/webhooks/%[2]s/funnel
+
+Ctrl-C stops the operator and the local control plane.
+================================================================================
+`, o.webhookAddr, o.namespace, tokenSecret, k, kubeconfig, token)
+}
