@@ -55,11 +55,22 @@ $(ENVTEST_BINARIES) &:
 test: verify envtest-assets ## Everything CI runs: verify, unit tests, envtest suites, fuzz seed corpora.
 	go test $(GO_TEST_FLAGS) ./...
 
+FUZZTIME ?= 1m
+.PHONY: fuzz
+fuzz: ## Run every fuzz target for FUZZTIME each (default 1m); crashers land in testdata/fuzz and become regression cases.
+	@for pkg in $$(go list ./...); do \
+		for target in $$(go test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+			echo "fuzz: $$pkg $$target for $(FUZZTIME)"; \
+			go test $$pkg -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) || exit 1; \
+		done; \
+	done
+
 ##@ Build and run
 
 .PHONY: build
 build: ## Build the manager and the kubectl-funnel plugin into bin/.
 	go build -o $(BIN)/manager ./cmd/manager
+	go build -o $(BIN)/kubectl-funnel ./cmd/kubectl-funnel
 
 .PHONY: run
 run: envtest-assets build ## Run the operator: against a local control plane (none reachable, or LOCAL=1), else against $$KUBECONFIG.

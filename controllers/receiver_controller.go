@@ -7,10 +7,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -19,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
+	"github.com/funnel-operator/funnel-operator/controllers/receiver"
 )
 
 // receiverSecretIndex indexes FunnelReceivers by the names of the Secrets they reference,
@@ -50,7 +48,7 @@ func (r *ReceiverReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 	}
 
 	base := rcv.DeepCopy()
-	ready, err := r.readyCondition(ctx, &rcv)
+	cfg, err := receiver.Resolve(ctx, r.Client, &rcv)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
@@ -60,6 +58,7 @@ func (r *ReceiverReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 	if r.ExternalURL != "" {
 		rcv.Status.URL = r.ExternalURL + rcv.Status.WebhookPath
 	}
+	ready := cfg.Ready
 	ready.ObservedGeneration = rcv.Generation
 	meta.SetStatusCondition(&rcv.Status.Conditions, ready)
 
@@ -72,62 +71,12 @@ func (r *ReceiverReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 	return ctrl.Result{}, nil
 }
 
-// readyCondition decides the Ready condition. Only unexpected API errors are returned;
-// configuration problems become a False condition with a reason the user can act on.
-func (r *ReceiverReconciler) readyCondition(ctx context.Context, rcv *funnelv1.FunnelReceiver) (metav1.Condition, error) {
-	notReady := func(reason, format string, args ...any) metav1.Condition {
-		return metav1.Condition{Type: funnelv1.ConditionReady, Status: metav1.ConditionFalse,
-			Reason: reason, Message: fmt.Sprintf(format, args...)}
-	}
-	auth := rcv.Spec.Auth
-	if auth.Token == nil && auth.HMAC == nil && !auth.InsecureSkipAuth {
-		return notReady(funnelv1.ReasonNoAuth,
-			"No authentication configured: set spec.auth.token or spec.auth.hmac, or spec.auth.insecureSkipAuth: true to accept unauthenticated requests"), nil
-	}
-	for _, s := range secretUses(rcv) {
-		var secret corev1.Secret
-		err := r.Get(ctx, types.NamespacedName{Namespace: rcv.Namespace, Name: s.ref.Name}, &secret)
-		if apierrors.IsNotFound(err) {
-			return notReady(funnelv1.ReasonSecretNotFound, "Secret %q referenced by %s does not exist", s.ref.Name, s.field), nil
-		}
-		if err != nil {
-			return metav1.Condition{}, fmt.Errorf("reading Secret %s/%s: %w", rcv.Namespace, s.ref.Name, err)
-		}
-		if len(secret.Data[s.ref.Key]) == 0 {
-			return notReady(funnelv1.ReasonSecretKeyMissing, "Secret %q has no non-empty key %q (referenced by %s)", s.ref.Name, s.ref.Key, s.field), nil
-		}
-	}
-	if rcv.Spec.Suspend {
-		return notReady(funnelv1.ReasonSuspended, "spec.suspend is set: requests are answered 503 so Funnel retries later"), nil
-	}
-	return metav1.Condition{Type: funnelv1.ConditionReady, Status: metav1.ConditionTrue,
-		Reason: funnelv1.ReasonAccepting, Message: "Accepting events at " + rcv.WebhookPath()}, nil
-}
-
-// secretUse is one Secret key a receiver depends on, with the spec field naming it.
-type secretUse struct {
-	field string
-	ref   funnelv1.SecretKeyRef
-}
-
-// secretUses lists the Secret keys a receiver's authentication depends on.
-func secretUses(rcv *funnelv1.FunnelReceiver) []secretUse {
-	var uses []secretUse
-	if t := rcv.Spec.Auth.Token; t != nil {
-		uses = append(uses, secretUse{"spec.auth.token.secretRef", t.SecretRef})
-	}
-	if h := rcv.Spec.Auth.HMAC; h != nil {
-		uses = append(uses, secretUse{"spec.auth.hmac.secretRef", h.SecretRef})
-	}
-	return uses
-}
-
 // secretNames lists the distinct Secrets a receiver depends on.
 func secretNames(rcv *funnelv1.FunnelReceiver) []string {
 	var names []string
-	for _, u := range secretUses(rcv) {
-		if !slices.Contains(names, u.ref.Name) {
-			names = append(names, u.ref.Name)
+	for _, u := range receiver.SecretUses(rcv) {
+		if !slices.Contains(names, u.Ref.Name) {
+			names = append(names, u.Ref.Name)
 		}
 	}
 	return names

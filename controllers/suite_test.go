@@ -2,6 +2,7 @@ package controllers_test
 
 import (
 	"context"
+	"net"
 	"testing"
 	"time"
 
@@ -9,12 +10,14 @@ import (
 	. "github.com/onsi/gomega"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/funnel-operator/funnel-operator/controllers"
+	"github.com/funnel-operator/funnel-operator/controllers/receiver"
 	"github.com/funnel-operator/funnel-operator/test/testenv"
 )
 
@@ -27,6 +30,11 @@ var (
 	k8s    client.Client
 	ctx    context.Context
 	cancel context.CancelFunc
+
+	// webhookURL is the base URL of the manager's webhook receiver.
+	webhookURL string
+	// mgrCache is the manager's cache, for specs that run a receiver of their own.
+	mgrCache cache.Cache
 )
 
 func TestControllers(t *testing.T) {
@@ -52,7 +60,14 @@ var _ = BeforeSuite(func() {
 		Metrics: metricsserver.Options{BindAddress: "0"},
 	})
 	Expect(err).NotTo(HaveOccurred())
-	Expect(controllers.Setup(ctx, mgr, controllers.Options{ExternalURL: "https://funnel.example.com"})).To(Succeed())
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	Expect(err).NotTo(HaveOccurred())
+	webhookURL = "http://" + ln.Addr().String()
+	Expect(controllers.Setup(ctx, mgr, controllers.Options{
+		ExternalURL: "https://funnel.example.com",
+		Webhook:     receiver.Options{Listener: ln},
+	})).To(Succeed())
+	mgrCache = mgr.GetCache()
 
 	done := make(chan struct{})
 	go func() {

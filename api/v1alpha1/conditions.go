@@ -36,6 +36,9 @@ const (
 	LabelEventType = "funnel.leasing.dev/event-type"
 	// LabelFormat is the envelope format: Classic, V3 or PartnerV2.
 	LabelFormat = "funnel.leasing.dev/format"
+	// AnnotationDigest is the receiver's digest of the event content (api/funnel Envelope.Digest):
+	// a later receipt of the same id with another digest is a conflict, answered 409.
+	AnnotationDigest = "funnel.leasing.dev/digest"
 	// AnnotationReplay re-runs processing of an event whenever its value changes.
 	AnnotationReplay = "funnel.leasing.dev/replay"
 )

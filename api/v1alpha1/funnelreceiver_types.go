@@ -13,6 +13,8 @@ const (
 	DefaultHMACHeader               = "X-Funnel-Signature"
 	DefaultSucceededRetention       = "168h"
 	DefaultFailedRetention          = "720h"
+	DefaultRequestsPerSecond  int32 = 100
+	DefaultBurst              int32 = 200
 )
 
 // SecretKeyRef selects one key of a Secret in the referring object's namespace.
@@ -89,14 +91,25 @@ type ReceiverAuth struct {
 	// +optional
 	HMAC *HMACAuth `json:"hmac,omitempty"`
 
-	// allowedCIDRs, when set, only admits requests whose source address (the direct peer)
-	// is in one of these ranges.
+	// allowedCIDRs, when set, only admits requests whose source address is in one of these
+	// ranges. The source is the direct peer, unless that peer is a trusted proxy.
 	// +optional
 	// +listType=set
 	// +kubebuilder:validation:MaxItems=64
 	// +kubebuilder:validation:items:MaxLength=64
 	// +kubebuilder:validation:items:XValidation:rule="isCIDR(self)",message="must be a CIDR such as 10.0.0.0/8 or 2001:db8::/32"
 	AllowedCIDRs []string `json:"allowedCIDRs,omitempty"`
+
+	// trustedProxies are the ranges of proxies (ingress controllers, load balancers) whose
+	// X-Forwarded-For header is believed when checking allowedCIDRs: the source is the
+	// right-most address in it that is not itself a trusted proxy. Empty: the header is
+	// ignored, so a client cannot forge its address.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=64
+	// +kubebuilder:validation:items:XValidation:rule="isCIDR(self)",message="must be a CIDR such as 10.0.0.0/8 or 2001:db8::/32"
+	TrustedProxies []string `json:"trustedProxies,omitempty"`
 
 	// insecureSkipAuth accepts unauthenticated requests. Without token or hmac a receiver
 	// refuses every request unless this is set explicitly.
@@ -127,6 +140,23 @@ type Retention struct {
 	MaxEvents *int32 `json:"maxEvents,omitempty"`
 }
 
+// RateLimit bounds how fast one receiver accepts requests; above it requests get 429.
+type RateLimit struct {
+	// requestsPerSecond is the sustained rate.
+	// +optional
+	// +kubebuilder:default=100
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100000
+	RequestsPerSecond int32 `json:"requestsPerSecond,omitempty"`
+
+	// burst is how many requests may arrive at once above the sustained rate.
+	// +optional
+	// +kubebuilder:default=200
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100000
+	Burst int32 `json:"burst,omitempty"`
+}
+
 // FunnelReceiverSpec configures one webhook endpoint.
 type FunnelReceiverSpec struct {
 	// auth is how requests are authenticated.
@@ -145,6 +175,11 @@ type FunnelReceiverSpec struct {
 	// +kubebuilder:validation:Minimum=1024
 	// +kubebuilder:validation:Maximum=1048576
 	MaxBodyBytes *int64 `json:"maxBodyBytes,omitempty"`
+
+	// rateLimit of authenticated requests to this receiver.
+	// +optional
+	// +kubebuilder:default={}
+	RateLimit RateLimit `json:"rateLimit,omitempty"`
 
 	// retention of finished events.
 	// +optional

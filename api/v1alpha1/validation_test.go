@@ -247,6 +247,11 @@ var _ = Describe("FunnelReceiver schema", func() {
 		Entry("body limit below 1 KiB", func(s map[string]any) { set(s, "maxBodyBytes", int64(100)) }, "spec.maxBodyBytes: Invalid value"),
 		Entry("unknown format", func(s map[string]any) { set(s, "formats", []any{"SOAP"}) }, `Unsupported value: "SOAP"`),
 		Entry("duplicate format", func(s map[string]any) { set(s, "formats", []any{"V3", "V3"}) }, "Duplicate value"),
+		Entry("trusted proxy not a CIDR", func(s map[string]any) {
+			set(s, "auth.trustedProxies", []any{"proxy.example.com"})
+		}, "must be a CIDR"),
+		Entry("rate limit zero", func(s map[string]any) { set(s, "rateLimit.requestsPerSecond", int64(0)) }, "spec.rateLimit.requestsPerSecond: Invalid value"),
+		Entry("burst above the bound", func(s map[string]any) { set(s, "rateLimit.burst", int64(100001)) }, "spec.rateLimit.burst: Invalid value"),
 		Entry("maxEvents zero", func(s map[string]any) { set(s, "retention.maxEvents", int64(0)) }, "spec.retention.maxEvents: Invalid value"),
 		Entry("retention not a duration", func(s map[string]any) { set(s, "retention.succeeded", "a week") }, "spec.retention.succeeded"),
 	)
@@ -262,6 +267,8 @@ var _ = Describe("FunnelReceiver schema", func() {
 		Expect(*got.Spec.MaxBodyBytes).To(Equal(funnelv1.DefaultMaxBodyBytes))
 		Expect(got.Spec.Retention.Succeeded).To(Equal(&metav1.Duration{Duration: 168 * 3600e9}))
 		Expect(got.Spec.Retention.Failed).To(Equal(&metav1.Duration{Duration: 720 * 3600e9}))
+		Expect(got.Spec.RateLimit).To(Equal(funnelv1.RateLimit{
+			RequestsPerSecond: funnelv1.DefaultRequestsPerSecond, Burst: funnelv1.DefaultBurst}))
 	})
 })
 

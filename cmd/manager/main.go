@@ -20,6 +20,7 @@ import (
 
 	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
 	"github.com/funnel-operator/funnel-operator/controllers"
+	"github.com/funnel-operator/funnel-operator/controllers/receiver"
 )
 
 // config is everything the command line sets.
@@ -81,7 +82,10 @@ func run(cfg config) error {
 	}
 
 	ctx := ctrl.SetupSignalHandler()
-	if err := controllers.Setup(ctx, mgr, controllers.Options{ExternalURL: strings.TrimSuffix(cfg.externalURL, "/")}); err != nil {
+	if err := controllers.Setup(ctx, mgr, controllers.Options{
+		ExternalURL: strings.TrimSuffix(cfg.externalURL, "/"),
+		Webhook:     receiver.Options{Addr: cfg.webhookAddr},
+	}); err != nil {
 		return err
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {

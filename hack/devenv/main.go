@@ -337,11 +337,13 @@ Try:
   %[4]s get funnelreceivers -n %[2]s
   %[4]s get funnelevents -n %[2]s
   %[4]s explain funnelevent.spec
+  %[7]s --kubeconfig %[5]s -n %[2]s send lease_transaction.status_updated
+  %[7]s --kubeconfig %[5]s -n %[2]s send renter.created --count 50 --concurrency 4 --duplicate 2
   curl -sS -H 'Authorization: Bearer %[6]s' -H 'Content-Type: application/json' \
     --data '{"id":8932127,"event_type":"lease_transaction.status_updated","event_timestamp":1680064028,"idempotency_key":null,"event_data":{"lease_transaction_id":74824,"lease_transaction_type":"Application","current_status":"Approved","previous_status":"Submitted","client_id":12453,"community_id":43522}}' \
     http://%[1]s/webhooks/%[2]s/funnel
 
 Ctrl-C stops the operator and the local control plane.
 ================================================================================
-`, o.webhookAddr, o.namespace, tokenSecret, k, kubeconfig, token)
+`, o.webhookAddr, o.namespace, tokenSecret, k, kubeconfig, token, filepath.Join(filepath.Dir(o.manager), "kubectl-funnel"))
 }

@@ -1,0 +1,116 @@
+package receiver
+
+import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"crypto/sha512"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/hex"
+	"hash"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+
+	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
+)
+
+// tokenMatches reports whether the header carries the expected token, as
+// "Bearer <t>", "Token <t>" or the bare token. Surrounding whitespace in the Secret is
+// ignored (a token file saved with a trailing newline must still work). Both sides are
+// hashed first so the comparison takes the same time whatever the length or content of
+// the guess.
+func tokenMatches(header string, want []byte) bool {
+	want = bytes.TrimSpace(want)
+	got := strings.TrimSpace(header)
+	if scheme, rest, ok := strings.Cut(got, " "); ok &&
+		(strings.EqualFold(scheme, "Bearer") || strings.EqualFold(scheme, "Token")) {
+		got = strings.TrimSpace(rest)
+	}
+	if got == "" {
+		return false
+	}
+	g, w := sha256.Sum256([]byte(got)), sha256.Sum256(want)
+	return subtle.ConstantTimeCompare(g[:], w[:]) == 1
+}
+
+// signatureMatches checks an HMAC of the raw body. The header may carry the MAC as hex or
+// base64 (standard or URL alphabet, padded or not), optionally prefixed with
+// "<algorithm>=" as GitHub-style senders do.
+func signatureMatches(header string, body, key []byte, algo funnelv1.HMACAlgorithm) bool {
+	newHash := sha256.New
+	if algo == funnelv1.HMACSHA512 {
+		newHash = sha512.New
+	}
+	sig := strings.TrimSpace(header)
+	if prefix, rest, ok := strings.Cut(sig, "="); ok && strings.EqualFold(prefix, string(algo)) {
+		sig = rest
+	}
+	if sig == "" {
+		return false
+	}
+	mac := computeMAC(newHash, key, body)
+	for _, decode := range []func(string) ([]byte, error){
+		hex.DecodeString,
+		base64.StdEncoding.DecodeString,
+		base64.RawStdEncoding.DecodeString,
+		base64.URLEncoding.DecodeString,
+		base64.RawURLEncoding.DecodeString,
+	} {
+		if got, err := decode(sig); err == nil && len(got) == len(mac) && hmac.Equal(got, mac) {
+			return true
+		}
+	}
+	return false
+}
+
+func computeMAC(newHash func() hash.Hash, key, body []byte) []byte {
+	m := hmac.New(newHash, key)
+	m.Write(body)
+	return m.Sum(nil)
+}
+
+// clientAddr is the address allowedCIDRs are checked against: the direct peer, or, when
+// the peer is a trusted proxy, the right-most X-Forwarded-For entry that is not itself a
+// trusted proxy. A client cannot forge its address through a proxy we do not trust.
+func clientAddr(r *http.Request, trusted []netip.Prefix) (netip.Addr, bool) {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	peer, err := netip.ParseAddr(host)
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	peer = peer.Unmap()
+	if !contains(trusted, peer) {
+		return peer, true
+	}
+	hops := r.Header.Values("X-Forwarded-For")
+	addr := peer
+	for i := len(hops) - 1; i >= 0; i-- {
+		parts := strings.Split(hops[i], ",")
+		for j := len(parts) - 1; j >= 0; j-- {
+			a, err := netip.ParseAddr(strings.TrimSpace(parts[j]))
+			if err != nil {
+				return netip.Addr{}, false // a garbled hop after trusted ones: refuse rather than guess
+			}
+			addr = a.Unmap()
+			if !contains(trusted, addr) {
+				return addr, true
+			}
+		}
+	}
+	return addr, true
+}
+
+func contains(prefixes []netip.Prefix, a netip.Addr) bool {
+	for _, p := range prefixes {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,89 @@
+package receiver
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/retry"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
+)
+
+// maxPendingDuplicates bounds the events whose duplicate counts wait to be written; past
+// it new counts are dropped (and counted in a metric): the count is best effort, memory
+// is not.
+const maxPendingDuplicates = 10000
+
+// duplicateCounter adds duplicate receipts to status.duplicates in the background, so a
+// duplicate is answered as fast as a first receipt and a failing status write never fails
+// a request. Receipts of the same event that arrive together are coalesced into one patch.
+type duplicateCounter struct {
+	client client.Client
+
+	mu      sync.Mutex
+	pending map[types.NamespacedName]int64
+	wake    chan struct{}
+}
+
+func newDuplicateCounter(c client.Client) *duplicateCounter {
+	return &duplicateCounter{client: c, pending: map[types.NamespacedName]int64{}, wake: make(chan struct{}, 1)}
+}
+
+// add records one more receipt of the event; it never blocks.
+func (d *duplicateCounter) add(key types.NamespacedName) {
+	d.mu.Lock()
+	if _, ok := d.pending[key]; !ok && len(d.pending) >= maxPendingDuplicates {
+		d.mu.Unlock()
+		duplicateCountsDropped.Inc()
+		return
+	}
+	d.pending[key]++
+	d.mu.Unlock()
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
+}
+
+// run writes pending counts until ctx ends.
+func (d *duplicateCounter) run(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-d.wake:
+		}
+		d.mu.Lock()
+		batch := d.pending
+		d.pending = map[types.NamespacedName]int64{}
+		d.mu.Unlock()
+		for key, n := range batch {
+			if err := d.write(ctx, key, n); err != nil {
+				duplicateCountsDropped.Add(float64(n))
+				ctrl.LoggerFrom(ctx).V(1).Info("Could not record duplicate receipts", "event", key, "count", n, "error", err.Error())
+			}
+		}
+	}
+}
+
+// write adds n to the event's status.duplicates with an optimistic-lock patch, so
+// concurrent writers (the reconciler, another replica) never lose an increment.
+func (d *duplicateCounter) write(ctx context.Context, key types.NamespacedName, n int64) error {
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		var ev funnelv1.FunnelEvent
+		if err := d.client.Get(ctx, key, &ev); err != nil {
+			if apierrors.IsNotFound(err) {
+				return nil // deleted meanwhile (retention): nothing to count on
+			}
+			return fmt.Errorf("reading FunnelEvent %s: %w", key, err)
+		}
+		patch := client.MergeFromWithOptions(ev.DeepCopy(), client.MergeFromWithOptimisticLock{})
+		ev.Status.Duplicates += n
+		return d.client.Status().Patch(ctx, &ev, patch)
+	})
+}

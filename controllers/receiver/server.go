@@ -1,0 +1,248 @@
+package receiver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-logr/logr"
+	"golang.org/x/time/rate"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
+)
+
+// Defaults of Options. The answer deadline leaves Funnel's 5 s timeout a second of margin
+// for the network; everything the server waits on is bounded by it.
+const (
+	DefaultAnswerDeadline = 3500 * time.Millisecond
+	DefaultMaxInFlight    = 512
+	// retryAfterSeconds is what 503 and 429 answers ask the sender to wait.
+	retryAfterSeconds = 5
+)
+
+// Options configure a Server.
+type Options struct {
+	// Addr is the listen address, e.g. ":8080".
+	Addr string
+	// Listener, when set, is used instead of listening on Addr (tests pass one on port 0).
+	Listener net.Listener
+	// AnswerDeadline bounds the time from the start of handling to the answer; a write
+	// the API server has not confirmed by then is answered 503, never 200.
+	AnswerDeadline time.Duration
+	// MaxInFlight bounds concurrent requests; past it requests are shed with 503 at once.
+	MaxInFlight int
+	// Clock stamps receivedAt; tests inject a fake one.
+	Clock clock.PassiveClock
+}
+
+// Server is the webhook receiver, run by the manager on every replica (not only the
+// leader): every replica can accept events, because the API server is what makes them
+// durable and deduplicates them.
+type Server struct {
+	opts Options
+	// cache holds FunnelReceivers and Secrets; requests read their configuration from it.
+	cache cache.Cache
+	// writer creates FunnelEvents directly on the API server.
+	writer client.Client
+
+	inFlight   chan struct{}
+	duplicates *duplicateCounter
+	serving    atomic.Bool
+
+	limitersMu sync.Mutex
+	limiters   map[types.NamespacedName]*rate.Limiter
+}
+
+// NewServer builds a Server that reads configuration from c and writes FunnelEvents
+// with w, a client without client-side rate limits (the per-receiver limit and the API
+// server's priority and fairness apply instead).
+func NewServer(opts Options, c cache.Cache, w client.Client) *Server {
+	if opts.AnswerDeadline <= 0 {
+		opts.AnswerDeadline = DefaultAnswerDeadline
+	}
+	if opts.MaxInFlight <= 0 {
+		opts.MaxInFlight = DefaultMaxInFlight
+	}
+	if opts.Clock == nil {
+		opts.Clock = clock.RealClock{}
+	}
+	return &Server{
+		opts:       opts,
+		cache:      c,
+		writer:     w,
+		inFlight:   make(chan struct{}, opts.MaxInFlight),
+		duplicates: newDuplicateCounter(w),
+		limiters:   map[types.NamespacedName]*rate.Limiter{},
+	}
+}
+
+// NeedLeaderElection is false: the receiver serves on every replica.
+func (s *Server) NeedLeaderElection() bool { return false }
+
+// Handler is the HTTP handler, exposed for tests.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/webhooks/{namespace}/{receiver}", s.serveWebhook)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		s.answer(w, "", time.Now(), reply{code: http.StatusNotFound, msg: "not found: Funnel must POST to /webhooks/{namespace}/{receiver}"})
+	})
+	return mux
+}
+
+// Start waits for the caches it reads, then serves until ctx ends, and finally lets
+// in-flight requests finish (they are bounded by the answer deadline).
+func (s *Server) Start(ctx context.Context) error {
+	log := ctrl.LoggerFrom(ctx).WithName("receiver")
+	ctx = ctrl.LoggerInto(ctx, log)
+	for _, obj := range []client.Object{&funnelv1.FunnelReceiver{}, &corev1.Secret{}} {
+		if _, err := s.cache.GetInformer(ctx, obj); err != nil {
+			return fmt.Errorf("starting the informer for %T: %w", obj, err)
+		}
+	}
+	if !s.cache.WaitForCacheSync(ctx) {
+		return errors.New("the receiver's caches did not sync")
+	}
+
+	srv := &http.Server{
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: 2 * time.Second,
+		ReadTimeout:       s.opts.AnswerDeadline,
+		WriteTimeout:      s.opts.AnswerDeadline + 2*time.Second,
+		IdleTimeout:       90 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+	}
+	ln := s.opts.Listener
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", s.opts.Addr); err != nil {
+			return fmt.Errorf("listening on %s: %w", s.opts.Addr, err)
+		}
+	}
+
+	dupCtx, stopDuplicates := context.WithCancel(context.WithoutCancel(ctx))
+	dupDone := make(chan struct{})
+	go func() { defer close(dupDone); s.duplicates.run(dupCtx) }()
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	s.serving.Store(true)
+	log.Info("Serving webhooks", "address", ln.Addr().String())
+
+	var err error
+	select {
+	case err = <-serveErr:
+	case <-ctx.Done():
+		s.serving.Store(false)
+		shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.AnswerDeadline+time.Second)
+		err = srv.Shutdown(shutdownCtx)
+		cancel()
+		<-serveErr
+	}
+	stopDuplicates()
+	<-dupDone
+	if err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serving webhooks: %w", err)
+	}
+	return nil
+}
+
+// ReadyCheck is a readyz check: ready once the caches synced and the listener is up, so a
+// replica gets traffic only when it can answer correctly.
+func (s *Server) ReadyCheck(*http.Request) error {
+	if !s.serving.Load() {
+		return errors.New("the webhook receiver is not serving yet")
+	}
+	return nil
+}
+
+// reply is the answer to one request.
+type reply struct {
+	code int
+	msg  string
+}
+
+const ackBody = "Funnel Event Received"
+
+// serveWebhook handles POST /webhooks/{namespace}/{receiver}.
+func (s *Server) serveWebhook(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	key := types.NamespacedName{Namespace: r.PathValue("namespace"), Name: r.PathValue("receiver")}
+
+	select {
+	case s.inFlight <- struct{}{}:
+		defer func() { <-s.inFlight }()
+	default:
+		s.answer(w, "", start, reply{http.StatusServiceUnavailable, "overloaded: too many requests in flight, retry later"})
+		return
+	}
+
+	ctx, cancel := context.WithDeadline(r.Context(), start.Add(s.opts.AnswerDeadline))
+	defer cancel()
+	label, rep := s.handle(ctx, w, r, key)
+	s.answer(w, label, start, rep)
+}
+
+// answer writes the reply and records it in the metrics.
+func (s *Server) answer(w http.ResponseWriter, receiver string, start time.Time, rep reply) {
+	h := w.Header()
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	switch rep.code {
+	case http.StatusServiceUnavailable, http.StatusTooManyRequests:
+		h.Set("Retry-After", strconv.Itoa(retryAfterSeconds))
+	case http.StatusMethodNotAllowed:
+		h.Set("Allow", http.MethodPost)
+	}
+	body := rep.msg
+	if rep.code == http.StatusOK {
+		body = ackBody
+	} else {
+		body += "\n"
+	}
+	w.WriteHeader(rep.code)
+	_, _ = w.Write([]byte(body))
+	requestsTotal.WithLabelValues(receiver, strconv.Itoa(rep.code)).Inc()
+	requestDuration.WithLabelValues(receiver).Observe(time.Since(start).Seconds())
+}
+
+// limiter returns the receiver's rate limiter, adjusted to its current spec.
+func (s *Server) limiter(key types.NamespacedName, rl funnelv1.RateLimit) *rate.Limiter {
+	s.limitersMu.Lock()
+	defer s.limitersMu.Unlock()
+	l, ok := s.limiters[key]
+	if !ok {
+		l = rate.NewLimiter(rate.Limit(rl.RequestsPerSecond), int(rl.Burst))
+		s.limiters[key] = l
+		return l
+	}
+	if l.Limit() != rate.Limit(rl.RequestsPerSecond) {
+		l.SetLimit(rate.Limit(rl.RequestsPerSecond))
+	}
+	if l.Burst() != int(rl.Burst) {
+		l.SetBurst(int(rl.Burst))
+	}
+	return l
+}
+
+// forgetLimiter drops the limiter of a receiver that no longer exists.
+func (s *Server) forgetLimiter(key types.NamespacedName) {
+	s.limitersMu.Lock()
+	delete(s.limiters, key)
+	s.limitersMu.Unlock()
+}
+
+// logger is the request's logger; request details are added by handle.
+func logger(ctx context.Context) logr.Logger { return ctrl.LoggerFrom(ctx) }

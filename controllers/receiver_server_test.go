@@ -1,0 +1,603 @@
+package controllers_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"crypto/sha512"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	dto "github.com/prometheus/client_model/go"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
+	"github.com/funnel-operator/funnel-operator/controllers/receiver"
+	"github.com/funnel-operator/funnel-operator/test/testenv"
+)
+
+const (
+	ack   = "Funnel Event Received"
+	token = "s3cret-token"
+)
+
+// example reads a documented example payload from the project's testdata.
+func example(name string) []byte {
+	b, err := os.ReadFile(filepath.Join(testenv.Root(), "api", "funnel", "testdata", name))
+	Expect(err).NotTo(HaveOccurred())
+	return b
+}
+
+// answer is what a sender saw.
+type answer struct {
+	code   int
+	body   string
+	header http.Header
+}
+
+// post sends body to a receiver the way Funnel does, plus the given headers; a header
+// with an empty value is removed (to test missing credentials or content type).
+func post(base, path string, body []byte, headers map[string]string) answer {
+	GinkgoHelper()
+	req, err := http.NewRequest(http.MethodPost, base+path, bytes.NewReader(body))
+	Expect(err).NotTo(HaveOccurred())
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+token)
+	for k, v := range headers {
+		if v == "" {
+			req.Header.Del(k)
+		} else {
+			req.Header.Set(k, v)
+		}
+	}
+	return do(req)
+}
+
+func do(req *http.Request) answer {
+	GinkgoHelper()
+	resp, err := http.DefaultClient.Do(req)
+	Expect(err).NotTo(HaveOccurred())
+	defer func() { _ = resp.Body.Close() }()
+	b, err := io.ReadAll(resp.Body)
+	Expect(err).NotTo(HaveOccurred())
+	return answer{resp.StatusCode, string(b), resp.Header}
+}
+
+// counterValue reads one series of a counter from controller-runtime's registry.
+func counterValue(name string, labels map[string]string) float64 {
+	GinkgoHelper()
+	families, err := metrics.Registry.Gather()
+	Expect(err).NotTo(HaveOccurred())
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+	series:
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if want, ok := labels[l.GetName()]; ok && want != l.GetValue() {
+					continue series
+				}
+			}
+			return counterOf(m)
+		}
+	}
+	return 0
+}
+
+func counterOf(m *dto.Metric) float64 { return m.GetCounter().GetValue() }
+
+func partnerName(body []byte) string {
+	sum := sha256.Sum256(body)
+	return "evt-p-" + hex.EncodeToString(sum[:])[:32]
+}
+
+func hmacHex(newHash func() hash.Hash, key string, body []byte) string {
+	m := hmac.New(newHash, []byte(key))
+	m.Write(body)
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+// awaitReceiver waits until the webhook server's view of receiver ns/funnel (the manager's
+// cache) has the given Ready reason, so a spec's requests meet the configuration it set.
+func awaitReceiver(ns, reason string) {
+	GinkgoHelper()
+	Eventually(func(g Gomega) string {
+		var rcv funnelv1.FunnelReceiver
+		g.Expect(mgrCache.Get(ctx, client.ObjectKey{Namespace: ns, Name: "funnel"}, &rcv)).To(Succeed())
+		cfg, err := receiver.Resolve(ctx, mgrCache, &rcv)
+		g.Expect(err).NotTo(HaveOccurred())
+		return cfg.Ready.Reason
+	}).Should(Equal(reason))
+}
+
+var _ = Describe("Webhook receiver", func() {
+	var (
+		ns   string
+		path string
+	)
+
+	// createReceiver creates a receiver named "funnel" with the token Secret and waits
+	// until the webhook server sees it Ready.
+	createReceiver := func(mutate func(*funnelv1.FunnelReceiverSpec)) {
+		GinkgoHelper()
+		spec := funnelv1.FunnelReceiverSpec{Auth: funnelv1.ReceiverAuth{Token: &funnelv1.TokenAuth{
+			SecretRef: funnelv1.SecretKeyRef{Name: "funnel-token", Key: "token"},
+		}}}
+		if mutate != nil {
+			mutate(&spec)
+		}
+		Expect(k8s.Create(ctx, &funnelv1.FunnelReceiver{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "funnel"}, Spec: spec})).To(Succeed())
+		awaitReceiver(ns, funnelv1.ReasonAccepting)
+	}
+
+	events := func() []funnelv1.FunnelEvent {
+		GinkgoHelper()
+		var list funnelv1.FunnelEventList
+		Expect(k8s.List(ctx, &list, client.InNamespace(ns))).To(Succeed())
+		return list.Items
+	}
+
+	BeforeEach(func() {
+		var err error
+		ns, err = testenv.NewNamespace(ctx, k8s, "webhook")
+		Expect(err).NotTo(HaveOccurred())
+		path = "/webhooks/" + ns + "/funnel"
+		Expect(k8s.Create(ctx, &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "funnel-token"},
+			Data:       map[string][]byte{"token": []byte(token), "hmac": []byte("hmac-key")},
+		})).To(Succeed())
+	})
+
+	Describe("the documented examples", func() {
+		BeforeEach(func() { createReceiver(nil) })
+
+		DescribeTable("are stored once, and acknowledged every time",
+			func(file, name string, format funnelv1.EventFormat, eventType, id, occurred string, subjects map[string]string) {
+				body := example(file)
+				if name == "" {
+					name = partnerName(body)
+				}
+				for range 2 {
+					a := post(webhookURL, path, body, nil)
+					Expect(a.code).To(Equal(http.StatusOK), a.body)
+					Expect(a.body).To(Equal(ack))
+					Expect(a.header.Get("Content-Type")).To(HavePrefix("text/plain"))
+				}
+
+				items := events()
+				Expect(items).To(HaveLen(1))
+				ev := items[0]
+				Expect(ev.Name).To(Equal(name))
+				Expect(ev.Spec.Receiver).To(Equal("funnel"))
+				Expect(ev.Spec.Format).To(Equal(format))
+				Expect(ev.Spec.Type).To(Equal(eventType))
+				Expect(ev.Spec.EventID).To(Equal(id))
+				if occurred == "" {
+					Expect(ev.Spec.OccurredAt).To(BeNil())
+				} else {
+					Expect(ev.Spec.OccurredAt.UTC().Format(time.RFC3339Nano)).To(Equal(occurred))
+				}
+				Expect(ev.Spec.ReceivedAt.IsZero()).To(BeFalse())
+				Expect(ev.Spec.Data.Raw).To(MatchJSON(dataOf(body)))
+
+				wantLabels := map[string]string{
+					funnelv1.LabelReceiver:  "funnel",
+					funnelv1.LabelEventType: eventType,
+					funnelv1.LabelFormat:    string(format),
+				}
+				for k, v := range subjects {
+					wantLabels["funnel.leasing.dev/"+k] = v
+				}
+				Expect(ev.Labels).To(Equal(wantLabels))
+
+				Eventually(func(g Gomega) int64 {
+					var got funnelv1.FunnelEvent
+					g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(&ev), &got)).To(Succeed())
+					return got.Status.Duplicates
+				}).Should(Equal(int64(1)))
+			},
+			Entry("classic lease_transaction.status_updated", "classic-lease_transaction.status_updated.json",
+				"evt-8932127", funnelv1.FormatClassic, "lease_transaction.status_updated", "8932127", "2023-03-29T04:27:08Z",
+				map[string]string{"lease-transaction-id": "74824", "community-id": "43522", "client-id": "12453"}),
+			Entry("V3 lease_transaction.unit_reserved", "v3-lease_transaction.unit_reserved.json",
+				"evt-8cc87045-1111-4a16-a882-454044e6762a", funnelv1.FormatV3, "lease_transaction.unit_reserved",
+				"8cc87045-1111-4a16-a882-454044e6762a", "2024-10-09T13:49:31.658518Z",
+				map[string]string{"lease-transaction-id": "74824", "community-id": "435242", "unit-id": "4352", "client-id": "12457533"}),
+			Entry("V3 lease.move_in", "v3-lease.move_in.json",
+				"evt-3eb29a92-e480-40ee-9a9f-61fff5e3f3d5", funnelv1.FormatV3, "lease.move_in",
+				"3eb29a92-e480-40ee-9a9f-61fff5e3f3d5", "2023-03-11T14:23:56.01Z", nil),
+			Entry("V3 lease.move_in_canceled", "v3-lease.move_in_canceled.json",
+				"evt-3eb29a92-e480-40ee-9a9f-61fff5e3f3d6", funnelv1.FormatV3, "lease.move_in_canceled",
+				"3eb29a92-e480-40ee-9a9f-61fff5e3f3d6", "2023-03-11T14:23:56.01Z", nil),
+			Entry("Partner v2 renter.created", "partner-renter.created.json",
+				"", funnelv1.FormatPartnerV2, "renter.created", "", "",
+				map[string]string{"renter-id": "456678", "community-id": "1234"}),
+			Entry("Partner v2 renter.status-change", "partner-renter.status-change.json",
+				"", funnelv1.FormatPartnerV2, "renter.status-change", "", "",
+				map[string]string{"renter-id": "456678", "community-id": "1234"}),
+			Entry("Partner v2 appointment.updated", "partner-appointment.updated.json",
+				"", funnelv1.FormatPartnerV2, "appointment.updated", "", "",
+				map[string]string{"renter-id": "456", "community-id": "123"}),
+		)
+
+		It("keeps an id above 2^53 and integers in data exact", func() {
+			body := []byte(`{"id": 9007199254740993, "event_type": "lease_transaction.status_updated", "event_timestamp": 1680064028,
+				"event_data": {"lease_transaction_id": 9007199254740995, "lease_transaction_type": "Application", "current_status": "Approved"}}`)
+			a := post(webhookURL, path, body, nil)
+			Expect(a.code).To(Equal(http.StatusOK), a.body)
+			var ev funnelv1.FunnelEvent
+			Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "evt-9007199254740993"}, &ev)).To(Succeed())
+			Expect(ev.Spec.EventID).To(Equal("9007199254740993"))
+			Expect(string(ev.Spec.Data.Raw)).To(ContainSubstring(`"lease_transaction_id":9007199254740995`))
+			Expect(ev.Labels).To(HaveKeyWithValue("funnel.leasing.dev/lease-transaction-id", "9007199254740995"))
+		})
+
+		It("stores unknown event types and extra fields", func() {
+			body := []byte(`{"id": "0b5a2f8e-6a6f-4d0e-9a53-1d3c0f1f2e77", "event": "lease.brand_new", "timestamp": "2025-01-02T03:04:05Z",
+				"data": {"anything": {"goes": [1, 2, 3]}}, "extra": true}`)
+			a := post(webhookURL, path, body, nil)
+			Expect(a.code).To(Equal(http.StatusOK), a.body)
+			Expect(events()).To(ConsistOf(HaveField("Spec.Type", "lease.brand_new")))
+		})
+
+		It("answers 409 when an id comes back with different content, and keeps the first", func() {
+			Expect(post(webhookURL, path, example("classic-lease_transaction.status_updated.json"), nil).code).To(Equal(http.StatusOK))
+			conflicts := counterValue("funnel_events_conflicting_total", map[string]string{"type": "lease_transaction.status_updated"})
+			changed := bytes.Replace(example("classic-lease_transaction.status_updated.json"), []byte(`"Approved"`), []byte(`"Denied"`), 1)
+			a := post(webhookURL, path, changed, nil)
+			Expect(a.code).To(Equal(http.StatusConflict))
+			Expect(a.body).To(ContainSubstring("evt-8932127 was already received with different content"))
+			Expect(counterValue("funnel_events_conflicting_total", map[string]string{"type": "lease_transaction.status_updated"})).To(Equal(conflicts + 1))
+			Expect(events()).To(ConsistOf(HaveField("Spec.Data.Raw", ContainSubstring(`"Approved"`))))
+		})
+
+		It("treats a re-sent event that differs only in whitespace and key order as a duplicate", func() {
+			Expect(post(webhookURL, path, example("v3-lease.move_in_canceled.json"), nil).code).To(Equal(http.StatusOK))
+			reordered := []byte(`{"data":{"pms_identifier":"t0000000","community_pms_identifier":"123","move_in_date":"2023-03-11"},` +
+				`"timestamp":"2023-03-11T14:23:56.010+00:00","event":"lease.move_in_canceled","id":"3eb29a92-e480-40ee-9a9f-61fff5e3f3d6"}`)
+			Expect(post(webhookURL, path, reordered, nil).code).To(Equal(http.StatusOK))
+			Expect(events()).To(HaveLen(1))
+		})
+
+		It("stores exactly one object for 50 concurrent receipts of one event", func() {
+			body := example("v3-lease_transaction.unit_reserved.json")
+			codes := make(chan answer, 50)
+			var wg sync.WaitGroup
+			for range 50 {
+				wg.Go(func() {
+					defer GinkgoRecover()
+					codes <- post(webhookURL, path, body, nil)
+				})
+			}
+			wg.Wait()
+			close(codes)
+			for a := range codes {
+				Expect(a.code).To(Equal(http.StatusOK), a.body)
+				Expect(a.body).To(Equal(ack))
+			}
+			Expect(events()).To(HaveLen(1))
+			Eventually(func(g Gomega) int64 {
+				var ev funnelv1.FunnelEvent
+				g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "evt-8cc87045-1111-4a16-a882-454044e6762a"}, &ev)).To(Succeed())
+				return ev.Status.Duplicates
+			}).Should(Equal(int64(49)))
+		})
+
+		It("counts requests, created events and duplicates in its metrics", func() {
+			receiverLabel := map[string]string{"receiver": ns + "/funnel", "code": "200"}
+			created := counterValue("funnel_events_created_total", map[string]string{"type": "renter.status-change"})
+			dups := counterValue("funnel_events_duplicate_total", map[string]string{"type": "renter.status-change"})
+			body := example("partner-renter.status-change.json")
+			Expect(post(webhookURL, path, body, nil).code).To(Equal(http.StatusOK))
+			Expect(post(webhookURL, path, body, nil).code).To(Equal(http.StatusOK))
+			Expect(counterValue("funnel_webhook_requests_total", receiverLabel)).To(Equal(2.0))
+			Expect(counterValue("funnel_events_created_total", map[string]string{"type": "renter.status-change"})).To(Equal(created + 1))
+			Expect(counterValue("funnel_events_duplicate_total", map[string]string{"type": "renter.status-change"})).To(Equal(dups + 1))
+		})
+	})
+
+	Describe("bad requests", func() {
+		BeforeEach(func() {
+			createReceiver(func(s *funnelv1.FunnelReceiverSpec) {
+				s.MaxBodyBytes = ptr(int64(4096))
+			})
+		})
+
+		classic := string(example("classic-lease_transaction.status_updated.json"))
+		deep := strings.Repeat(`{"a":`, 100) + "1" + strings.Repeat("}", 100)
+
+		DescribeTable("get their documented code, a reason, and store nothing",
+			func(method, target, contentType string, body []byte, headers map[string]string, code int, reason string) {
+				if target == "" {
+					target = path
+				}
+				req, err := http.NewRequest(method, webhookURL+strings.ReplaceAll(target, "{ns}", ns), bytes.NewReader(body))
+				Expect(err).NotTo(HaveOccurred())
+				req.Header.Set("Authorization", "Bearer "+token)
+				if contentType != "" {
+					req.Header.Set("Content-Type", contentType)
+				}
+				for k, v := range headers {
+					if v == "" {
+						req.Header.Del(k)
+					} else {
+						req.Header.Set(k, v)
+					}
+				}
+				a := do(req)
+				Expect(a.code).To(Equal(code), a.body)
+				Expect(a.body).To(ContainSubstring(reason))
+				Expect(a.body).NotTo(ContainSubstring(ack))
+				Expect(events()).To(BeEmpty())
+			},
+			Entry("malformed JSON", "POST", "", "application/json", []byte(`{"id": 1,`), nil, 400, "JSON"),
+			Entry("trailing comma (as in Funnel's own example)", "POST", "", "application/json", example("bad-classic-trailing-comma.json"), nil, 400, "JSON"),
+			Entry("trailing garbage", "POST", "", "application/json", []byte(classic+"x"), nil, 400, ""),
+			Entry("empty body", "POST", "", "application/json", []byte{}, nil, 400, "empty"),
+			Entry("an array", "POST", "", "application/json", []byte(`[`+classic+`]`), nil, 400, "object"),
+			Entry("a string", "POST", "", "application/json", []byte(`"event"`), nil, 400, "object"),
+			Entry("null", "POST", "", "application/json", []byte(`null`), nil, 400, "object"),
+			Entry("no known envelope", "POST", "", "application/json", []byte(`{"hello":"world"}`), nil, 400, "envelope"),
+			Entry("classic id as a string", "POST", "", "application/json",
+				[]byte(strings.Replace(classic, `8932127`, `"8932127"`, 1)), nil, 400, `"id"`),
+			Entry("classic id negative", "POST", "", "application/json",
+				[]byte(strings.Replace(classic, `8932127`, `-5`, 1)), nil, 400, `"id"`),
+			Entry("classic id fractional", "POST", "", "application/json",
+				[]byte(strings.Replace(classic, `8932127`, `1.5`, 1)), nil, 400, `"id"`),
+			Entry("event_type a number", "POST", "", "application/json",
+				[]byte(strings.Replace(classic, `"lease_transaction.status_updated"`, `7`, 1)), nil, 400, `"event_type"`),
+			Entry("missing event type", "POST", "", "application/json",
+				[]byte(`{"id":"3eb29a92-e480-40ee-9a9f-61fff5e3f3d5","timestamp":"2023-03-11T14:23:56Z","data":{}}`), nil, 400, ""),
+			Entry("event_timestamp a string", "POST", "", "application/json",
+				[]byte(strings.Replace(classic, `1680064028`, `"yesterday"`, 1)), nil, 400, `"event_timestamp"`),
+			Entry("V3 timestamp unparsable", "POST", "", "application/json",
+				[]byte(`{"id":"3eb29a92-e480-40ee-9a9f-61fff5e3f3d5","event":"lease.move_in","timestamp":"soon","data":{}}`), nil, 400, `"timestamp"`),
+			Entry("data not an object", "POST", "", "application/json",
+				[]byte(`{"id":"3eb29a92-e480-40ee-9a9f-61fff5e3f3d5","event":"lease.move_in","timestamp":"2023-03-11T14:23:56Z","data":[1]}`), nil, 400, `"data"`),
+			Entry("deep nesting", "POST", "", "application/json",
+				[]byte(`{"event":"renter.created","data":`+deep+`}`), nil, 400, "nest"),
+			Entry("invalid UTF-8", "POST", "", "application/json",
+				[]byte("{\"event\":\"renter.created\",\"data\":{\"name\":\"\xff\xfe\"}}"), nil, 400, "UTF-8"),
+			Entry("body over the receiver's limit", "POST", "", "application/json",
+				[]byte(`{"event":"renter.created","data":{"pad":"`+strings.Repeat("x", 5000)+`"}}`), nil, 413, "limit of 4096 bytes"),
+			Entry("wrong content type", "POST", "", "text/xml", []byte(classic), nil, 415, "application/json"),
+			Entry("form content type", "POST", "", "application/x-www-form-urlencoded", []byte(classic), nil, 415, "application/json"),
+			Entry("GET", "GET", "", "", nil, nil, 405, "POST"),
+			Entry("PUT", "PUT", "", "application/json", []byte(classic), nil, 405, "POST"),
+			Entry("missing token", "POST", "", "application/json", []byte(classic), map[string]string{"Authorization": ""}, 401, "credentials"),
+			Entry("wrong token", "POST", "", "application/json", []byte(classic), map[string]string{"Authorization": "Bearer nope"}, 401, "credentials"),
+			Entry("token in the wrong header", "POST", "", "application/json", []byte(classic),
+				map[string]string{"Authorization": "", "X-Token": token}, 401, "credentials"),
+			Entry("unknown receiver", "POST", "/webhooks/{ns}/nobody", "application/json", []byte(classic), nil, 404, "no FunnelReceiver"),
+			Entry("unknown namespace", "POST", "/webhooks/nowhere/funnel", "application/json", []byte(classic), nil, 404, "no FunnelReceiver"),
+			Entry("not a webhook path", "POST", "/events", "application/json", []byte(classic), nil, 404, "/webhooks/{namespace}/{receiver}"),
+		)
+
+		It("says 405 with an Allow header", func() {
+			a := do(must(http.NewRequest(http.MethodGet, webhookURL+path, nil)))
+			Expect(a.code).To(Equal(http.StatusMethodNotAllowed))
+			Expect(a.header.Get("Allow")).To(Equal("POST"))
+		})
+	})
+
+	Describe("authentication", func() {
+		It("accepts the token bare, as Bearer or Token, in a configured header, and follows rotation", func() {
+			createReceiver(func(s *funnelv1.FunnelReceiverSpec) { s.Auth.Token.Header = "X-Funnel-Token" })
+			body := example("partner-renter.status-change.json")
+			for _, v := range []string{token, "Bearer " + token, "Token " + token, "bearer  " + token} {
+				a := post(webhookURL, path, body, map[string]string{"Authorization": "", "X-Funnel-Token": v})
+				Expect(a.code).To(Equal(http.StatusOK), "header value %q: %s", v, a.body)
+			}
+			Expect(post(webhookURL, path, body, nil).code).To(Equal(http.StatusUnauthorized), "Authorization is not the configured header")
+
+			var secret corev1.Secret
+			Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "funnel-token"}, &secret)).To(Succeed())
+			secret.Data["token"] = []byte("rotated")
+			Expect(k8s.Update(ctx, &secret)).To(Succeed())
+			Eventually(func() int {
+				return post(webhookURL, path, body, map[string]string{"X-Funnel-Token": "rotated"}).code
+			}).Should(Equal(http.StatusOK))
+			Expect(post(webhookURL, path, body, map[string]string{"X-Funnel-Token": token}).code).To(Equal(http.StatusUnauthorized))
+		})
+
+		DescribeTable("checks an HMAC of the raw body",
+			func(algorithm funnelv1.HMACAlgorithm, sign func(body []byte) string, code int) {
+				createReceiver(func(s *funnelv1.FunnelReceiverSpec) {
+					s.Auth.Token = nil
+					s.Auth.HMAC = &funnelv1.HMACAuth{SecretRef: funnelv1.SecretKeyRef{Name: "funnel-token", Key: "hmac"}, Algorithm: algorithm}
+				})
+				body := example("partner-appointment.updated.json")
+				a := post(webhookURL, path, body, map[string]string{"Authorization": "", "X-Funnel-Signature": sign(body)})
+				Expect(a.code).To(Equal(code), a.body)
+				if code != http.StatusOK {
+					Expect(events()).To(BeEmpty())
+				}
+			},
+			Entry("sha256 hex", funnelv1.HMACSHA256, func(b []byte) string { return hmacHex(sha256.New, "hmac-key", b) }, 200),
+			Entry("sha256 hex with prefix", funnelv1.HMACSHA256, func(b []byte) string { return "sha256=" + hmacHex(sha256.New, "hmac-key", b) }, 200),
+			Entry("sha256 base64", funnelv1.HMACSHA256, func(b []byte) string {
+				raw, _ := hex.DecodeString(hmacHex(sha256.New, "hmac-key", b))
+				return base64.StdEncoding.EncodeToString(raw)
+			}, 200),
+			Entry("sha512 hex with prefix", funnelv1.HMACSHA512, func(b []byte) string { return "sha512=" + hmacHex(sha512.New, "hmac-key", b) }, 200),
+			Entry("wrong key", funnelv1.HMACSHA256, func(b []byte) string { return hmacHex(sha256.New, "other-key", b) }, 401),
+			Entry("signature of another body", funnelv1.HMACSHA256, func(b []byte) string { return hmacHex(sha256.New, "hmac-key", append(b, ' ')) }, 401),
+			Entry("sha256 signature where sha512 is configured", funnelv1.HMACSHA512, func(b []byte) string { return hmacHex(sha256.New, "hmac-key", b) }, 401),
+			Entry("missing signature", funnelv1.HMACSHA256, func([]byte) string { return "" }, 401),
+			Entry("garbage signature", funnelv1.HMACSHA256, func([]byte) string { return "sha256=zz" }, 401),
+		)
+
+		DescribeTable("admits only allowed source addresses",
+			func(allowed, trusted []string, forwardedFor string, code int) {
+				createReceiver(func(s *funnelv1.FunnelReceiverSpec) {
+					s.Auth.AllowedCIDRs = allowed
+					s.Auth.TrustedProxies = trusted
+				})
+				a := post(webhookURL, path, example("partner-renter.status-change.json"), map[string]string{"X-Forwarded-For": forwardedFor})
+				Expect(a.code).To(Equal(code), a.body)
+				if code == http.StatusForbidden {
+					Expect(a.body).To(ContainSubstring("source address not allowed"))
+					Expect(events()).To(BeEmpty())
+				}
+			},
+			Entry("loopback allowed", []string{"127.0.0.0/8"}, nil, "", 200),
+			Entry("only 10/8 allowed", []string{"10.0.0.0/8"}, nil, "", 403),
+			Entry("X-Forwarded-For is ignored without trusted proxies", []string{"10.0.0.0/8"}, nil, "10.1.2.3", 403),
+			Entry("X-Forwarded-For from a trusted proxy is believed", []string{"10.0.0.0/8"}, []string{"127.0.0.1/32"}, "10.1.2.3", 200),
+			Entry("the right-most untrusted hop counts, not a forged left one", []string{"10.0.0.0/8"}, []string{"127.0.0.1/32"}, "10.1.2.3, 192.0.2.7", 403),
+			Entry("trusted hops are skipped", []string{"10.0.0.0/8"}, []string{"127.0.0.1/32", "172.16.0.0/12"}, "10.1.2.3, 172.16.0.9", 200),
+		)
+	})
+
+	Describe("receiver state and limits", func() {
+		It("answers 503 with Retry-After while suspended, and accepts again when resumed", func() {
+			createReceiver(nil)
+			setSuspend := func(suspend bool) {
+				rcv := &funnelv1.FunnelReceiver{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "funnel"}}
+				Expect(k8s.Patch(ctx, rcv, client.RawPatch(types.MergePatchType,
+					fmt.Appendf(nil, `{"spec":{"suspend":%t}}`, suspend)))).To(Succeed())
+			}
+			setSuspend(true)
+			awaitReceiver(ns, funnelv1.ReasonSuspended)
+			body := example("partner-renter.status-change.json")
+			a := post(webhookURL, path, body, nil)
+			Expect(a.code).To(Equal(http.StatusServiceUnavailable))
+			Expect(a.body).To(ContainSubstring("Suspended"))
+			Expect(a.header.Get("Retry-After")).NotTo(BeEmpty())
+			Expect(events()).To(BeEmpty())
+
+			setSuspend(false)
+			awaitReceiver(ns, funnelv1.ReasonAccepting)
+			Expect(post(webhookURL, path, body, nil).code).To(Equal(http.StatusOK))
+		})
+
+		It("answers 503 while not Ready, without naming its Secrets", func() {
+			Expect(k8s.Create(ctx, &funnelv1.FunnelReceiver{
+				ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "funnel"},
+				Spec: funnelv1.FunnelReceiverSpec{Auth: funnelv1.ReceiverAuth{Token: &funnelv1.TokenAuth{
+					SecretRef: funnelv1.SecretKeyRef{Name: "missing-secret", Key: "token"}}}},
+			})).To(Succeed())
+			awaitReceiver(ns, funnelv1.ReasonSecretNotFound)
+			a := post(webhookURL, path, example("partner-renter.status-change.json"), nil)
+			Expect(a.code).To(Equal(http.StatusServiceUnavailable))
+			Expect(a.body).To(ContainSubstring("SecretNotFound"))
+			Expect(a.body).NotTo(ContainSubstring("missing-secret"))
+			Expect(events()).To(BeEmpty())
+		})
+
+		It("refuses envelope formats the receiver does not accept", func() {
+			createReceiver(func(s *funnelv1.FunnelReceiverSpec) { s.Formats = []funnelv1.EventFormat{funnelv1.FormatV3} })
+			a := post(webhookURL, path, example("classic-lease_transaction.status_updated.json"), nil)
+			Expect(a.code).To(Equal(http.StatusBadRequest))
+			Expect(a.body).To(ContainSubstring("Classic envelopes are not accepted"))
+			Expect(post(webhookURL, path, example("v3-lease.move_in.json"), nil).code).To(Equal(http.StatusOK))
+		})
+
+		It("rate-limits with 429 and Retry-After", func() {
+			createReceiver(func(s *funnelv1.FunnelReceiverSpec) { s.RateLimit = funnelv1.RateLimit{RequestsPerSecond: 1, Burst: 2} })
+			body := example("partner-renter.status-change.json")
+			codes := []int{}
+			var last answer
+			for range 3 {
+				last = post(webhookURL, path, body, nil)
+				codes = append(codes, last.code)
+			}
+			Expect(codes).To(Equal([]int{200, 200, 429}))
+			Expect(last.header.Get("Retry-After")).NotTo(BeEmpty())
+		})
+	})
+
+	Describe("when the API server does not confirm the write", func() {
+		// startReceiver runs a second webhook server on the manager's cache whose writes go
+		// through the given interceptor, so specs can make the API server fail or hang.
+		startReceiver := func(funcs interceptor.Funcs, deadline time.Duration) string {
+			GinkgoHelper()
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			Expect(err).NotTo(HaveOccurred())
+			srv := receiver.NewServer(receiver.Options{Listener: ln, AnswerDeadline: deadline}, mgrCache, interceptor.NewClient(must(client.NewWithWatch(cfg, client.Options{Scheme: testenv.Scheme()})), funcs))
+			srvCtx, stop := context.WithCancel(ctx)
+			done := make(chan error, 1)
+			go func() { done <- srv.Start(srvCtx) }()
+			DeferCleanup(func() { stop(); Expect(<-done).To(Succeed()) })
+			Eventually(func() error { return srv.ReadyCheck(nil) }).Should(Succeed())
+			return "http://" + ln.Addr().String()
+		}
+
+		BeforeEach(func() { createReceiver(nil) })
+
+		It("answers 503 with Retry-After when the API server refuses, and stores nothing", func() {
+			url := startReceiver(interceptor.Funcs{Create: func(context.Context, client.WithWatch, client.Object, ...client.CreateOption) error {
+				return apierrors.NewServiceUnavailable("etcd is down")
+			}}, time.Second)
+			a := post(url, path, example("v3-lease.move_in.json"), nil)
+			Expect(a.code).To(Equal(http.StatusServiceUnavailable))
+			Expect(a.header.Get("Retry-After")).NotTo(BeEmpty())
+			Expect(events()).To(BeEmpty())
+		})
+
+		It("answers 503 by its deadline when the API server hangs, never 200", func() {
+			url := startReceiver(interceptor.Funcs{Create: func(ctx context.Context, _ client.WithWatch, _ client.Object, _ ...client.CreateOption) error {
+				<-ctx.Done()
+				return fmt.Errorf("creating: %w", ctx.Err())
+			}}, 500*time.Millisecond)
+			start := time.Now()
+			a := post(url, path, example("v3-lease.move_in.json"), nil)
+			Expect(a.code).To(Equal(http.StatusServiceUnavailable))
+			Expect(time.Since(start)).To(BeNumerically("<", 2*time.Second))
+			Expect(events()).To(BeEmpty())
+		})
+
+		It("answers 503 when the object exists but cannot be read back to compare", func() {
+			Expect(post(webhookURL, path, example("v3-lease.move_in.json"), nil).code).To(Equal(http.StatusOK))
+			url := startReceiver(interceptor.Funcs{Get: func(ctx context.Context, c client.WithWatch, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+				if _, ok := obj.(*funnelv1.FunnelEvent); ok {
+					return errors.New("connection reset")
+				}
+				return c.Get(ctx, key, obj, opts...)
+			}}, time.Second)
+			Expect(post(url, path, example("v3-lease.move_in.json"), nil).code).To(Equal(http.StatusServiceUnavailable))
+		})
+	})
+})
+
+func ptr[T any](v T) *T { return &v }
+
+func must[T any](v T, err error) T {
+	GinkgoHelper()
+	Expect(err).NotTo(HaveOccurred())
+	return v
+}
+
+// dataOf returns the data object of an example body, for comparing with what was stored.
+func dataOf(body []byte) []byte {
+	GinkgoHelper()
+	var envelope map[string]json.RawMessage
+	Expect(json.Unmarshal(body, &envelope)).To(Succeed())
+	if d, ok := envelope["event_data"]; ok {
+		return d
+	}
+	Expect(envelope).To(HaveKey("data"))
+	return envelope["data"]
+}
