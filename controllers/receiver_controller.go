@@ -33,7 +33,7 @@ type ReceiverReconciler struct {
 }
 
 // +kubebuilder:rbac:groups=funnel.leasing.dev,resources=funnelreceivers,verbs=get;list;watch
-// +kubebuilder:rbac:groups=funnel.leasing.dev,resources=funnelreceivers/status,verbs=get;patch;update
+// +kubebuilder:rbac:groups=funnel.leasing.dev,resources=funnelreceivers/status,verbs=patch
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
 
 // Reconcile computes the receiver's status from its spec and Secrets, and writes it with

@@ -4,13 +4,32 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"strconv"
+	"strings"
+	"time"
 
+	"golang.org/x/time/rate"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/selection"
 	"k8s.io/client-go/rest"
+	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/funnel-operator/funnel-operator/api/funnel"
+	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
 	"github.com/funnel-operator/funnel-operator/controllers/receiver"
 )
+
+// DefaultEventConcurrency is how many events of each family are processed at once.
+var DefaultEventConcurrency = map[funnel.Family]int{
+	funnel.FamilyLeaseTransaction: 4,
+	funnel.FamilyLease:            2,
+	funnel.FamilyQuote:            2,
+	funnel.FamilyProspect:         2,
+	funnel.FamilyUnknown:          1,
+}
 
 // Options configures every controller the manager runs.
 type Options struct {
@@ -18,12 +37,72 @@ type Options struct {
 	ExternalURL string
 	// Webhook configures the receiver Funnel posts to.
 	Webhook receiver.Options
+	// EventConcurrency overrides DefaultEventConcurrency per family.
+	EventConcurrency map[funnel.Family]int
+	// Dispatcher routes validated events to deliveries; NoDeliveries when nil.
+	Dispatcher Dispatcher
+	// Clock is the time source of the controllers; the real clock when nil.
+	Clock clock.Clock
+	// RetentionDeletesPerSecond paces retention deletes; DefaultRetentionDeletesPerSecond when 0.
+	RetentionDeletesPerSecond float64
+	// RetentionRecheck is the longest wait between retention passes; DefaultRetentionRecheck when 0.
+	RetentionRecheck time.Duration
+}
+
+// CacheOptions are the manager's cache settings: FunnelEvents are cached only while
+// unfinished (no done label), so memory follows in-flight work, not history.
+func CacheOptions(namespaces []string) cache.Options {
+	notDone, err := labels.NewRequirement(funnelv1.LabelDone, selection.DoesNotExist, nil)
+	if err != nil {
+		panic(err) // a constant, valid label key
+	}
+	opts := cache.Options{ByObject: map[client.Object]cache.ByObject{
+		&funnelv1.FunnelEvent{}: {Label: labels.NewSelector().Add(*notDone)},
+	}}
+	for _, ns := range namespaces {
+		if opts.DefaultNamespaces == nil {
+			opts.DefaultNamespaces = map[string]cache.Config{}
+		}
+		opts.DefaultNamespaces[ns] = cache.Config{}
+	}
+	return opts
 }
 
 // Setup registers every controller and the webhook receiver with the manager.
 func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
+	if opts.Clock == nil {
+		opts.Clock = clock.RealClock{}
+	}
+	if opts.Dispatcher == nil {
+		opts.Dispatcher = NoDeliveries{}
+	}
 	if err := (&ReceiverReconciler{Client: mgr.GetClient(), ExternalURL: opts.ExternalURL}).SetupWithManager(ctx, mgr); err != nil {
 		return fmt.Errorf("setting up the FunnelReceiver controller: %w", err)
+	}
+
+	rec := mgr.GetEventRecorder("funnel-operator")
+	for _, f := range Families {
+		concurrency := DefaultEventConcurrency[f]
+		if n, ok := opts.EventConcurrency[f]; ok {
+			concurrency = n
+		}
+		r := &EventReconciler{Client: mgr.GetClient(), Family: f, Dispatcher: opts.Dispatcher, Recorder: rec, Clock: opts.Clock}
+		if err := r.SetupWithManager(mgr, concurrency); err != nil {
+			return fmt.Errorf("setting up the %s event controller: %w", f, err)
+		}
+	}
+
+	deletes := opts.RetentionDeletesPerSecond
+	if deletes <= 0 {
+		deletes = DefaultRetentionDeletesPerSecond
+	}
+	recheck := opts.RetentionRecheck
+	if recheck <= 0 {
+		recheck = DefaultRetentionRecheck
+	}
+	if err := (&RetentionReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Clock: opts.Clock,
+		Limiter: rate.NewLimiter(rate.Limit(deletes), 1), Recheck: recheck}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the retention controller: %w", err)
 	}
 
 	// The receiver writes with its own client, free of client-side rate limits: its
@@ -43,4 +122,28 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		return fmt.Errorf("adding the webhook receiver's ready check: %w", err)
 	}
 	return nil
+}
+
+// ParseEventConcurrency parses "family=n,family=n" (the --event-concurrency flag).
+func ParseEventConcurrency(s string) (map[funnel.Family]int, error) {
+	out := map[funnel.Family]int{}
+	for part := range strings.SplitSeq(s, ",") {
+		if part = strings.TrimSpace(part); part == "" {
+			continue
+		}
+		name, value, ok := strings.Cut(part, "=")
+		if !ok {
+			return nil, fmt.Errorf("%q: want family=workers", part)
+		}
+		f := funnel.Family(strings.TrimSpace(name))
+		if _, known := DefaultEventConcurrency[f]; !known {
+			return nil, fmt.Errorf("%q: unknown family %q (one of lease_transaction, lease, quote, prospect, unknown)", part, f)
+		}
+		n, err := strconv.Atoi(strings.TrimSpace(value))
+		if err != nil || n < 1 || n > 1000 {
+			return nil, fmt.Errorf("%q: workers must be a number from 1 to 1000", part)
+		}
+		out[f] = n
+	}
+	return out, nil
 }

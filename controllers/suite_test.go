@@ -58,6 +58,7 @@ var _ = BeforeSuite(func() {
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:  testenv.Scheme(),
 		Metrics: metricsserver.Options{BindAddress: "0"},
+		Cache:   controllers.CacheOptions(nil),
 	})
 	Expect(err).NotTo(HaveOccurred())
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -36,9 +36,15 @@ const (
 	LabelEventType = "funnel.leasing.dev/event-type"
 	// LabelFormat is the envelope format: Classic, V3 or PartnerV2.
 	LabelFormat = "funnel.leasing.dev/format"
+	// LabelDone marks a finished event with its final phase (Succeeded, Failed, Ignored).
+	// Finished events are outside the controllers' cache, so memory stays bounded by
+	// in-flight work, and retention lists them by this label. Removing it (with a new
+	// replay annotation) brings an event back for processing.
+	LabelDone = "funnel.leasing.dev/done"
 	// AnnotationDigest is the receiver's digest of the event content (api/funnel Envelope.Digest):
 	// a later receipt of the same id with another digest is a conflict, answered 409.
 	AnnotationDigest = "funnel.leasing.dev/digest"
-	// AnnotationReplay re-runs processing of an event whenever its value changes.
+	// AnnotationReplay re-runs processing of an event whenever its value changes (kubectl
+	// funnel replay sets it to a fresh value and removes LabelDone in one patch).
 	AnnotationReplay = "funnel.leasing.dev/replay"
 )

@@ -186,6 +186,12 @@ type FunnelEventStatus struct {
 	// processedTime is when processing reached a final phase.
 	// +optional
 	ProcessedTime *metav1.Time `json:"processedTime,omitempty"`
+
+	// observedReplay is the value of the funnel.leasing.dev/replay annotation the last
+	// processing ran for; a different annotation value means "process again".
+	// +optional
+	// +kubebuilder:validation:MaxLength=128
+	ObservedReplay string `json:"observedReplay,omitempty"`
 }
 
 // FunnelEvent is one event received from Funnel Leasing, stored durably before it was
@@ -199,6 +205,11 @@ type FunnelEventStatus struct {
 // +kubebuilder:printcolumn:name="Summary",type=string,JSONPath=`.status.summary`
 // +kubebuilder:printcolumn:name="Occurred",type=date,JSONPath=`.spec.occurredAt`
 // +kubebuilder:printcolumn:name="Attempts",type=integer,JSONPath=`.status.attempts`,priority=1
+// +kubebuilder:printcolumn:name="Lease-Transaction",type=string,JSONPath=`.metadata.labels.funnel\.leasing\.dev/lease-transaction-id`,priority=1
+// +kubebuilder:printcolumn:name="Community",type=string,JSONPath=`.metadata.labels.funnel\.leasing\.dev/community-id`,priority=1
+// +kubebuilder:printcolumn:name="Unit",type=string,JSONPath=`.metadata.labels.funnel\.leasing\.dev/unit-id`,priority=1
+// +kubebuilder:printcolumn:name="Client",type=string,JSONPath=`.metadata.labels.funnel\.leasing\.dev/client-id`,priority=1
+// +kubebuilder:printcolumn:name="Renter",type=string,JSONPath=`.metadata.labels.funnel\.leasing\.dev/renter-id`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type FunnelEvent struct {
 	metav1.TypeMeta   `json:",inline"`
@@ -208,8 +219,10 @@ type FunnelEvent struct {
 	// +required
 	Spec FunnelEventSpec `json:"spec"`
 
-	// status is what the operator did with the event.
+	// status is what the operator did with the event. An event no reconciler has looked
+	// at yet reads as phase Pending.
 	// +optional
+	// +kubebuilder:default={phase: Pending}
 	Status FunnelEventStatus `json:"status,omitempty"`
 }
 

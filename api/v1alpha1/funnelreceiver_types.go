@@ -1,6 +1,8 @@
 package v1alpha1
 
 import (
+	"time"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -11,8 +13,8 @@ const (
 	MaxMaxBodyBytes           int64 = 1 << 20
 	DefaultTokenHeader              = "Authorization"
 	DefaultHMACHeader               = "X-Funnel-Signature"
-	DefaultSucceededRetention       = "168h"
-	DefaultFailedRetention          = "720h"
+	DefaultSucceededRetention       = 168 * time.Hour
+	DefaultFailedRetention          = 720 * time.Hour
 	DefaultRequestsPerSecond  int32 = 100
 	DefaultBurst              int32 = 200
 )

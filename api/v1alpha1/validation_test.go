@@ -265,8 +265,8 @@ var _ = Describe("FunnelReceiver schema", func() {
 		Expect(got.Spec.Auth.HMAC.Header).To(Equal(funnelv1.DefaultHMACHeader))
 		Expect(got.Spec.Auth.HMAC.Algorithm).To(Equal(funnelv1.HMACSHA256))
 		Expect(*got.Spec.MaxBodyBytes).To(Equal(funnelv1.DefaultMaxBodyBytes))
-		Expect(got.Spec.Retention.Succeeded).To(Equal(&metav1.Duration{Duration: 168 * 3600e9}))
-		Expect(got.Spec.Retention.Failed).To(Equal(&metav1.Duration{Duration: 720 * 3600e9}))
+		Expect(got.Spec.Retention.Succeeded).To(Equal(&metav1.Duration{Duration: funnelv1.DefaultSucceededRetention}))
+		Expect(got.Spec.Retention.Failed).To(Equal(&metav1.Duration{Duration: funnelv1.DefaultFailedRetention}))
 		Expect(got.Spec.RateLimit).To(Equal(funnelv1.RateLimit{
 			RequestsPerSecond: funnelv1.DefaultRequestsPerSecond, Burst: funnelv1.DefaultBurst}))
 	})

@@ -13,7 +13,6 @@ import (
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -33,6 +32,8 @@ type config struct {
 	namespaces              string
 	externalURL             string
 	shutdownTimeout         time.Duration
+	eventConcurrency        string
+	retentionDeletes        float64
 }
 
 func main() {
@@ -44,6 +45,8 @@ func main() {
 	flag.StringVar(&cfg.leaderElectionNamespace, "leader-election-namespace", "", "Namespace of the leader election Lease (defaults to the pod's namespace).")
 	flag.StringVar(&cfg.namespaces, "namespaces", "", "Comma-separated namespaces to watch; all namespaces when empty.")
 	flag.StringVar(&cfg.externalURL, "external-url", "", "Public base URL of the receiver (e.g. https://funnel.example.com), shown in FunnelReceiver status.url.")
+	flag.StringVar(&cfg.eventConcurrency, "event-concurrency", "", "Workers per event family, e.g. \"lease_transaction=8,prospect=4\" (defaults: lease_transaction=4, lease=2, quote=2, prospect=2, unknown=1).")
+	flag.Float64Var(&cfg.retentionDeletes, "retention-deletes-per-second", controllers.DefaultRetentionDeletesPerSecond, "How fast retention may delete finished events, across receivers.")
 	flag.DurationVar(&cfg.shutdownTimeout, "graceful-shutdown-timeout", 30*time.Second, "How long in-flight work may take to finish after SIGTERM.")
 	zapOpts := zap.Options{Development: false}
 	zapOpts.BindFlags(flag.CommandLine)
@@ -61,6 +64,10 @@ func run(cfg config) error {
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(funnelv1.AddToScheme(scheme))
 
+	concurrency, err := controllers.ParseEventConcurrency(cfg.eventConcurrency)
+	if err != nil {
+		return fmt.Errorf("--event-concurrency: %w", err)
+	}
 	restCfg, err := ctrl.GetConfig()
 	if err != nil {
 		return fmt.Errorf("loading kubeconfig: %w", err)
@@ -75,7 +82,7 @@ func run(cfg config) error {
 		LeaderElectionNamespace:       cfg.leaderElectionNamespace,
 		LeaderElectionReleaseOnCancel: true,
 		GracefulShutdownTimeout:       &shutdown,
-		Cache:                         cache.Options{DefaultNamespaces: namespaceConfigs(cfg.namespaces)},
+		Cache:                         controllers.CacheOptions(splitList(cfg.namespaces)),
 	})
 	if err != nil {
 		return fmt.Errorf("creating manager: %w", err)
@@ -83,8 +90,10 @@ func run(cfg config) error {
 
 	ctx := ctrl.SetupSignalHandler()
 	if err := controllers.Setup(ctx, mgr, controllers.Options{
-		ExternalURL: strings.TrimSuffix(cfg.externalURL, "/"),
-		Webhook:     receiver.Options{Addr: cfg.webhookAddr},
+		ExternalURL:               strings.TrimSuffix(cfg.externalURL, "/"),
+		Webhook:                   receiver.Options{Addr: cfg.webhookAddr},
+		EventConcurrency:          concurrency,
+		RetentionDeletesPerSecond: cfg.retentionDeletes,
 	}); err != nil {
 		return err
 	}
@@ -102,15 +111,12 @@ func run(cfg config) error {
 	return nil
 }
 
-// namespaceConfigs turns the --namespaces flag into cache settings; nil means all namespaces.
-func namespaceConfigs(list string) map[string]cache.Config {
-	var out map[string]cache.Config
-	for ns := range strings.SplitSeq(list, ",") {
-		if ns = strings.TrimSpace(ns); ns != "" {
-			if out == nil {
-				out = map[string]cache.Config{}
-			}
-			out[ns] = cache.Config{}
+// splitList splits a comma-separated flag value, dropping empty items.
+func splitList(list string) []string {
+	var out []string
+	for item := range strings.SplitSeq(list, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
 		}
 	}
 	return out

@@ -47,6 +47,13 @@ type Options struct {
 	Clock clock.PassiveClock
 }
 
+// The receiver creates events, reads one back to compare a duplicate, and patches
+// status.duplicates; it reads receivers and Secrets through the cache.
+// +kubebuilder:rbac:groups=funnel.leasing.dev,resources=funnelevents,verbs=create;get
+// +kubebuilder:rbac:groups=funnel.leasing.dev,resources=funnelevents/status,verbs=patch
+// +kubebuilder:rbac:groups=funnel.leasing.dev,resources=funnelreceivers,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
+
 // Server is the webhook receiver, run by the manager on every replica (not only the
 // leader): every replica can accept events, because the API server is what makes them
 // durable and deduplicates them.

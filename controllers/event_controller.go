@@ -1,0 +1,170 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/util/sets"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/recorder"
+
+	"github.com/funnel-operator/funnel-operator/api/funnel"
+	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
+)
+
+var eventProcessingDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+	Name:    "funnel_event_processing_duration_seconds",
+	Help:    "Time of one processing pass over a FunnelEvent, by event family and the phase it left the event in (or error).",
+	Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 12),
+}, []string{"family", "result"})
+
+func init() { metrics.Registry.MustRegister(eventProcessingDuration) }
+
+// Families are the event families, each processed by its own named controller.
+var Families = []funnel.Family{
+	funnel.FamilyLeaseTransaction, funnel.FamilyLease, funnel.FamilyQuote, funnel.FamilyProspect, funnel.FamilyUnknown,
+}
+
+// EventReconciler processes FunnelEvents of one family: validate the typed data,
+// summarise, dispatch to deliveries, and record the outcome in status. One
+// implementation serves every family; the type handler comes from api/funnel.
+type EventReconciler struct {
+	client.Client
+	Family     funnel.Family
+	Dispatcher Dispatcher
+	Recorder   recorder.EventRecorder
+	Clock      clock.PassiveClock
+}
+
+// +kubebuilder:rbac:groups=funnel.leasing.dev,resources=funnelevents,verbs=get;list;watch;patch
+// +kubebuilder:rbac:groups=funnel.leasing.dev,resources=funnelevents/status,verbs=patch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// Reconcile runs one processing pass: at most one status patch, then, once the event is
+// finished, the done label that takes it out of the cache.
+func (r *EventReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	start := r.Clock.Now()
+	var ev funnelv1.FunnelEvent
+	if err := r.Get(ctx, req.NamespacedName, &ev); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !ev.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, nil
+	}
+	log := ctrl.LoggerFrom(ctx).WithValues("type", ev.Spec.Type, "id", ev.Spec.EventID)
+	ctx = ctrl.LoggerInto(ctx, log)
+
+	token := replayToken(ev.Annotations[funnelv1.AnnotationReplay])
+	if ev.Status.Phase.Finished() && token == ev.Status.ObservedReplay {
+		// Finished by an earlier pass that could not label it, or its label was removed
+		// without a new replay value: only the label is missing.
+		return ctrl.Result{}, r.markDone(ctx, &ev)
+	}
+
+	base := ev.DeepCopy()
+	if token != ev.Status.ObservedReplay {
+		previous := resetForReplay(&ev.Status, token)
+		r.Recorder.Eventf(&ev, nil, corev1.EventTypeNormal, "Replayed", "Replay", "Processing again (replay %q, %s)", token, previous)
+		log.Info("Replaying event", "previous", previous)
+	}
+
+	o, requeue, err := r.process(ctx, &ev)
+	if err != nil {
+		eventProcessingDuration.WithLabelValues(string(r.Family), "error").Observe(r.Clock.Since(start).Seconds())
+		return ctrl.Result{}, err
+	}
+	o.apply(&ev.Status, ev.Generation, r.Clock.Now())
+	if !equality.Semantic.DeepEqual(base.Status, ev.Status) {
+		if err := r.Status().Patch(ctx, &ev, client.MergeFrom(base)); err != nil {
+			return ctrl.Result{}, fmt.Errorf("patching status of FunnelEvent %s: %w", req.NamespacedName, err)
+		}
+		if o.phase == funnelv1.PhaseFailed && base.Status.Phase != funnelv1.PhaseFailed {
+			r.Recorder.Eventf(&ev, nil, corev1.EventTypeWarning, o.ready.Reason, "Process", "%s", o.ready.Message)
+		}
+	}
+	eventProcessingDuration.WithLabelValues(string(r.Family), string(o.phase)).Observe(r.Clock.Since(start).Seconds())
+	if o.phase.Finished() {
+		return ctrl.Result{}, r.markDone(ctx, &ev)
+	}
+	return ctrl.Result{RequeueAfter: requeue}, nil
+}
+
+// process validates the event with its type's handler and dispatches it. Invalid data
+// is a terminal outcome, not an error: retrying cannot fix it.
+func (r *EventReconciler) process(ctx context.Context, ev *funnelv1.FunnelEvent) (outcome, time.Duration, error) {
+	handler := funnel.Lookup(ev.Spec.Type)
+	details, err := handler.Decode(ev.Spec.Data.Raw)
+	if err != nil {
+		return invalidOutcome(err), 0, nil
+	}
+	d, err := r.Dispatcher.Dispatch(ctx, ev, details)
+	if err != nil {
+		return outcome{}, 0, fmt.Errorf("dispatching FunnelEvent %s/%s: %w", ev.Namespace, ev.Name, err)
+	}
+	return validOutcome(handler.Known, details.Summary, d.Deliveries), d.RequeueAfter, nil
+}
+
+// markDone labels a finished event with its phase. Status is always written first, so
+// a crash in between leaves an event that is finished but still cached, which the next
+// pass labels; never the reverse, an unfinished event outside the cache.
+func (r *EventReconciler) markDone(ctx context.Context, ev *funnelv1.FunnelEvent) error {
+	if ev.Labels[funnelv1.LabelDone] == string(ev.Status.Phase) {
+		return nil
+	}
+	base := ev.DeepCopy()
+	if ev.Labels == nil {
+		ev.Labels = map[string]string{}
+	}
+	ev.Labels[funnelv1.LabelDone] = string(ev.Status.Phase)
+	if err := r.Patch(ctx, ev, client.MergeFrom(base)); err != nil {
+		return fmt.Errorf("labelling FunnelEvent %s/%s done: %w", ev.Namespace, ev.Name, client.IgnoreNotFound(err))
+	}
+	return nil
+}
+
+// SetupWithManager registers the family's controller: named after the family, fed only
+// the events whose type label belongs to it.
+func (r *EventReconciler) SetupWithManager(mgr ctrl.Manager, concurrency int) error {
+	return ctrl.NewControllerManagedBy(mgr).
+		Named(string(r.Family)).
+		For(&funnelv1.FunnelEvent{}, builder.WithPredicates(familyPredicate(r.Family), replayPredicate())).
+		WithOptions(controller.Options{MaxConcurrentReconciles: concurrency}).
+		Complete(r)
+}
+
+// familyPredicate admits events whose event-type label is a known type of the family;
+// the unknown family takes every other event.
+func familyPredicate(f funnel.Family) predicate.Predicate {
+	known := sets.New(funnel.KnownTypes()...)
+	mine := sets.New(funnel.TypesOf(f)...)
+	return predicate.NewPredicateFuncs(func(o client.Object) bool {
+		t := o.GetLabels()[funnelv1.LabelEventType]
+		if f == funnel.FamilyUnknown {
+			return !known.Has(t)
+		}
+		return mine.Has(t)
+	})
+}
+
+// replayPredicate lets through creations (and the initial list after a restart) and the
+// updates that ask for work: a new replay value. The controller's own status and label
+// writes do not wake it again.
+func replayPredicate() predicate.Predicate {
+	return predicate.Funcs{
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			return e.ObjectOld.GetAnnotations()[funnelv1.AnnotationReplay] != e.ObjectNew.GetAnnotations()[funnelv1.AnnotationReplay]
+		},
+		DeleteFunc: func(event.DeleteEvent) bool { return false },
+	}
+}

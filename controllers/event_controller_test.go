@@ -1,0 +1,223 @@
+package controllers_test
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	eventsv1 "k8s.io/api/events/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	"github.com/funnel-operator/funnel-operator/api/funnel"
+	"github.com/funnel-operator/funnel-operator/api/funnel/synth"
+	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
+	"github.com/funnel-operator/funnel-operator/test/testenv"
+)
+
+// processedBy is how many passes the named family controller has completed, from the
+// funnel_event_processing_duration_seconds histogram: the proof of which controller ran.
+func processedBy(family string) uint64 {
+	GinkgoHelper()
+	families, err := metrics.Registry.Gather()
+	Expect(err).NotTo(HaveOccurred())
+	var n uint64
+	for _, f := range families {
+		if f.GetName() != "funnel_event_processing_duration_seconds" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "family" && l.GetValue() == family {
+					n += m.GetHistogram().GetSampleCount()
+				}
+			}
+		}
+	}
+	return n
+}
+
+// getEvent reads an event from the API server (finished events are not cached).
+func getEvent(ns, name string) func(Gomega) funnelv1.FunnelEvent {
+	return func(g Gomega) funnelv1.FunnelEvent {
+		var ev funnelv1.FunnelEvent
+		g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &ev)).To(Succeed())
+		return ev
+	}
+}
+
+// finished matches an event whose processing ended in phase and that carries the done label.
+func finished(phase funnelv1.EventPhase) OmegaMatcher {
+	return SatisfyAll(
+		HaveField("Status.Phase", phase),
+		HaveField("ObjectMeta.Labels", HaveKeyWithValue(funnelv1.LabelDone, string(phase))),
+		HaveField("Status.ProcessedTime", Not(BeNil())),
+	)
+}
+
+// kubeEvents lists the Kubernetes Events about one object.
+func kubeEvents(ns, name string) func(Gomega) []eventsv1.Event {
+	return func(g Gomega) []eventsv1.Event {
+		var list eventsv1.EventList
+		g.Expect(k8s.List(ctx, &list, client.InNamespace(ns))).To(Succeed())
+		var out []eventsv1.Event
+		for _, e := range list.Items {
+			if e.Regarding.Name == name {
+				out = append(out, e)
+			}
+		}
+		return out
+	}
+}
+
+// createEvent stores an event directly, as the receiver would, with its labels.
+func createEvent(ns, name, eventType, data string) {
+	GinkgoHelper()
+	Expect(k8s.Create(ctx, &funnelv1.FunnelEvent{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{
+			funnelv1.LabelReceiver: "funnel", funnelv1.LabelEventType: funnel.LabelValue(eventType), funnelv1.LabelFormat: "V3",
+		}},
+		Spec: funnelv1.FunnelEventSpec{
+			Receiver: "funnel", Format: funnelv1.FormatV3, Type: eventType, EventID: name,
+			ReceivedAt: metav1.NewMicroTime(time.Now()), Data: runtime.RawExtension{Raw: []byte(data)},
+		},
+	})).To(Succeed())
+}
+
+var _ = Describe("Event processing", func() {
+	var ns, path string
+	BeforeEach(func() {
+		var err error
+		ns, err = testenv.NewNamespace(ctx, k8s, "events")
+		Expect(err).NotTo(HaveOccurred())
+		path = "/webhooks/" + ns + "/funnel"
+		Expect(k8s.Create(ctx, &funnelv1.FunnelReceiver{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "funnel"},
+			Spec:       funnelv1.FunnelReceiverSpec{Auth: funnelv1.ReceiverAuth{InsecureSkipAuth: true}},
+		})).To(Succeed())
+		awaitReceiver(ns, funnelv1.ReasonAccepting)
+	})
+
+	It("processes every documented type with its family's controller, to Succeeded with a summary", func() {
+		gen := synth.New(rand.New(rand.NewPCG(1, 2)))
+		for _, t := range synth.Types() {
+			family := string(funnel.FamilyOf(t))
+			before := processedBy(family)
+			body, err := gen.Event(t, "")
+			Expect(err).NotTo(HaveOccurred())
+			a := post(webhookURL, path, body, nil)
+			Expect(a.code).To(Equal(http.StatusOK), a.body)
+			env, err := funnel.Parse(body)
+			Expect(err).NotTo(HaveOccurred())
+			name := env.ObjectName(body)
+
+			Eventually(getEvent(ns, name)).Should(SatisfyAll(
+				finished(funnelv1.PhaseSucceeded),
+				HaveField("Status.Summary", Not(BeEmpty())),
+			), "event type %s", t)
+			ev := getEvent(ns, name)(Default)
+			for _, c := range []string{funnelv1.ConditionValidated, funnelv1.ConditionDelivered, funnelv1.ConditionReady} {
+				cond := meta.FindStatusCondition(ev.Status.Conditions, c)
+				Expect(cond).NotTo(BeNil(), "%s: condition %s", t, c)
+				Expect(cond.Status).To(Equal(metav1.ConditionTrue), "%s: condition %s", t, c)
+				Expect(cond.ObservedGeneration).To(Equal(ev.Generation))
+			}
+			Expect(processedBy(family)).To(BeNumerically(">", before), "%s was not processed by the %s controller", t, family)
+		}
+	})
+
+	It("summarises the documented example exactly", func() {
+		Expect(post(webhookURL, path, example("classic-lease_transaction.status_updated.json"), nil).code).To(Equal(http.StatusOK))
+		Eventually(getEvent(ns, "evt-8932127")).Should(SatisfyAll(
+			finished(funnelv1.PhaseSucceeded),
+			HaveField("Status.Summary", "Application 74824: Submitted → Approved"),
+		))
+	})
+
+	It("ignores a valid event of an unknown type, in the fallback controller", func() {
+		before := processedBy("unknown")
+		createEvent(ns, "evt-unknown", "lease_transaction.brand_new", `{"lease_transaction_id": 5}`)
+		Eventually(getEvent(ns, "evt-unknown")).Should(SatisfyAll(
+			finished(funnelv1.PhaseIgnored),
+			HaveField("Status.Conditions", ContainElement(SatisfyAll(
+				HaveField("Type", funnelv1.ConditionReady), HaveField("Reason", "NotHandled")))),
+		))
+		Expect(processedBy("unknown")).To(BeNumerically(">", before))
+	})
+
+	It("fails invalid data once, naming the field, with a Warning Event and no retries", func() {
+		createEvent(ns, "evt-invalid", "lease_transaction.status_updated",
+			`{"lease_transaction_id": "74824", "lease_transaction_type": "Application", "current_status": "Approved"}`)
+		Eventually(getEvent(ns, "evt-invalid")).Should(finished(funnelv1.PhaseFailed))
+		ev := getEvent(ns, "evt-invalid")(Default)
+		validated := meta.FindStatusCondition(ev.Status.Conditions, funnelv1.ConditionValidated)
+		Expect(validated).NotTo(BeNil())
+		Expect(validated.Status).To(Equal(metav1.ConditionFalse))
+		Expect(validated.Reason).To(Equal("InvalidPayload"))
+		Expect(validated.Message).To(ContainSubstring("data.lease_transaction_id"))
+
+		Eventually(kubeEvents(ns, "evt-invalid")).Should(ConsistOf(SatisfyAll(
+			HaveField("Type", "Warning"), HaveField("Reason", "InvalidPayload"),
+			HaveField("Note", ContainSubstring("data.lease_transaction_id")))))
+		processed := ev.Status.ProcessedTime
+		Consistently(getEvent(ns, "evt-invalid"), "2s").Should(SatisfyAll(
+			HaveField("Status.ProcessedTime", Equal(processed)),
+			HaveField("ObjectMeta.ResourceVersion", ev.ResourceVersion)), "a terminal failure must not be retried")
+		Expect(kubeEvents(ns, "evt-invalid")(Default)).To(HaveLen(1))
+	})
+
+	It("takes finished events out of the controllers' cache, and keeps unfinished ones in it", func() {
+		Expect(post(webhookURL, path, example("v3-lease.move_in.json"), nil).code).To(Equal(http.StatusOK))
+		name := "evt-3eb29a92-e480-40ee-9a9f-61fff5e3f3d5"
+		Eventually(getEvent(ns, name)).Should(finished(funnelv1.PhaseSucceeded))
+		Eventually(func() error {
+			return mgrCache.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &funnelv1.FunnelEvent{})
+		}).Should(Satisfy(apierrors.IsNotFound))
+
+		var cached funnelv1.FunnelEventList
+		Expect(mgrCache.List(ctx, &cached, client.InNamespace(ns))).To(Succeed())
+		Expect(cached.Items).To(BeEmpty())
+	})
+
+	It("replays an event when the replay annotation changes, and records the previous outcome", func() {
+		createEvent(ns, "evt-replay", "lease_transaction.status_updated",
+			`{"lease_transaction_id": 1, "lease_transaction_type": "Application", "current_status": "Approved", "previous_status": "Submitted"}`)
+		Eventually(getEvent(ns, "evt-replay")).Should(finished(funnelv1.PhaseSucceeded))
+		first := getEvent(ns, "evt-replay")(Default)
+
+		// What kubectl funnel replay does: a new replay value and no done label, in one patch.
+		Expect(k8s.Patch(ctx, &first, client.RawPatch(types.MergePatchType, fmt.Appendf(nil,
+			`{"metadata":{"annotations":{%q:"r1"},"labels":{%q:null}}}`, funnelv1.AnnotationReplay, funnelv1.LabelDone)))).To(Succeed())
+
+		Eventually(getEvent(ns, "evt-replay")).Should(SatisfyAll(
+			finished(funnelv1.PhaseSucceeded),
+			HaveField("Status.ObservedReplay", "r1"),
+			HaveField("Status.Summary", "Application 1: Submitted → Approved"),
+		))
+		Eventually(kubeEvents(ns, "evt-replay")).Should(ContainElement(SatisfyAll(
+			HaveField("Type", "Normal"), HaveField("Reason", "Replayed"),
+			HaveField("Note", ContainSubstring("previously Succeeded")))))
+	})
+
+	It("labels an event that finished without its done label on the next pass", func() {
+		createEvent(ns, "evt-relabel", "renter.status-change", `{"funnel_renter_id": 7, "funnel_team_id": 8, "status": "Applicant"}`)
+		Eventually(getEvent(ns, "evt-relabel")).Should(finished(funnelv1.PhaseSucceeded))
+		ev := getEvent(ns, "evt-relabel")(Default)
+		rv := ev.Status.ProcessedTime
+		// Removing the label without a new replay value: processing is not repeated,
+		// only the label comes back.
+		Expect(k8s.Patch(ctx, &ev, client.RawPatch(types.MergePatchType, fmt.Appendf(nil,
+			`{"metadata":{"labels":{%q:null}}}`, funnelv1.LabelDone)))).To(Succeed())
+		Eventually(getEvent(ns, "evt-relabel")).Should(SatisfyAll(
+			finished(funnelv1.PhaseSucceeded), HaveField("Status.ProcessedTime", Equal(rv))))
+		Expect(kubeEvents(ns, "evt-relabel")(Default)).To(BeEmpty())
+	})
+})

@@ -1,0 +1,205 @@
+package controllers
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"time"
+	"unicode/utf8"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/funnel-operator/funnel-operator/api/funnel"
+	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
+)
+
+// Condition reasons of FunnelEvent.
+const (
+	ReasonValid            = "Valid"
+	ReasonInvalidPayload   = "InvalidPayload"
+	ReasonNoSubscriptions  = "NoSubscriptions"
+	ReasonAllDelivered     = "AllDelivered"
+	ReasonDelivering       = "Delivering"
+	ReasonDeliveryFailed   = "DeliveryFailed"
+	ReasonProcessed        = "Processed"
+	ReasonNotHandled       = "NotHandled"
+	ReasonProcessing       = "Processing"
+	ReasonProcessingFailed = "ProcessingFailed"
+)
+
+// Dispatcher is the seam where routing and delivery plug into event processing: given a
+// validated event it decides which deliveries the event has and advances them. It owns
+// status.deliveries; the reconciler derives phase and conditions from what it returns.
+type Dispatcher interface {
+	Dispatch(ctx context.Context, ev *funnelv1.FunnelEvent, details funnel.Details) (Dispatch, error)
+}
+
+// Dispatch is a Dispatcher's outcome for one pass.
+type Dispatch struct {
+	// Deliveries is the new status.deliveries, in a stable order.
+	Deliveries []funnelv1.DeliveryStatus
+	// RequeueAfter, when positive, is when a delivery needs the next pass (a retry).
+	RequeueAfter time.Duration
+}
+
+// NoDeliveries is the Dispatcher of an operator without subscriptions: no event has a
+// consumer, so a valid event is done as soon as it is validated.
+type NoDeliveries struct{}
+
+// Dispatch returns no deliveries.
+func (NoDeliveries) Dispatch(context.Context, *funnelv1.FunnelEvent, funnel.Details) (Dispatch, error) {
+	return Dispatch{}, nil
+}
+
+// outcome is a pass's verdict on an event, from which status is written.
+type outcome struct {
+	phase      funnelv1.EventPhase
+	validated  metav1.Condition
+	delivered  metav1.Condition
+	ready      metav1.Condition
+	summary    string
+	deliveries []funnelv1.DeliveryStatus
+}
+
+// invalidOutcome is the terminal verdict on data that does not match its type.
+func invalidOutcome(err error) outcome {
+	msg := "Invalid event data: " + err.Error()
+	return outcome{
+		phase:     funnelv1.PhaseFailed,
+		validated: condition(funnelv1.ConditionValidated, metav1.ConditionFalse, ReasonInvalidPayload, msg),
+		delivered: condition(funnelv1.ConditionDelivered, metav1.ConditionFalse, ReasonInvalidPayload, "Not delivered: the data is invalid"),
+		ready:     condition(funnelv1.ConditionReady, metav1.ConditionFalse, ReasonInvalidPayload, msg),
+	}
+}
+
+// validOutcome derives phase and conditions of a valid event from its deliveries:
+// Succeeded when all succeeded (or there are none and the type is known), Ignored when
+// there are none and the type is unknown, Failed when any failed for good and none is
+// still under way, Processing otherwise.
+func validOutcome(known bool, summary string, deliveries []funnelv1.DeliveryStatus) outcome {
+	o := outcome{
+		summary:    summary,
+		deliveries: deliveries,
+		validated:  condition(funnelv1.ConditionValidated, metav1.ConditionTrue, ReasonValid, "Data matches its event type"),
+	}
+	if !known {
+		o.validated.Message = "Unknown event type: any data object is accepted"
+	}
+	var pending, failed []string
+	for _, d := range deliveries {
+		switch d.Phase {
+		case funnelv1.DeliverySucceeded:
+		case funnelv1.DeliveryFailed:
+			failed = append(failed, d.Subscription)
+		default:
+			pending = append(pending, d.Subscription)
+		}
+	}
+	switch {
+	case len(deliveries) == 0 && known:
+		o.phase = funnelv1.PhaseSucceeded
+		o.delivered = condition(funnelv1.ConditionDelivered, metav1.ConditionTrue, ReasonNoSubscriptions, "No subscription matches the event")
+		o.ready = condition(funnelv1.ConditionReady, metav1.ConditionTrue, ReasonProcessed, "Processed")
+	case len(deliveries) == 0:
+		o.phase = funnelv1.PhaseIgnored
+		o.delivered = condition(funnelv1.ConditionDelivered, metav1.ConditionTrue, ReasonNoSubscriptions, "No subscription matches the event")
+		o.ready = condition(funnelv1.ConditionReady, metav1.ConditionTrue, ReasonNotHandled, "No handler knows this event type and no subscription wants it")
+	case len(pending) > 0:
+		o.phase = funnelv1.PhaseProcessing
+		msg := fmt.Sprintf("Delivering to %d of %d subscriptions: %s", len(pending), len(deliveries), joinNames(pending))
+		o.delivered = condition(funnelv1.ConditionDelivered, metav1.ConditionUnknown, ReasonDelivering, msg)
+		o.ready = condition(funnelv1.ConditionReady, metav1.ConditionFalse, ReasonProcessing, msg)
+	case len(failed) > 0:
+		o.phase = funnelv1.PhaseFailed
+		msg := fmt.Sprintf("Delivery failed for %d of %d subscriptions: %s", len(failed), len(deliveries), joinNames(failed))
+		o.delivered = condition(funnelv1.ConditionDelivered, metav1.ConditionFalse, ReasonDeliveryFailed, msg)
+		o.ready = condition(funnelv1.ConditionReady, metav1.ConditionFalse, ReasonDeliveryFailed, msg)
+	default:
+		o.phase = funnelv1.PhaseSucceeded
+		msg := fmt.Sprintf("Delivered to %d subscriptions", len(deliveries))
+		o.delivered = condition(funnelv1.ConditionDelivered, metav1.ConditionTrue, ReasonAllDelivered, msg)
+		o.ready = condition(funnelv1.ConditionReady, metav1.ConditionTrue, ReasonProcessed, msg)
+	}
+	return o
+}
+
+// apply writes an outcome into the event's status. processedTime is stamped the first
+// time a pass reaches a final phase, so an unchanged outcome writes nothing new.
+func (o outcome) apply(st *funnelv1.FunnelEventStatus, generation int64, now time.Time) {
+	st.Phase = o.phase
+	st.Summary = o.summary
+	st.Deliveries = o.deliveries
+	st.Attempts = 0
+	for _, d := range o.deliveries {
+		st.Attempts += d.Attempts
+	}
+	for _, c := range []metav1.Condition{o.validated, o.delivered, o.ready} {
+		c.ObservedGeneration = generation
+		meta.SetStatusCondition(&st.Conditions, c)
+	}
+	if o.phase.Finished() {
+		if st.ProcessedTime == nil {
+			t := metav1.NewTime(now)
+			st.ProcessedTime = &t
+		}
+	} else {
+		st.ProcessedTime = nil
+	}
+}
+
+// resetForReplay clears what the previous processing recorded, so the next pass starts
+// over, and returns a line describing the previous outcome (kept in an Event).
+func resetForReplay(st *funnelv1.FunnelEventStatus, token string) string {
+	previous := "never processed"
+	if st.Phase.Finished() {
+		previous = "previously " + string(st.Phase)
+		if c := meta.FindStatusCondition(st.Conditions, funnelv1.ConditionReady); c != nil && c.Message != "" {
+			previous += ": " + c.Message
+		}
+	}
+	*st = funnelv1.FunnelEventStatus{Duplicates: st.Duplicates, ObservedReplay: token}
+	return previous
+}
+
+// replayToken is what status.observedReplay records for a replay annotation value; long
+// values are hashed to fit the field.
+func replayToken(value string) string {
+	if len(value) <= 64 {
+		return value
+	}
+	sum := sha256.Sum256([]byte(value))
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+func condition(typ string, status metav1.ConditionStatus, reason, msg string) metav1.Condition {
+	return metav1.Condition{Type: typ, Status: status, Reason: reason, Message: truncate(msg, 1024)}
+}
+
+func joinNames(names []string) string {
+	const max = 5
+	out := ""
+	for i, n := range names {
+		if i == max {
+			return out + fmt.Sprintf(", and %d more", len(names)-max)
+		}
+		if i > 0 {
+			out += ", "
+		}
+		out += n
+	}
+	return out
+}
+
+// truncate shortens s to at most n bytes, on a rune boundary, marking the cut with "…".
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n - len("…")
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
+}

@@ -1,0 +1,208 @@
+package controllers
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"golang.org/x/time/rate"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	clocktesting "k8s.io/utils/clock/testing"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+
+	"github.com/funnel-operator/funnel-operator/api/funnel"
+	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
+	"github.com/funnel-operator/funnel-operator/test/testenv"
+)
+
+func delivery(name string, phase funnelv1.DeliveryPhase, attempts int32) funnelv1.DeliveryStatus {
+	return funnelv1.DeliveryStatus{Subscription: name, Phase: phase, Attempts: attempts}
+}
+
+func TestValidOutcome(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		known      bool
+		deliveries []funnelv1.DeliveryStatus
+		phase      funnelv1.EventPhase
+		delivered  metav1.ConditionStatus
+		ready      metav1.ConditionStatus
+		reason     string
+	}{
+		{"known type, no subscriptions", true, nil, funnelv1.PhaseSucceeded, metav1.ConditionTrue, metav1.ConditionTrue, ReasonProcessed},
+		{"unknown type, no subscriptions", false, nil, funnelv1.PhaseIgnored, metav1.ConditionTrue, metav1.ConditionTrue, ReasonNotHandled},
+		{"all delivered", true, []funnelv1.DeliveryStatus{delivery("a", funnelv1.DeliverySucceeded, 1), delivery("b", funnelv1.DeliverySucceeded, 3)},
+			funnelv1.PhaseSucceeded, metav1.ConditionTrue, metav1.ConditionTrue, ReasonProcessed},
+		{"unknown type delivered", false, []funnelv1.DeliveryStatus{delivery("a", funnelv1.DeliverySucceeded, 1)},
+			funnelv1.PhaseSucceeded, metav1.ConditionTrue, metav1.ConditionTrue, ReasonProcessed},
+		{"one awaiting retry", true, []funnelv1.DeliveryStatus{delivery("a", funnelv1.DeliverySucceeded, 1), delivery("b", funnelv1.DeliveryPending, 2)},
+			funnelv1.PhaseProcessing, metav1.ConditionUnknown, metav1.ConditionFalse, ReasonProcessing},
+		{"a Job running, another failed", true, []funnelv1.DeliveryStatus{delivery("a", funnelv1.DeliveryFailed, 4), delivery("b", funnelv1.DeliveryRunning, 1)},
+			funnelv1.PhaseProcessing, metav1.ConditionUnknown, metav1.ConditionFalse, ReasonProcessing},
+		{"one failed for good", true, []funnelv1.DeliveryStatus{delivery("a", funnelv1.DeliverySucceeded, 1), delivery("b", funnelv1.DeliveryFailed, 4)},
+			funnelv1.PhaseFailed, metav1.ConditionFalse, metav1.ConditionFalse, ReasonDeliveryFailed},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := validOutcome(tc.known, "summary", tc.deliveries)
+			if o.phase != tc.phase || o.delivered.Status != tc.delivered || o.ready.Status != tc.ready || o.ready.Reason != tc.reason {
+				t.Errorf("got phase %s, Delivered %s, Ready %s/%s; want %s, %s, %s/%s",
+					o.phase, o.delivered.Status, o.ready.Status, o.ready.Reason, tc.phase, tc.delivered, tc.ready, tc.reason)
+			}
+			if o.validated.Status != metav1.ConditionTrue {
+				t.Errorf("Validated = %s, want True", o.validated.Status)
+			}
+		})
+	}
+}
+
+func TestOutcomeApply(t *testing.T) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	var st funnelv1.FunnelEventStatus
+	validOutcome(true, "s", []funnelv1.DeliveryStatus{delivery("a", funnelv1.DeliveryPending, 2), delivery("b", funnelv1.DeliverySucceeded, 1)}).apply(&st, 1, now)
+	if st.Phase != funnelv1.PhaseProcessing || st.Attempts != 3 || st.ProcessedTime != nil {
+		t.Fatalf("processing: got phase %s, attempts %d, processedTime %v", st.Phase, st.Attempts, st.ProcessedTime)
+	}
+	validOutcome(true, "s", []funnelv1.DeliveryStatus{delivery("a", funnelv1.DeliverySucceeded, 3), delivery("b", funnelv1.DeliverySucceeded, 1)}).apply(&st, 1, now)
+	if st.Phase != funnelv1.PhaseSucceeded || st.Attempts != 4 || !st.ProcessedTime.Time.Equal(now) {
+		t.Fatalf("finished: got phase %s, attempts %d, processedTime %v", st.Phase, st.Attempts, st.ProcessedTime)
+	}
+	// The same outcome again keeps the first processedTime, so it writes nothing new.
+	validOutcome(true, "s", st.Deliveries).apply(&st, 1, now.Add(time.Hour))
+	if !st.ProcessedTime.Time.Equal(now) {
+		t.Errorf("processedTime moved to %v", st.ProcessedTime)
+	}
+	for _, c := range st.Conditions {
+		if c.ObservedGeneration != 1 {
+			t.Errorf("condition %s has observedGeneration %d", c.Type, c.ObservedGeneration)
+		}
+	}
+}
+
+func TestInvalidOutcomeNamesTheField(t *testing.T) {
+	_, err := funnel.Lookup("lease_transaction.status_updated").Decode([]byte(`{"lease_transaction_id":"x"}`))
+	if err == nil {
+		t.Fatal("want a validation error")
+	}
+	o := invalidOutcome(err)
+	if o.phase != funnelv1.PhaseFailed || o.validated.Status != metav1.ConditionFalse || o.validated.Reason != ReasonInvalidPayload ||
+		!strings.Contains(o.validated.Message, "data.lease_transaction_id") {
+		t.Errorf("got %+v", o.validated)
+	}
+}
+
+func TestResetForReplay(t *testing.T) {
+	st := funnelv1.FunnelEventStatus{Phase: funnelv1.PhaseFailed, Duplicates: 3, Summary: "x", Attempts: 5}
+	meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: funnelv1.ConditionReady, Status: metav1.ConditionFalse, Reason: "DeliveryFailed", Message: "Delivery failed for pms"})
+	previous := resetForReplay(&st, "r2")
+	if previous != "previously Failed: Delivery failed for pms" {
+		t.Errorf("previous = %q", previous)
+	}
+	want := funnelv1.FunnelEventStatus{Duplicates: 3, ObservedReplay: "r2"}
+	if st.Phase != want.Phase || st.Duplicates != 3 || st.ObservedReplay != "r2" || st.Conditions != nil || st.Attempts != 0 || st.Summary != "" {
+		t.Errorf("status after reset = %+v", st)
+	}
+	if got := resetForReplay(&funnelv1.FunnelEventStatus{}, "r1"); got != "never processed" {
+		t.Errorf("unprocessed: previous = %q", got)
+	}
+}
+
+func TestReplayToken(t *testing.T) {
+	if replayToken("2026-11-26T20:00:00Z") != "2026-11-26T20:00:00Z" || replayToken("") != "" {
+		t.Error("short values must be kept as they are")
+	}
+	long := strings.Repeat("x", 200)
+	tok := replayToken(long)
+	if !strings.HasPrefix(tok, "sha256:") || len(tok) > 128 || tok == replayToken(long+"y") {
+		t.Errorf("long value token %q", tok)
+	}
+}
+
+func TestTruncate(t *testing.T) {
+	s := strings.Repeat("→", 10) // 3 bytes each
+	for n := 4; n < len(s); n++ {
+		got := truncate(s, n)
+		if len(got) > n || !utf8.ValidString(got) || !strings.HasSuffix(got, "…") {
+			t.Errorf("truncate(%d) = %q (%d bytes)", n, got, len(got))
+		}
+	}
+	if truncate("short", 10) != "short" {
+		t.Error("short strings are kept")
+	}
+}
+
+func TestParseEventConcurrency(t *testing.T) {
+	got, err := ParseEventConcurrency(" lease_transaction=8, prospect=3 ,")
+	if err != nil || got[funnel.FamilyLeaseTransaction] != 8 || got[funnel.FamilyProspect] != 3 || len(got) != 2 {
+		t.Errorf("got %v, %v", got, err)
+	}
+	for _, bad := range []string{"lease", "lease=0", "lease=x", "renter=2", "lease=1001"} {
+		if _, err := ParseEventConcurrency(bad); err == nil {
+			t.Errorf("%q: want an error", bad)
+		}
+	}
+}
+
+// TestFamilyPredicates checks that every event reaches exactly one family controller.
+func TestFamilyPredicates(t *testing.T) {
+	types := append(funnel.KnownTypes(), "lease_transaction.brand_new", "unheard.of", "")
+	for _, typ := range types {
+		ev := &funnelv1.FunnelEvent{}
+		ev.Labels = map[string]string{funnelv1.LabelEventType: typ}
+		var takers []funnel.Family
+		for _, f := range Families {
+			if familyPredicate(f).Create(event.CreateEvent{Object: ev}) {
+				takers = append(takers, f)
+			}
+		}
+		want := funnel.FamilyOf(typ)
+		if len(takers) != 1 || takers[0] != want {
+			t.Errorf("type %q is taken by %v, want only %s", typ, takers, want)
+		}
+	}
+}
+
+// TestRetentionNeverDeletesUnfinished runs a pass far in the future over a mix of
+// finished and unfinished events: only finished ones of the receiver may go.
+func TestRetentionNeverDeletesUnfinished(t *testing.T) {
+	ctx := context.Background()
+	old := metav1.NewTime(time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC))
+	event := func(name, receiver, done string) *funnelv1.FunnelEvent {
+		ev := &funnelv1.FunnelEvent{}
+		ev.Namespace, ev.Name, ev.CreationTimestamp = "ns", name, old
+		ev.Labels = map[string]string{funnelv1.LabelReceiver: receiver}
+		if done != "" {
+			ev.Labels[funnelv1.LabelDone] = done
+		}
+		return ev
+	}
+	rcv := &funnelv1.FunnelReceiver{}
+	rcv.Namespace, rcv.Name = "ns", "funnel"
+	c := fake.NewClientBuilder().WithScheme(testenv.Scheme()).WithObjects(rcv,
+		event("processing", "funnel", ""),
+		event("done", "funnel", "Succeeded"),
+		event("failed", "funnel", "Failed"),
+		event("elsewhere", "other", "Succeeded"),
+	).Build()
+	r := &RetentionReconciler{Client: c, APIReader: c, Clock: clocktesting.NewFakePassiveClock(time.Now()),
+		Limiter: rate.NewLimiter(rate.Inf, 1), Recheck: time.Minute}
+	if _, err := r.Reconcile(ctx, ctrl.Request{NamespacedName: client.ObjectKeyFromObject(rcv)}); err != nil {
+		t.Fatal(err)
+	}
+	var list funnelv1.FunnelEventList
+	if err := c.List(ctx, &list); err != nil {
+		t.Fatal(err)
+	}
+	var left []string
+	for _, ev := range list.Items {
+		left = append(left, ev.Name)
+	}
+	if strings.Join(left, ",") != "elsewhere,processing" {
+		t.Errorf("left %v, want [elsewhere processing]", left)
+	}
+}

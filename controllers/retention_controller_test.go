@@ -1,0 +1,124 @@
+package controllers_test
+
+import (
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"golang.org/x/time/rate"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	clocktesting "k8s.io/utils/clock/testing"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
+	"github.com/funnel-operator/funnel-operator/controllers"
+	"github.com/funnel-operator/funnel-operator/test/testenv"
+)
+
+var _ = Describe("Retention", func() {
+	var (
+		ns        string
+		clock     *clocktesting.FakeClock
+		retention *controllers.RetentionReconciler
+		created   time.Time
+	)
+
+	// finishedEvent stores an event as the event controllers leave it when done: with the
+	// done label, so it is outside the cache and no controller touches it.
+	finishedEvent := func(name, receiver string, phase funnelv1.EventPhase) {
+		GinkgoHelper()
+		ev := &funnelv1.FunnelEvent{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{
+				funnelv1.LabelReceiver: receiver, funnelv1.LabelEventType: "quote.created", funnelv1.LabelDone: string(phase),
+			}},
+			Spec: funnelv1.FunnelEventSpec{Receiver: receiver, Format: funnelv1.FormatClassic, Type: "quote.created",
+				ReceivedAt: metav1.NewMicroTime(time.Now()), Data: runtime.RawExtension{Raw: []byte(`{}`)}},
+		}
+		Expect(k8s.Create(ctx, ev)).To(Succeed())
+		if created.IsZero() || ev.CreationTimestamp.Before(&metav1.Time{Time: created}) {
+			created = ev.CreationTimestamp.Time
+		}
+	}
+	remaining := func() []string {
+		GinkgoHelper()
+		var list funnelv1.FunnelEventList
+		Expect(k8s.List(ctx, &list, client.InNamespace(ns))).To(Succeed())
+		names := []string{}
+		for _, ev := range list.Items {
+			names = append(names, ev.Name)
+		}
+		return names
+	}
+	receiverWith := func(name string, r funnelv1.Retention) {
+		GinkgoHelper()
+		Expect(k8s.Create(ctx, &funnelv1.FunnelReceiver{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+			Spec:       funnelv1.FunnelReceiverSpec{Auth: funnelv1.ReceiverAuth{InsecureSkipAuth: true}, Retention: r},
+		})).To(Succeed())
+	}
+	pass := func(name string) time.Duration {
+		GinkgoHelper()
+		res, err := retention.Reconcile(ctx, ctrl.Request{NamespacedName: client.ObjectKey{Namespace: ns, Name: name}})
+		Expect(err).NotTo(HaveOccurred())
+		return res.RequeueAfter
+	}
+
+	BeforeEach(func() {
+		var err error
+		ns, err = testenv.NewNamespace(ctx, k8s, "retention")
+		Expect(err).NotTo(HaveOccurred())
+		created = time.Time{}
+		clock = clocktesting.NewFakeClock(time.Now())
+		// The same reconciler the manager runs, with a clock the spec moves by hand. The
+		// receivers are read straight from the API server: no waiting for a cache.
+		retention = &controllers.RetentionReconciler{Client: k8s, APIReader: k8s, Clock: clock,
+			Limiter: rate.NewLimiter(rate.Inf, 1), Recheck: 24 * time.Hour}
+	})
+
+	It("deletes finished events past their phase's age, only its receiver's, and wakes up for the next expiry", func() {
+		receiverWith("funnel", funnelv1.Retention{
+			Succeeded: &metav1.Duration{Duration: time.Hour}, Failed: &metav1.Duration{Duration: 2 * time.Hour}})
+		finishedEvent("succeeded", "funnel", funnelv1.PhaseSucceeded)
+		finishedEvent("ignored", "funnel", funnelv1.PhaseIgnored)
+		finishedEvent("failed", "funnel", funnelv1.PhaseFailed)
+		finishedEvent("other-receiver", "other", funnelv1.PhaseSucceeded)
+
+		clock.SetTime(created.Add(30 * time.Minute))
+		Expect(pass("funnel")).To(BeNumerically("~", 30*time.Minute, 2*time.Second), "wake up when the first event expires")
+		Expect(remaining()).To(ConsistOf("succeeded", "ignored", "failed", "other-receiver"))
+
+		clock.SetTime(created.Add(90 * time.Minute))
+		Expect(pass("funnel")).To(BeNumerically("~", 30*time.Minute, 2*time.Second), "wake up when the failed event expires")
+		Expect(remaining()).To(ConsistOf("failed", "other-receiver"))
+
+		clock.SetTime(created.Add(3 * time.Hour))
+		Expect(pass("funnel")).To(Equal(24*time.Hour), "nothing left to expire: the recheck interval")
+		Expect(remaining()).To(ConsistOf("other-receiver"))
+	})
+
+	It("keeps at most maxEvents finished events, deleting the oldest first", func() {
+		receiverWith("capped", funnelv1.Retention{MaxEvents: ptr(int32(2))})
+		for _, name := range []string{"a", "b", "c", "d"} {
+			finishedEvent(name, "capped", funnelv1.PhaseSucceeded)
+		}
+		clock.SetTime(created)
+		Expect(pass("capped")).To(Equal(24*time.Hour), "maxEvents is rechecked every Recheck")
+		// Creation times have a resolution of a second; the names, in creation order,
+		// break ties, so the two created last remain.
+		Expect(remaining()).To(ConsistOf("c", "d"))
+	})
+
+	It("applies the default ages to a receiver without retention settings", func() {
+		receiverWith("defaults", funnelv1.Retention{})
+		finishedEvent("week-old", "defaults", funnelv1.PhaseSucceeded)
+		finishedEvent("failed-week-old", "defaults", funnelv1.PhaseFailed)
+		clock.SetTime(created.Add(funnelv1.DefaultSucceededRetention + time.Minute))
+		pass("defaults")
+		Expect(remaining()).To(ConsistOf("failed-week-old"))
+		clock.SetTime(created.Add(funnelv1.DefaultFailedRetention + time.Minute))
+		pass("defaults")
+		Expect(remaining()).To(BeEmpty())
+	})
+})
