@@ -34,6 +34,8 @@ type config struct {
 	shutdownTimeout         time.Duration
 	eventConcurrency        string
 	retentionDeletes        float64
+	apiQPS                  float64
+	apiBurst                int
 }
 
 func main() {
@@ -47,6 +49,8 @@ func main() {
 	flag.StringVar(&cfg.externalURL, "external-url", "", "Public base URL of the receiver (e.g. https://funnel.example.com), shown in FunnelReceiver status.url.")
 	flag.StringVar(&cfg.eventConcurrency, "event-concurrency", "", "Workers per event family, e.g. \"lease_transaction=8,prospect=4\" (defaults: lease_transaction=4, lease=2, quote=2, prospect=2, unknown=1).")
 	flag.Float64Var(&cfg.retentionDeletes, "retention-deletes-per-second", controllers.DefaultRetentionDeletesPerSecond, "How fast retention may delete finished events, across receivers.")
+	flag.Float64Var(&cfg.apiQPS, "kube-api-qps", 200, "Client-side QPS limit of the controllers towards the API server (each event takes two writes to process); the webhook receiver is not limited client-side.")
+	flag.IntVar(&cfg.apiBurst, "kube-api-burst", 400, "Client-side burst of the controllers towards the API server.")
 	flag.DurationVar(&cfg.shutdownTimeout, "graceful-shutdown-timeout", 30*time.Second, "How long in-flight work may take to finish after SIGTERM.")
 	zapOpts := zap.Options{Development: false}
 	zapOpts.BindFlags(flag.CommandLine)
@@ -72,6 +76,7 @@ func run(cfg config) error {
 	if err != nil {
 		return fmt.Errorf("loading kubeconfig: %w", err)
 	}
+	restCfg.QPS, restCfg.Burst = float32(cfg.apiQPS), cfg.apiBurst
 	shutdown := cfg.shutdownTimeout
 	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
 		Scheme:                        scheme,
