@@ -18,7 +18,7 @@ import (
 type kubeOptions struct {
 	flags *genericclioptions.ConfigFlags
 	// newClient builds the client; tests replace it with a fake.
-	newClient func() (client.Client, error)
+	newClient func() (client.WithWatch, error)
 }
 
 // newKubeOptions returns kubeOptions over the standard kubeconfig flags.
@@ -43,16 +43,16 @@ func (k *kubeOptions) Namespace() (string, error) {
 	return ns, nil
 }
 
-// Client returns a controller-runtime client that knows client-go's kinds
-// and funnel.leasing.dev/v1alpha1.
-func (k *kubeOptions) Client() (client.Client, error) { return k.newClient() }
+// Client returns a controller-runtime client, able to watch, that knows
+// client-go's kinds and funnel.leasing.dev/v1alpha1.
+func (k *kubeOptions) Client() (client.WithWatch, error) { return k.newClient() }
 
-func (k *kubeOptions) buildClient() (client.Client, error) {
+func (k *kubeOptions) buildClient() (client.WithWatch, error) {
 	cfg, err := k.flags.ToRESTConfig()
 	if err != nil {
 		return nil, fmt.Errorf("loading the kubeconfig: %w", err)
 	}
-	c, err := client.New(cfg, client.Options{Scheme: newScheme()})
+	c, err := client.NewWithWatch(cfg, client.Options{Scheme: newScheme()})
 	if err != nil {
 		return nil, fmt.Errorf("creating a client for %s: %w", cfg.Host, err)
 	}

@@ -41,7 +41,7 @@ func run(ctx context.Context, kube *kubeOptions, args []string, streams generici
 func newRootCommand(kube *kubeOptions, streams genericiooptions.IOStreams) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "kubectl-funnel",
-		Short: "Work with funnel-operator: send test events to a FunnelReceiver",
+		Short: "Work with funnel-operator: send test events, replay, count and follow FunnelEvents",
 		Long: `kubectl funnel works with funnel-operator, which stores the webhook events
 Funnel Leasing posts as FunnelEvents (kubectl get fev) and routes them to
 FunnelSubscriptions.
@@ -66,5 +66,8 @@ select the cluster and namespace, as with kubectl.`,
 	root.SetErr(streams.ErrOut)
 
 	root.AddCommand(newSendCommand(kube, streams))
+	root.AddCommand(newReplayCommand(kube, streams))
+	root.AddCommand(newStatsCommand(kube, streams))
+	root.AddCommand(newTailCommand(kube, streams))
 	return root
 }

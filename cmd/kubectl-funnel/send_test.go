@@ -15,7 +15,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
@@ -61,7 +60,7 @@ func all(fs ...func(*funnelv1.FunnelReceiver)) func(*funnelv1.FunnelReceiver) {
 	}
 }
 
-func fakeClient(objs ...client.Object) client.Client {
+func fakeClient(objs ...client.Object) client.WithWatch {
 	return fake.NewClientBuilder().WithScheme(newScheme()).WithObjects(objs...).Build()
 }
 
@@ -215,14 +214,7 @@ func TestResolveReceiver(t *testing.T) {
 // stdout and stderr.
 func cli(t *testing.T, objs []client.Object, stdin string, args ...string) (int, string, string) {
 	t.Helper()
-	// Nothing of the user's kubeconfig may leak into a test.
-	t.Setenv("KUBECONFIG", filepath.Join(t.TempDir(), "none"))
-	kube := newKubeOptions()
-	c := fakeClient(objs...)
-	kube.newClient = func() (client.Client, error) { return c, nil }
-	var out, errOut bytes.Buffer
-	code := run(context.Background(), kube, args, genericiooptions.IOStreams{In: strings.NewReader(stdin), Out: &out, ErrOut: &errOut})
-	return code, out.String(), errOut.String()
+	return runWith(t, fakeClient(objs...), stdin, args...)
 }
 
 func TestSendOneEvent(t *testing.T) {
