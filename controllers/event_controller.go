@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/util/sets"
@@ -15,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
@@ -49,6 +51,9 @@ type EventReconciler struct {
 
 // +kubebuilder:rbac:groups=funnel.leasing.dev,resources=funnelevents,verbs=get;list;watch;patch
 // +kubebuilder:rbac:groups=funnel.leasing.dev,resources=funnelevents/status,verbs=patch
+// +kubebuilder:rbac:groups=funnel.leasing.dev,resources=funnelevents/finalizers,verbs=update
+// +kubebuilder:rbac:groups=funnel.leasing.dev,resources=funnelsubscriptions,verbs=get;list;watch
+// +kubebuilder:rbac:groups=batch,resources=jobs,verbs=get;list;watch;create
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // Reconcile runs one processing pass: at most one status patch, then, once the event is
@@ -134,11 +139,15 @@ func (r *EventReconciler) markDone(ctx context.Context, ev *funnelv1.FunnelEvent
 }
 
 // SetupWithManager registers the family's controller: named after the family, fed only
-// the events whose type label belongs to it.
+// the events whose type label belongs to it, and woken by changes of the Jobs its
+// deliveries run (Jobs carry their event's type label, so the right family wakes).
 func (r *EventReconciler) SetupWithManager(mgr ctrl.Manager, concurrency int) error {
+	family := familyPredicate(r.Family)
 	return ctrl.NewControllerManagedBy(mgr).
 		Named(string(r.Family)).
-		For(&funnelv1.FunnelEvent{}, builder.WithPredicates(familyPredicate(r.Family), replayPredicate())).
+		For(&funnelv1.FunnelEvent{}, builder.WithPredicates(family, replayPredicate())).
+		Watches(&batchv1.Job{}, handler.EnqueueRequestForOwner(mgr.GetScheme(), mgr.GetRESTMapper(), &funnelv1.FunnelEvent{}, handler.OnlyControllerOwner()),
+			builder.WithPredicates(family)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: concurrency}).
 		Complete(r)
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/funnel-operator/funnel-operator/api/funnel"
 	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
+	"github.com/funnel-operator/funnel-operator/controllers/delivery"
 )
 
 // Condition reasons of FunnelEvent.
@@ -32,25 +33,18 @@ const (
 // Dispatcher is the seam where routing and delivery plug into event processing: given a
 // validated event it decides which deliveries the event has and advances them. It owns
 // status.deliveries; the reconciler derives phase and conditions from what it returns.
+// delivery.Router is the implementation; NoDeliveries stands in where none is wanted.
 type Dispatcher interface {
-	Dispatch(ctx context.Context, ev *funnelv1.FunnelEvent, details funnel.Details) (Dispatch, error)
+	Dispatch(ctx context.Context, ev *funnelv1.FunnelEvent, details funnel.Details) (delivery.Result, error)
 }
 
-// Dispatch is a Dispatcher's outcome for one pass.
-type Dispatch struct {
-	// Deliveries is the new status.deliveries, in a stable order.
-	Deliveries []funnelv1.DeliveryStatus
-	// RequeueAfter, when positive, is when a delivery needs the next pass (a retry).
-	RequeueAfter time.Duration
-}
-
-// NoDeliveries is the Dispatcher of an operator without subscriptions: no event has a
-// consumer, so a valid event is done as soon as it is validated.
+// NoDeliveries is a Dispatcher that never delivers: every valid event is done as soon as
+// it is validated.
 type NoDeliveries struct{}
 
 // Dispatch returns no deliveries.
-func (NoDeliveries) Dispatch(context.Context, *funnelv1.FunnelEvent, funnel.Details) (Dispatch, error) {
-	return Dispatch{}, nil
+func (NoDeliveries) Dispatch(context.Context, *funnelv1.FunnelEvent, funnel.Details) (delivery.Result, error) {
+	return delivery.Result{}, nil
 }
 
 // outcome is a pass's verdict on an event, from which status is written.
@@ -89,9 +83,12 @@ func validOutcome(known bool, summary string, deliveries []funnelv1.DeliveryStat
 	}
 	var pending, failed []string
 	for _, d := range deliveries {
-		switch d.Phase {
-		case funnelv1.DeliverySucceeded:
-		case funnelv1.DeliveryFailed:
+		switch {
+		case d.Phase == funnelv1.DeliveryFailed && d.DeadLetter != nil &&
+			d.DeadLetter.Phase != funnelv1.DeliverySucceeded && d.DeadLetter.Phase != funnelv1.DeliveryFailed:
+			pending = append(pending, d.Subscription+" (dead letter)")
+		case d.Phase == funnelv1.DeliverySucceeded:
+		case d.Phase == funnelv1.DeliveryFailed:
 			failed = append(failed, d.Subscription)
 		default:
 			pending = append(pending, d.Subscription)

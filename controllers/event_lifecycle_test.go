@@ -21,7 +21,7 @@ import (
 	"github.com/funnel-operator/funnel-operator/test/testenv"
 )
 
-func delivery(name string, phase funnelv1.DeliveryPhase, attempts int32) funnelv1.DeliveryStatus {
+func deliveryOf(name string, phase funnelv1.DeliveryPhase, attempts int32) funnelv1.DeliveryStatus {
 	return funnelv1.DeliveryStatus{Subscription: name, Phase: phase, Attempts: attempts}
 }
 
@@ -37,15 +37,15 @@ func TestValidOutcome(t *testing.T) {
 	}{
 		{"known type, no subscriptions", true, nil, funnelv1.PhaseSucceeded, metav1.ConditionTrue, metav1.ConditionTrue, ReasonProcessed},
 		{"unknown type, no subscriptions", false, nil, funnelv1.PhaseIgnored, metav1.ConditionTrue, metav1.ConditionTrue, ReasonNotHandled},
-		{"all delivered", true, []funnelv1.DeliveryStatus{delivery("a", funnelv1.DeliverySucceeded, 1), delivery("b", funnelv1.DeliverySucceeded, 3)},
+		{"all delivered", true, []funnelv1.DeliveryStatus{deliveryOf("a", funnelv1.DeliverySucceeded, 1), deliveryOf("b", funnelv1.DeliverySucceeded, 3)},
 			funnelv1.PhaseSucceeded, metav1.ConditionTrue, metav1.ConditionTrue, ReasonProcessed},
-		{"unknown type delivered", false, []funnelv1.DeliveryStatus{delivery("a", funnelv1.DeliverySucceeded, 1)},
+		{"unknown type delivered", false, []funnelv1.DeliveryStatus{deliveryOf("a", funnelv1.DeliverySucceeded, 1)},
 			funnelv1.PhaseSucceeded, metav1.ConditionTrue, metav1.ConditionTrue, ReasonProcessed},
-		{"one awaiting retry", true, []funnelv1.DeliveryStatus{delivery("a", funnelv1.DeliverySucceeded, 1), delivery("b", funnelv1.DeliveryPending, 2)},
+		{"one awaiting retry", true, []funnelv1.DeliveryStatus{deliveryOf("a", funnelv1.DeliverySucceeded, 1), deliveryOf("b", funnelv1.DeliveryPending, 2)},
 			funnelv1.PhaseProcessing, metav1.ConditionUnknown, metav1.ConditionFalse, ReasonProcessing},
-		{"a Job running, another failed", true, []funnelv1.DeliveryStatus{delivery("a", funnelv1.DeliveryFailed, 4), delivery("b", funnelv1.DeliveryRunning, 1)},
+		{"a Job running, another failed", true, []funnelv1.DeliveryStatus{deliveryOf("a", funnelv1.DeliveryFailed, 4), deliveryOf("b", funnelv1.DeliveryRunning, 1)},
 			funnelv1.PhaseProcessing, metav1.ConditionUnknown, metav1.ConditionFalse, ReasonProcessing},
-		{"one failed for good", true, []funnelv1.DeliveryStatus{delivery("a", funnelv1.DeliverySucceeded, 1), delivery("b", funnelv1.DeliveryFailed, 4)},
+		{"one failed for good", true, []funnelv1.DeliveryStatus{deliveryOf("a", funnelv1.DeliverySucceeded, 1), deliveryOf("b", funnelv1.DeliveryFailed, 4)},
 			funnelv1.PhaseFailed, metav1.ConditionFalse, metav1.ConditionFalse, ReasonDeliveryFailed},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -64,11 +64,11 @@ func TestValidOutcome(t *testing.T) {
 func TestOutcomeApply(t *testing.T) {
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	var st funnelv1.FunnelEventStatus
-	validOutcome(true, "s", []funnelv1.DeliveryStatus{delivery("a", funnelv1.DeliveryPending, 2), delivery("b", funnelv1.DeliverySucceeded, 1)}).apply(&st, 1, now)
+	validOutcome(true, "s", []funnelv1.DeliveryStatus{deliveryOf("a", funnelv1.DeliveryPending, 2), deliveryOf("b", funnelv1.DeliverySucceeded, 1)}).apply(&st, 1, now)
 	if st.Phase != funnelv1.PhaseProcessing || st.Attempts != 3 || st.ProcessedTime != nil {
 		t.Fatalf("processing: got phase %s, attempts %d, processedTime %v", st.Phase, st.Attempts, st.ProcessedTime)
 	}
-	validOutcome(true, "s", []funnelv1.DeliveryStatus{delivery("a", funnelv1.DeliverySucceeded, 3), delivery("b", funnelv1.DeliverySucceeded, 1)}).apply(&st, 1, now)
+	validOutcome(true, "s", []funnelv1.DeliveryStatus{deliveryOf("a", funnelv1.DeliverySucceeded, 3), deliveryOf("b", funnelv1.DeliverySucceeded, 1)}).apply(&st, 1, now)
 	if st.Phase != funnelv1.PhaseSucceeded || st.Attempts != 4 || !st.ProcessedTime.Time.Equal(now) {
 		t.Fatalf("finished: got phase %s, attempts %d, processedTime %v", st.Phase, st.Attempts, st.ProcessedTime)
 	}

@@ -4,11 +4,13 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"strconv"
 	"strings"
 	"time"
 
 	"golang.org/x/time/rate"
+	batchv1 "k8s.io/api/batch/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/selection"
 	"k8s.io/client-go/rest"
@@ -19,6 +21,7 @@ import (
 
 	"github.com/funnel-operator/funnel-operator/api/funnel"
 	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
+	"github.com/funnel-operator/funnel-operator/controllers/delivery"
 	"github.com/funnel-operator/funnel-operator/controllers/receiver"
 )
 
@@ -39,8 +42,12 @@ type Options struct {
 	Webhook receiver.Options
 	// EventConcurrency overrides DefaultEventConcurrency per family.
 	EventConcurrency map[funnel.Family]int
-	// Dispatcher routes validated events to deliveries; NoDeliveries when nil.
+	// Dispatcher routes validated events to deliveries; a delivery.Router when nil.
 	Dispatcher Dispatcher
+	// HTTPClient makes the HTTP deliveries; delivery.NewHTTPClient() when nil.
+	HTTPClient *http.Client
+	// StatsInterval is how often subscription counts are written; 10s when 0.
+	StatsInterval time.Duration
 	// Clock is the time source of the controllers; the real clock when nil.
 	Clock clock.Clock
 	// RetentionDeletesPerSecond paces retention deletes; DefaultRetentionDeletesPerSecond when 0.
@@ -56,8 +63,14 @@ func CacheOptions(namespaces []string) cache.Options {
 	if err != nil {
 		panic(err) // a constant, valid label key
 	}
+	ours, err := labels.NewRequirement(delivery.LabelSubscription, selection.Exists, nil)
+	if err != nil {
+		panic(err)
+	}
 	opts := cache.Options{ByObject: map[client.Object]cache.ByObject{
 		&funnelv1.FunnelEvent{}: {Label: labels.NewSelector().Add(*notDone)},
+		// Only the Jobs our deliveries created: never the cluster's other Jobs.
+		&batchv1.Job{}: {Label: labels.NewSelector().Add(*ours)},
 	}}
 	for _, ns := range namespaces {
 		if opts.DefaultNamespaces == nil {
@@ -73,14 +86,25 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	if opts.Clock == nil {
 		opts.Clock = clock.RealClock{}
 	}
+	rec := mgr.GetEventRecorder("funnel-operator")
 	if opts.Dispatcher == nil {
-		opts.Dispatcher = NoDeliveries{}
+		if opts.HTTPClient == nil {
+			opts.HTTPClient = delivery.NewHTTPClient()
+		}
+		stats := delivery.NewStats(mgr.GetClient(), mgr.GetAPIReader(), opts.StatsInterval)
+		if err := mgr.Add(stats); err != nil {
+			return fmt.Errorf("adding the subscription counters: %w", err)
+		}
+		opts.Dispatcher = &delivery.Router{Client: mgr.GetClient(), Scheme: mgr.GetScheme(), HTTP: opts.HTTPClient,
+			Clock: opts.Clock, Recorder: rec, Stats: stats}
+	}
+	if err := (&SubscriptionReconciler{Client: mgr.GetClient()}).SetupWithManager(ctx, mgr); err != nil {
+		return fmt.Errorf("setting up the FunnelSubscription controller: %w", err)
 	}
 	if err := (&ReceiverReconciler{Client: mgr.GetClient(), ExternalURL: opts.ExternalURL}).SetupWithManager(ctx, mgr); err != nil {
 		return fmt.Errorf("setting up the FunnelReceiver controller: %w", err)
 	}
 
-	rec := mgr.GetEventRecorder("funnel-operator")
 	for _, f := range Families {
 		concurrency := DefaultEventConcurrency[f]
 		if n, ok := opts.EventConcurrency[f]; ok {

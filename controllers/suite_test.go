@@ -65,8 +65,9 @@ var _ = BeforeSuite(func() {
 	Expect(err).NotTo(HaveOccurred())
 	webhookURL = "http://" + ln.Addr().String()
 	Expect(controllers.Setup(ctx, mgr, controllers.Options{
-		ExternalURL: "https://funnel.example.com",
-		Webhook:     receiver.Options{Listener: ln},
+		ExternalURL:   "https://funnel.example.com",
+		Webhook:       receiver.Options{Listener: ln},
+		StatsInterval: 200 * time.Millisecond,
 	})).To(Succeed())
 	mgrCache = mgr.GetCache()
 

@@ -28,6 +28,17 @@ const (
 	ReasonInvalidSpec = "InvalidSpec"
 )
 
+// Condition reasons of FunnelSubscription (with SecretNotFound, SecretKeyMissing and
+// Suspended from above).
+const (
+	// ReasonReady means the subscription routes matching events to its action.
+	ReasonReady = "Ready"
+	// ReasonInvalidFilter means the CEL filter does not compile; the message is the compiler's.
+	ReasonInvalidFilter = "InvalidFilter"
+	// ReasonInvalidJobTemplate means the API server refused a Job built from the template.
+	ReasonInvalidJobTemplate = "InvalidJobTemplate"
+)
+
 // Well-known labels and annotations on FunnelEvents.
 const (
 	// LabelReceiver names the FunnelReceiver that accepted the event.

@@ -145,6 +145,51 @@ type DeliveryStatus struct {
 	// completionTime is when the delivery reached Succeeded or Failed.
 	// +optional
 	CompletionTime *metav1.Time `json:"completionTime,omitempty"`
+
+	// job is the name of the Job a Job action created for this delivery.
+	// +optional
+	// +kubebuilder:validation:MaxLength=63
+	Job string `json:"job,omitempty"`
+
+	// deadLetter is the state of the dead letter of a delivery that failed for good.
+	// +optional
+	DeadLetter *DeadLetterStatus `json:"deadLetter,omitempty"`
+}
+
+// DeadLetterStatus is the state of a failed delivery's dead letter, which runs once.
+type DeadLetterStatus struct {
+	// phase of the dead letter.
+	// +required
+	Phase DeliveryPhase `json:"phase"`
+
+	// attempts made so far (transient failures of the dead letter are retried a few times).
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	Attempts int32 `json:"attempts,omitempty"`
+
+	// lastError is the last attempt's error, trimmed.
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	LastError string `json:"lastError,omitempty"`
+
+	// responseCode is the HTTP status of the last attempt of an HTTP dead letter.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=999
+	ResponseCode int32 `json:"responseCode,omitempty"`
+
+	// nextAttemptTime is when the next try of the dead letter is due.
+	// +optional
+	NextAttemptTime *metav1.Time `json:"nextAttemptTime,omitempty"`
+
+	// job is the name of the Job a Job dead letter created.
+	// +optional
+	// +kubebuilder:validation:MaxLength=63
+	Job string `json:"job,omitempty"`
+
+	// completionTime is when the dead letter reached Succeeded or Failed.
+	// +optional
+	CompletionTime *metav1.Time `json:"completionTime,omitempty"`
 }
 
 // FunnelEventStatus is what the operator did with the event.

@@ -316,3 +316,100 @@ var _ = Describe("kubectl presentation", func() {
 		Expect(out).To(ContainSubstring("immutable"))
 	})
 })
+
+// validSubscriptionSpec is an HTTP subscription for approved applications.
+func validSubscriptionSpec() map[string]any {
+	return map[string]any{
+		"eventTypes": []any{"lease_transaction.status_updated"},
+		"filter":     "event.data.current_status == 'Approved'",
+		"action":     map[string]any{"http": map[string]any{"url": "http://pms-sync.leasing.svc:8080/funnel"}},
+	}
+}
+
+var jobTemplate = map[string]any{"spec": map[string]any{"template": map[string]any{"spec": map[string]any{
+	"restartPolicy": "Never",
+	"containers":    []any{map[string]any{"name": "move-in", "image": "example.com/move-in:1"}},
+}}}}
+
+var _ = Describe("FunnelSubscription schema", func() {
+	var ns string
+	BeforeEach(func() {
+		var err error
+		ns, err = testenv.NewNamespace(ctx, k8s, "fsub")
+		Expect(err).NotTo(HaveOccurred())
+	})
+
+	DescribeTable("create",
+		func(mutate func(map[string]any), wantErr string) {
+			spec := validSubscriptionSpec()
+			mutate(spec)
+			err := k8s.Create(ctx, newObject("FunnelSubscription", ns, "pms", spec))
+			if wantErr == "" {
+				Expect(err).NotTo(HaveOccurred())
+			} else {
+				Expect(err).To(MatchError(ContainSubstring(wantErr)))
+			}
+		},
+		Entry("HTTP action", func(map[string]any) {}, ""),
+		Entry("Job action for every move-in", func(s map[string]any) {
+			set(s, "eventTypes", []any{"lease.move_in", "lease.resident_move_in"})
+			set(s, "action", map[string]any{"job": map[string]any{"template": jobTemplate}})
+		}, ""),
+		Entry("patterns and a full delivery policy", func(s map[string]any) {
+			set(s, "eventTypes", []any{"lease_transaction.*", "renter.status-change", "*"})
+			set(s, "receiver", "funnel")
+			set(s, "action.http.method", "PUT")
+			set(s, "action.http.headers", []any{map[string]any{"name": "X-Source", "value": "funnel"}})
+			set(s, "action.http.headersFrom", []any{map[string]any{"name": "Authorization", "secretRef": map[string]any{"name": "pms", "key": "auth"}}})
+			set(s, "action.http.signingSecretRef", map[string]any{"name": "pms", "key": "hmac"})
+			set(s, "action.http.body", "Original")
+			set(s, "delivery", map[string]any{"retries": int64(10), "backoffPolicy": "linear", "backoffDelay": "500ms",
+				"maxBackoff": "1h", "timeout": "24h", "deadLetter": map[string]any{"http": map[string]any{"url": "https://log.example.com/dlq"}}})
+		}, ""),
+		Entry("no action", func(s map[string]any) { set(s, "action", map[string]any{}) }, "exactly one of http or job must be set"),
+		Entry("both actions", func(s map[string]any) {
+			set(s, "action.job", map[string]any{"template": jobTemplate})
+		}, "exactly one of http or job must be set"),
+		Entry("dead letter with both actions", func(s map[string]any) {
+			set(s, "delivery.deadLetter", map[string]any{"http": map[string]any{"url": "http://a.b"}, "job": map[string]any{"template": jobTemplate}})
+		}, "exactly one of http or job must be set"),
+		Entry("no event types", func(s map[string]any) { set(s, "eventTypes", []any{}) }, "spec.eventTypes: Invalid value"),
+		Entry("a pattern in the middle", func(s map[string]any) { set(s, "eventTypes", []any{"lease.*.move_in"}) }, "spec.eventTypes[0]: Invalid value"),
+		Entry("a bare prefix pattern", func(s map[string]any) { set(s, "eventTypes", []any{"lease*"}) }, "spec.eventTypes[0]: Invalid value"),
+		Entry("a relative URL", func(s map[string]any) { set(s, "action.http.url", "/funnel") }, "must be an absolute http or https URL"),
+		Entry("an ftp URL", func(s map[string]any) { set(s, "action.http.url", "ftp://files.example.com/x") }, "must be an absolute http or https URL"),
+		Entry("GET method", func(s map[string]any) { set(s, "action.http.method", "GET") }, `Unsupported value: "GET"`),
+		Entry("unknown body", func(s map[string]any) { set(s, "action.http.body", "XML") }, `Unsupported value: "XML"`),
+		Entry("header name with a colon", func(s map[string]any) {
+			set(s, "action.http.headers", []any{map[string]any{"name": "X-A:", "value": "b"}})
+		}, "spec.action.http.headers[0].name: Invalid value"),
+		Entry("negative retries", func(s map[string]any) { set(s, "delivery.retries", int64(-1)) }, "spec.delivery.retries: Invalid value"),
+		Entry("too many retries", func(s map[string]any) { set(s, "delivery.retries", int64(101)) }, "spec.delivery.retries: Invalid value"),
+		Entry("unknown backoff", func(s map[string]any) { set(s, "delivery.backoffPolicy", "random") }, `Unsupported value: "random"`),
+		Entry("delay not a duration", func(s map[string]any) { set(s, "delivery.backoffDelay", "soon") }, "spec.delivery.backoffDelay"),
+		Entry("filter too long", func(s map[string]any) { set(s, "filter", strings.Repeat("x", 4097)) }, "spec.filter: Too long"),
+	)
+
+	It("applies the documented delivery defaults", func() {
+		Expect(k8s.Create(ctx, newObject("FunnelSubscription", ns, "pms", validSubscriptionSpec()))).To(Succeed())
+		var got funnelv1.FunnelSubscription
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "pms"}, &got)).To(Succeed())
+		Expect(*got.Spec.Delivery.Retries).To(Equal(funnelv1.DefaultRetries))
+		Expect(got.Spec.Delivery.BackoffPolicy).To(Equal(funnelv1.BackoffExponential))
+		Expect(got.Spec.Delivery.BackoffDelay.Duration).To(Equal(funnelv1.DefaultBackoffDelay))
+		Expect(got.Spec.Delivery.MaxBackoff.Duration).To(Equal(funnelv1.DefaultMaxBackoff))
+		Expect(got.Spec.Action.HTTP.Method).To(Equal("POST"))
+		Expect(got.Spec.Action.HTTP.Body).To(Equal(funnelv1.BodyEnvelope))
+		Expect(got.Spec.Action.HTTP.Timeout.Duration).To(Equal(funnelv1.DefaultHTTPTimeout))
+	})
+
+	It("is listed by short name and in the funnel category", func() {
+		Expect(k8s.Create(ctx, newObject("FunnelSubscription", ns, "pms", validSubscriptionSpec()))).To(Succeed())
+		out, err := testenv.Kubectl(env, "get", "fsub", "-n", ns)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(strings.Fields(strings.SplitN(out, "\n", 2)[0])).To(Equal([]string{"NAME", "READY", "TYPES", "MATCHED", "SUCCEEDED", "FAILED", "AGE"}))
+		out, err = testenv.Kubectl(env, "get", "funnel", "-n", ns)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(out).To(ContainSubstring("funnelsubscription.funnel.leasing.dev/pms"))
+	})
+})

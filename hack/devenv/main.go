@@ -8,9 +8,12 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -46,6 +49,7 @@ type options struct {
 	manager     string
 	crds        string
 	samples     string
+	sinkAddr    string
 	namespace   string
 	webhookAddr string
 	probeAddr   string
@@ -58,7 +62,8 @@ func main() {
 	flag.StringVar(&o.dir, "dir", ".local", "Directory for the local control plane's data and kubeconfig.")
 	flag.StringVar(&o.manager, "manager", "bin/manager", "The operator binary to run.")
 	flag.StringVar(&o.crds, "crds", "config/crd/bases", "Directory of CRD manifests to install.")
-	flag.StringVar(&o.samples, "samples", "config/samples", "Directory of sample manifests to apply.")
+	flag.StringVar(&o.samples, "samples", "config/samples/funnel_v1alpha1_funnelreceiver.yaml", "Sample manifests to apply (comma-separated files). The other samples need in-cluster Services; make run adds a console subscription instead.")
+	flag.StringVar(&o.sinkAddr, "sink-address", "127.0.0.1:8090", "Address of the console sink that prints deliveries of the dev subscription.")
 	flag.StringVar(&o.namespace, "namespace", "default", "Namespace to apply the samples in.")
 	flag.StringVar(&o.webhookAddr, "webhook-bind-address", "127.0.0.1:8080", "Address of the webhook receiver.")
 	flag.StringVar(&o.probeAddr, "health-probe-bind-address", "127.0.0.1:8081", "Address of the health probes.")
@@ -92,7 +97,15 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
-	if err := applySamples(ctx, c, o.samples, o.namespace); err != nil {
+	if err := applySamples(ctx, c, strings.Split(o.samples, ","), o.namespace); err != nil {
+		return err
+	}
+	stopSink, err := startConsoleSink(o.sinkAddr)
+	if err != nil {
+		return err
+	}
+	defer stopSink()
+	if err := applyConsoleSubscription(ctx, c, o.namespace, "http://"+o.sinkAddr+"/deliveries"); err != nil {
 		return err
 	}
 
@@ -243,16 +256,9 @@ func ensureTokenSecret(ctx context.Context, c client.Client, ns string) (string,
 	return token, nil
 }
 
-// applySamples server-side applies every object in the samples directory.
-func applySamples(ctx context.Context, c client.Client, dir, ns string) error {
-	files, err := filepath.Glob(filepath.Join(dir, "*.yaml"))
-	if err != nil {
-		return err
-	}
+// applySamples server-side applies every object in the given manifest files.
+func applySamples(ctx context.Context, c client.Client, files []string, ns string) error {
 	for _, f := range files {
-		if filepath.Base(f) == "kustomization.yaml" {
-			continue
-		}
 		raw, err := os.ReadFile(f)
 		if err != nil {
 			return err
@@ -271,6 +277,42 @@ func applySamples(ctx context.Context, c client.Client, dir, ns string) error {
 				return fmt.Errorf("applying %s: %w", f, err)
 			}
 		}
+	}
+	return nil
+}
+
+// startConsoleSink serves the dev subscription's deliveries and prints one line for each,
+// so `kubectl funnel send` shows the whole path in the make run console.
+func startConsoleSink(addr string) (func(), error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("starting the console sink on %s: %w", addr, err)
+	}
+	srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var ev struct {
+			Name    string `json:"name"`
+			Type    string `json:"type"`
+			Summary string `json:"summary"`
+		}
+		body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+		_ = json.Unmarshal(body, &ev)
+		fmt.Printf("delivered: %s %s (%s) attempt %s, Idempotency-Key %s\n", ev.Name, ev.Type, ev.Summary,
+			r.Header.Get("X-Funnel-Delivery-Attempt"), r.Header.Get("Idempotency-Key"))
+		w.WriteHeader(http.StatusNoContent)
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	return func() { _ = srv.Close() }, nil
+}
+
+// applyConsoleSubscription routes every event to the console sink.
+func applyConsoleSubscription(ctx context.Context, c client.Client, ns, url string) error {
+	sub := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": funnelv1.GroupVersion.String(), "kind": "FunnelSubscription",
+		"metadata": map[string]any{"name": "console", "namespace": ns},
+		"spec":     map[string]any{"eventTypes": []any{"*"}, "action": map[string]any{"http": map[string]any{"url": url}}},
+	}}
+	if err := c.Patch(ctx, sub, client.Apply, client.FieldOwner("make-run"), client.ForceOwnership); err != nil {
+		return fmt.Errorf("applying the console subscription: %w", err)
 	}
 	return nil
 }
@@ -336,6 +378,7 @@ funnel-operator is ready
 Try:
   %[4]s get funnelreceivers -n %[2]s
   %[4]s get funnelevents -n %[2]s
+  %[4]s get funnelsubscriptions -n %[2]s   # "console" delivers every event to this terminal
   %[4]s explain funnelevent.spec
   %[7]s --kubeconfig %[5]s -n %[2]s send lease_transaction.status_updated
   %[7]s --kubeconfig %[5]s -n %[2]s send renter.created --count 50 --concurrency 4 --duplicate 2

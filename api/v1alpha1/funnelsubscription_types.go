@@ -1,0 +1,304 @@
+package v1alpha1
+
+import (
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Subscription defaults, shared by the schema markers and the code that applies them to
+// objects stored before a default existed.
+const (
+	DefaultRetries       int32 = 5
+	DefaultBackoffDelay        = time.Second
+	DefaultMaxBackoff          = 5 * time.Minute
+	DefaultHTTPTimeout         = 10 * time.Second
+	DefaultRetryAfterCap       = 10 * time.Minute
+	SignatureHeader            = "X-Funnel-Operator-Signature"
+	IdempotencyKeyHeader       = "Idempotency-Key"
+)
+
+// HTTPBody is what an HTTP action sends.
+// +kubebuilder:validation:Enum=Envelope;Original
+type HTTPBody string
+
+const (
+	// BodyEnvelope is a normalised JSON envelope, the same for every format:
+	// {"name","namespace","receiver","id","type","format","occurredAt","receivedAt","summary","data"}.
+	BodyEnvelope HTTPBody = "Envelope"
+	// BodyOriginal is the event in the envelope format Funnel sent it in (Classic, V3 or
+	// Partner v2), rebuilt from the stored fields with data verbatim.
+	BodyOriginal HTTPBody = "Original"
+)
+
+// HTTPHeader is a static header.
+type HTTPHeader struct {
+	// name of the header.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=128
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9!#$%&'*+.^_|~-]+$`
+	Name string `json:"name"`
+
+	// value of the header.
+	// +required
+	// +kubebuilder:validation:MaxLength=4096
+	Value string `json:"value"`
+}
+
+// HTTPHeaderFromSecret is a header whose value is read from a Secret, e.g. an API key.
+type HTTPHeaderFromSecret struct {
+	// name of the header.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=128
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9!#$%&'*+.^_|~-]+$`
+	Name string `json:"name"`
+
+	// secretRef points at the value, in the subscription's namespace.
+	// +required
+	SecretRef SecretKeyRef `json:"secretRef"`
+}
+
+// HTTPAction calls an HTTP endpoint (usually an in-cluster Service) with the event.
+type HTTPAction struct {
+	// url of the endpoint, http or https.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=2048
+	// +kubebuilder:validation:XValidation:rule="isURL(self) && url(self).getScheme() in ['http', 'https'] && url(self).getHostname() != ''",message="must be an absolute http or https URL"
+	URL string `json:"url"`
+
+	// method of the request.
+	// +optional
+	// +kubebuilder:default=POST
+	// +kubebuilder:validation:Enum=POST;PUT;PATCH
+	Method string `json:"method,omitempty"`
+
+	// headers sent with every request.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=32
+	Headers []HTTPHeader `json:"headers,omitempty"`
+
+	// headersFrom are headers whose values come from Secrets.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=16
+	HeadersFrom []HTTPHeaderFromSecret `json:"headersFrom,omitempty"`
+
+	// signingSecretRef, when set, signs the body: X-Funnel-Operator-Signature:
+	// sha256=<hex HMAC-SHA256 of the body with this key>.
+	// +optional
+	SigningSecretRef *SecretKeyRef `json:"signingSecretRef,omitempty"`
+
+	// timeout of one request.
+	// +optional
+	// +kubebuilder:default="10s"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern="^([0-9]+(\\.[0-9]+)?(ms|s|m))+$"
+	Timeout *metav1.Duration `json:"timeout,omitempty"`
+
+	// body sent: Envelope (normalised) or Original (as Funnel sent it).
+	// +optional
+	// +kubebuilder:default=Envelope
+	Body HTTPBody `json:"body,omitempty"`
+}
+
+// JobAction runs a Job for the event. The Job is named after the event and the
+// subscription, owned by the FunnelEvent, and its containers get the event in the
+// environment: FUNNEL_EVENT_NAME, FUNNEL_EVENT_NAMESPACE, FUNNEL_EVENT_ID,
+// FUNNEL_EVENT_TYPE and FUNNEL_EVENT_DATA (the data object as JSON).
+type JobAction struct {
+	// template of the Job (metadata and a batch/v1 JobSpec). Its schema is not repeated
+	// here, which would make this CRD larger than the API server accepts; the subscription
+	// controller validates it with a server-side dry run instead (Ready=False
+	// InvalidJobTemplate, with the API server's message).
+	// +required
+	// +kubebuilder:validation:Schemaless
+	// +kubebuilder:pruning:PreserveUnknownFields
+	// +kubebuilder:validation:Type=object
+	Template batchv1.JobTemplateSpec `json:"template"`
+}
+
+// Action is what a subscription does with a matching event: exactly one of http or job.
+// +kubebuilder:validation:XValidation:rule="(has(self.http) ? 1 : 0) + (has(self.job) ? 1 : 0) == 1",message="exactly one of http or job must be set"
+type Action struct {
+	// http calls an endpoint with the event.
+	// +optional
+	HTTP *HTTPAction `json:"http,omitempty"`
+
+	// job runs a Job for the event.
+	// +optional
+	Job *JobAction `json:"job,omitempty"`
+}
+
+// BackoffPolicy is how the wait between retries grows.
+// +kubebuilder:validation:Enum=exponential;linear
+type BackoffPolicy string
+
+const (
+	// BackoffExponential waits backoffDelay × 2^(attempt−1).
+	BackoffExponential BackoffPolicy = "exponential"
+	// BackoffLinear waits backoffDelay × attempt.
+	BackoffLinear BackoffPolicy = "linear"
+)
+
+// DeliveryPolicy says how a failed delivery is retried and where it goes when retries
+// are exhausted (after Knative's delivery spec).
+type DeliveryPolicy struct {
+	// retries after the first attempt, for retryable failures (HTTP 429, 5xx, timeouts,
+	// connection errors). Other 4xx answers fail at once.
+	// +optional
+	// +kubebuilder:default=5
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=100
+	Retries *int32 `json:"retries,omitempty"`
+
+	// backoffPolicy: exponential or linear.
+	// +optional
+	// +kubebuilder:default=exponential
+	BackoffPolicy BackoffPolicy `json:"backoffPolicy,omitempty"`
+
+	// backoffDelay is the base wait between retries.
+	// +optional
+	// +kubebuilder:default="1s"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern="^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$"
+	BackoffDelay *metav1.Duration `json:"backoffDelay,omitempty"`
+
+	// maxBackoff caps the wait between retries, including a target's Retry-After.
+	// +optional
+	// +kubebuilder:default="5m"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern="^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$"
+	MaxBackoff *metav1.Duration `json:"maxBackoff,omitempty"`
+
+	// timeout, when set, bounds the whole delivery from its first attempt: no retry starts
+	// after it.
+	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern="^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$"
+	Timeout *metav1.Duration `json:"timeout,omitempty"`
+
+	// deadLetter runs once for a delivery that failed for good, with the failure context:
+	// an HTTP dead letter receives {"event": <envelope>, "subscription", "failure": {...}},
+	// a Job dead letter also gets FUNNEL_DELIVERY_ERROR and FUNNEL_DELIVERY_ATTEMPTS.
+	// +optional
+	DeadLetter *Action `json:"deadLetter,omitempty"`
+}
+
+// FunnelSubscriptionSpec says which events go to which action, and how they are retried.
+type FunnelSubscriptionSpec struct {
+	// eventTypes the subscription wants: exact names (lease.move_in), prefix patterns
+	// (lease_transaction.*) or * for every type.
+	// +required
+	// +listType=set
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=253
+	// +kubebuilder:validation:items:Pattern=`^(\*|[A-Za-z0-9][A-Za-z0-9_.-]*(\.\*)?)$`
+	EventTypes []string `json:"eventTypes"`
+
+	// filter is a CEL expression over `event` that must be true for the subscription to
+	// match: event.type, event.id, event.format, event.occurredAt (a timestamp, absent for
+	// Partner v2), event.receiver, event.name, event.labels (map) and event.data (the data
+	// object). Example: event.data.current_status == 'Approved' && event.data.community_id == 43522
+	// +optional
+	// +kubebuilder:validation:MaxLength=4096
+	Filter string `json:"filter,omitempty"`
+
+	// receiver, when set, only matches events accepted by this FunnelReceiver.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	Receiver string `json:"receiver,omitempty"`
+
+	// suspend stops matching new events and pauses pending retries.
+	// +optional
+	Suspend bool `json:"suspend,omitempty"`
+
+	// action is what happens with a matching event.
+	// +required
+	Action Action `json:"action"`
+
+	// delivery is the retry and dead-letter policy.
+	// +optional
+	// +kubebuilder:default={}
+	Delivery DeliveryPolicy `json:"delivery,omitempty"`
+}
+
+// FunnelSubscriptionStatus is the observed state of a subscription.
+type FunnelSubscriptionStatus struct {
+	// observedGeneration is the generation the status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// conditions: Ready is True when the filter compiles and the Secrets it needs exist.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	// +kubebuilder:validation:MaxItems=8
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// matched counts events routed to this subscription (updated in batches).
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	Matched int64 `json:"matched,omitempty"`
+
+	// succeeded counts deliveries that succeeded (updated in batches).
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	Succeeded int64 `json:"succeeded,omitempty"`
+
+	// failed counts deliveries that failed for good (updated in batches).
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	Failed int64 `json:"failed,omitempty"`
+
+	// lastDeliveryTime is when a delivery last finished.
+	// +optional
+	LastDeliveryTime *metav1.Time `json:"lastDeliveryTime,omitempty"`
+}
+
+// FunnelSubscription routes events of its namespace that match its types and filter to
+// an action (an HTTP call or a Job), with retries and a dead letter.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=fsub,categories=funnel
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Types",type=string,JSONPath=`.spec.eventTypes`
+// +kubebuilder:printcolumn:name="Matched",type=integer,JSONPath=`.status.matched`
+// +kubebuilder:printcolumn:name="Succeeded",type=integer,JSONPath=`.status.succeeded`
+// +kubebuilder:printcolumn:name="Failed",type=integer,JSONPath=`.status.failed`
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
+// +kubebuilder:printcolumn:name="Last-Delivery",type=date,JSONPath=`.status.lastDeliveryTime`,priority=1
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type FunnelSubscription struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// spec says which events go where.
+	// +required
+	Spec FunnelSubscriptionSpec `json:"spec"`
+
+	// status is the observed state.
+	// +optional
+	Status FunnelSubscriptionStatus `json:"status,omitempty"`
+}
+
+// FunnelSubscriptionList is a list of FunnelSubscriptions.
+//
+// +kubebuilder:object:root=true
+type FunnelSubscriptionList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []FunnelSubscription `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&FunnelSubscription{}, &FunnelSubscriptionList{})
+}

@@ -1,0 +1,307 @@
+package delivery
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
+)
+
+// maxErrorBody is how much of a failed response's body is kept in lastError.
+const maxErrorBody = 256
+
+// attempt is the outcome of one try of an action.
+type attempt struct {
+	succeeded bool
+	// retryable failures (HTTP 408, 429, 5xx, timeouts, connection errors) are retried;
+	// the rest fail the delivery at once.
+	retryable bool
+	code      int32
+	err       string
+	// retryAfter is the target's Retry-After, when it sent one.
+	retryAfter time.Duration
+	// running: an asynchronous action (a Job) is under way.
+	running bool
+	job     string
+}
+
+// NewHTTPClient is the client HTTP actions use: no redirects (a POST must not silently
+// turn into a GET elsewhere), per-request timeouts come from the action.
+func NewHTTPClient() *http.Client {
+	return &http.Client{
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		Transport: &http.Transport{
+			Proxy:               http.ProxyFromEnvironment,
+			MaxIdleConnsPerHost: 32,
+			IdleConnTimeout:     90 * time.Second,
+			TLSHandshakeTimeout: 10 * time.Second,
+		},
+	}
+}
+
+// request is everything one HTTP call needs, resolved before it is made.
+type request struct {
+	action  *funnelv1.HTTPAction
+	body    []byte
+	headers http.Header
+}
+
+// newRequest resolves an HTTP action for one call: body, static and Secret headers,
+// signature and the idempotency key.
+func newRequest(ctx context.Context, c client.Reader, ns string, a *funnelv1.HTTPAction, body []byte, extra http.Header) (*request, error) {
+	h := http.Header{}
+	h.Set("Content-Type", "application/json")
+	h.Set("User-Agent", "funnel-operator")
+	for k, vs := range extra {
+		h[k] = vs
+	}
+	for _, hd := range a.Headers {
+		h.Set(hd.Name, hd.Value)
+	}
+	for _, hf := range a.HeadersFrom {
+		v, err := secretValue(ctx, c, ns, hf.SecretRef)
+		if err != nil {
+			return nil, fmt.Errorf("header %s: %w", hf.Name, err)
+		}
+		h.Set(hf.Name, strings.TrimSpace(string(v)))
+	}
+	if a.SigningSecretRef != nil {
+		key, err := secretValue(ctx, c, ns, *a.SigningSecretRef)
+		if err != nil {
+			return nil, fmt.Errorf("signing key: %w", err)
+		}
+		m := hmac.New(sha256.New, key)
+		m.Write(body)
+		h.Set(funnelv1.SignatureHeader, "sha256="+hex.EncodeToString(m.Sum(nil)))
+	}
+	return &request{action: a, body: body, headers: h}, nil
+}
+
+// do makes one call and classifies the answer.
+func (r *request) do(ctx context.Context, hc *http.Client, now time.Time) attempt {
+	timeout := funnelv1.DefaultHTTPTimeout
+	if r.action.Timeout != nil {
+		timeout = r.action.Timeout.Duration
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	method := r.action.Method
+	if method == "" {
+		method = http.MethodPost
+	}
+	req, err := http.NewRequestWithContext(ctx, method, r.action.URL, bytes.NewReader(r.body))
+	if err != nil {
+		return attempt{err: trim("building the request: " + err.Error())}
+	}
+	req.Header = r.headers.Clone()
+	resp, err := hc.Do(req)
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			return attempt{retryable: true, err: fmt.Sprintf("no answer within %s", timeout)}
+		}
+		return attempt{retryable: true, err: trim(err.Error())}
+	}
+	defer func() {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // reuse the connection
+		_ = resp.Body.Close()
+	}()
+	a := attempt{code: int32(resp.StatusCode)}
+	switch {
+	case resp.StatusCode >= 200 && resp.StatusCode < 300:
+		a.succeeded = true
+		return a
+	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusRequestTimeout || resp.StatusCode >= 500:
+		a.retryable = true
+		a.retryAfter, _ = retryAfter(resp.Header.Get("Retry-After"), now)
+	}
+	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+	a.err = trim(fmt.Sprintf("HTTP %d %s: %s", resp.StatusCode, http.StatusText(resp.StatusCode), strings.TrimSpace(string(snippet))))
+	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
+		a.err = trim(fmt.Sprintf("HTTP %d: redirects are not followed (to %s)", resp.StatusCode, resp.Header.Get("Location")))
+	}
+	return a
+}
+
+// secretValue reads one key of a Secret in ns (from the cache).
+func secretValue(ctx context.Context, c client.Reader, ns string, ref funnelv1.SecretKeyRef) ([]byte, error) {
+	var s corev1.Secret
+	if err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: ref.Name}, &s); err != nil {
+		return nil, fmt.Errorf("reading Secret %s/%s: %w", ns, ref.Name, err)
+	}
+	v, ok := s.Data[ref.Key]
+	if !ok || len(v) == 0 {
+		return nil, fmt.Errorf("Secret %s/%s has no key %q", ns, ref.Name, ref.Key)
+	}
+	return v, nil
+}
+
+// envelope is the normalised event body (BodyEnvelope), the same for every format.
+type envelope struct {
+	Name       string          `json:"name"`
+	Namespace  string          `json:"namespace"`
+	Receiver   string          `json:"receiver"`
+	ID         string          `json:"id,omitempty"`
+	Type       string          `json:"type"`
+	Format     string          `json:"format"`
+	OccurredAt *time.Time      `json:"occurredAt,omitempty"`
+	ReceivedAt time.Time       `json:"receivedAt"`
+	Summary    string          `json:"summary,omitempty"`
+	Data       json.RawMessage `json:"data"`
+}
+
+func envelopeOf(ev *funnelv1.FunnelEvent, summary string) envelope {
+	e := envelope{
+		Name: ev.Name, Namespace: ev.Namespace, Receiver: ev.Spec.Receiver, ID: ev.Spec.EventID,
+		Type: ev.Spec.Type, Format: string(ev.Spec.Format), ReceivedAt: ev.Spec.ReceivedAt.UTC(),
+		Summary: summary, Data: dataOf(ev),
+	}
+	if ev.Spec.OccurredAt != nil {
+		t := ev.Spec.OccurredAt.UTC()
+		e.OccurredAt = &t
+	}
+	return e
+}
+
+func dataOf(ev *funnelv1.FunnelEvent) json.RawMessage {
+	if len(ev.Spec.Data.Raw) == 0 {
+		return json.RawMessage("{}")
+	}
+	return ev.Spec.Data.Raw
+}
+
+// eventBody is the body an HTTP action sends for an event.
+func eventBody(ev *funnelv1.FunnelEvent, summary string, kind funnelv1.HTTPBody) ([]byte, error) {
+	if kind == funnelv1.BodyOriginal {
+		return originalBody(ev)
+	}
+	return json.Marshal(envelopeOf(ev, summary))
+}
+
+// originalBody rebuilds the envelope Funnel sent, in its format, with data verbatim.
+func originalBody(ev *funnelv1.FunnelEvent) ([]byte, error) {
+	data := dataOf(ev)
+	switch ev.Spec.Format {
+	case funnelv1.FormatClassic:
+		var key any
+		if ev.Spec.IdempotencyKey != "" {
+			key = ev.Spec.IdempotencyKey
+		}
+		var ts any
+		if ev.Spec.OccurredAt != nil {
+			ts = ev.Spec.OccurredAt.Unix()
+		}
+		return json.Marshal(struct {
+			ID             json.Number     `json:"id"`
+			EventType      string          `json:"event_type"`
+			EventTimestamp any             `json:"event_timestamp"`
+			IdempotencyKey any             `json:"idempotency_key"`
+			EventData      json.RawMessage `json:"event_data"`
+		}{json.Number(ev.Spec.EventID), ev.Spec.Type, ts, key, data})
+	case funnelv1.FormatV3:
+		var ts any
+		if ev.Spec.OccurredAt != nil {
+			ts = ev.Spec.OccurredAt.UTC().Format("2006-01-02T15:04:05.000000+00:00")
+		}
+		return json.Marshal(struct {
+			ID        string          `json:"id"`
+			Event     string          `json:"event"`
+			Timestamp any             `json:"timestamp"`
+			Data      json.RawMessage `json:"data"`
+		}{ev.Spec.EventID, ev.Spec.Type, ts, data})
+	default:
+		return json.Marshal(struct {
+			Event string          `json:"event"`
+			Data  json.RawMessage `json:"data"`
+		}{ev.Spec.Type, data})
+	}
+}
+
+// failureContext is what a dead letter learns about the failed delivery.
+type failureContext struct {
+	Subscription    string     `json:"subscription"`
+	Attempts        int32      `json:"attempts"`
+	LastError       string     `json:"lastError,omitempty"`
+	ResponseCode    int32      `json:"responseCode,omitempty"`
+	LastAttemptTime *time.Time `json:"lastAttemptTime,omitempty"`
+}
+
+func failureOf(d *funnelv1.DeliveryStatus) failureContext {
+	f := failureContext{Subscription: d.Subscription, Attempts: d.Attempts, LastError: d.LastError, ResponseCode: d.ResponseCode}
+	if d.LastAttemptTime != nil {
+		t := d.LastAttemptTime.UTC()
+		f.LastAttemptTime = &t
+	}
+	return f
+}
+
+// deadLetterBody is what an HTTP dead letter receives.
+func deadLetterBody(ev *funnelv1.FunnelEvent, summary string, d *funnelv1.DeliveryStatus) ([]byte, error) {
+	return json.Marshal(struct {
+		Event        envelope       `json:"event"`
+		Subscription string         `json:"subscription"`
+		Failure      failureContext `json:"failure"`
+	}{envelopeOf(ev, summary), d.Subscription, failureOf(d)})
+}
+
+// IdempotencyKey is the stable key of a delivery: the same for every attempt, replay
+// and restart, so targets can de-duplicate at-least-once deliveries.
+func IdempotencyKey(ev *funnelv1.FunnelEvent, subscription string) string {
+	return ev.Namespace + "/" + ev.Name + "/" + subscription
+}
+
+// eventHeaders are the headers every HTTP call for an event carries.
+func eventHeaders(ev *funnelv1.FunnelEvent, subscription string, attemptNo int32) http.Header {
+	h := http.Header{}
+	h.Set(funnelv1.IdempotencyKeyHeader, IdempotencyKey(ev, subscription))
+	h.Set("X-Funnel-Event-Name", ev.Name)
+	h.Set("X-Funnel-Event-Type", ev.Spec.Type)
+	if ev.Spec.EventID != "" {
+		h.Set("X-Funnel-Event-ID", ev.Spec.EventID)
+	}
+	h.Set("X-Funnel-Delivery-Attempt", strconv.Itoa(int(attemptNo)))
+	return h
+}
+
+// trim bounds an error message for status, on a rune boundary.
+func trim(s string) string {
+	const n = 1000
+	if len(s) <= n {
+		return s
+	}
+	cut := n
+	for cut > 0 && s[cut]&0xC0 == 0x80 {
+		cut--
+	}
+	return s[:cut] + "…"
+}
+
+// SecretRefs lists the Secret keys an action needs (headers and signing key of an HTTP
+// action), so readiness checks and Secret watches agree with what deliveries read.
+func SecretRefs(a *funnelv1.Action) []funnelv1.SecretKeyRef {
+	if a == nil || a.HTTP == nil {
+		return nil
+	}
+	var refs []funnelv1.SecretKeyRef
+	for _, h := range a.HTTP.HeadersFrom {
+		refs = append(refs, h.SecretRef)
+	}
+	if a.HTTP.SigningSecretRef != nil {
+		refs = append(refs, *a.HTTP.SigningSecretRef)
+	}
+	return refs
+}

@@ -1,0 +1,113 @@
+package delivery
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"strconv"
+	"strings"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+
+	"github.com/funnel-operator/funnel-operator/api/funnel"
+	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
+)
+
+// Labels on the Jobs the operator creates. The Job cache is scoped to LabelSubscription,
+// so the operator never caches anybody else's Jobs.
+const (
+	LabelSubscription = "funnel.leasing.dev/subscription"
+	LabelEvent        = "funnel.leasing.dev/event"
+)
+
+// JobName is the Job of an event's delivery: deterministic, so a retried pass or another
+// leader adopts the Job instead of creating a second one, and distinct per replay, so a
+// replay runs the Job again. At most 63 characters (it becomes a label on the Pods).
+func JobName(ev *funnelv1.FunnelEvent, subscription string, deadLetter bool) string {
+	sum := sha256.Sum256([]byte(strings.Join([]string{ev.Namespace, ev.Name, subscription,
+		ev.Status.ObservedReplay, strconv.FormatBool(deadLetter)}, "/")))
+	suffix := hex.EncodeToString(sum[:])[:10]
+	prefix := ev.Name
+	if deadLetter {
+		prefix = "dl-" + prefix
+	}
+	if len(prefix) > 52 {
+		prefix = strings.TrimRight(prefix[:52], "-.")
+	}
+	return prefix + "-" + suffix
+}
+
+// newJob builds the Job of a Job action: the template, our labels, the FunnelEvent as
+// controlling owner (deleting the event deletes its Jobs), and the event in every
+// container's environment.
+func newJob(ev *funnelv1.FunnelEvent, subscription string, a *funnelv1.JobAction, name string, extraEnv []corev1.EnvVar, scheme *runtime.Scheme) (*batchv1.Job, error) {
+	job := &batchv1.Job{
+		ObjectMeta: *a.Template.ObjectMeta.DeepCopy(),
+		Spec:       *a.Template.Spec.DeepCopy(),
+	}
+	job.Name, job.Namespace, job.GenerateName = name, ev.Namespace, ""
+	if job.Labels == nil {
+		job.Labels = map[string]string{}
+	}
+	job.Labels[LabelSubscription] = funnel.LabelValue(subscription)
+	job.Labels[LabelEvent] = funnel.LabelValue(ev.Name)
+	job.Labels[funnelv1.LabelEventType] = ev.Labels[funnelv1.LabelEventType]
+	if err := controllerutil.SetControllerReference(ev, job, scheme); err != nil {
+		return nil, fmt.Errorf("owning Job %s: %w", name, err)
+	}
+	env := append([]corev1.EnvVar{
+		{Name: "FUNNEL_EVENT_NAME", Value: ev.Name},
+		{Name: "FUNNEL_EVENT_NAMESPACE", Value: ev.Namespace},
+		{Name: "FUNNEL_EVENT_ID", Value: ev.Spec.EventID},
+		{Name: "FUNNEL_EVENT_TYPE", Value: ev.Spec.Type},
+		{Name: "FUNNEL_EVENT_DATA", Value: string(dataOf(ev))},
+	}, extraEnv...)
+	pod := &job.Spec.Template.Spec
+	for i := range pod.InitContainers {
+		pod.InitContainers[i].Env = append(pod.InitContainers[i].Env, env...)
+	}
+	for i := range pod.Containers {
+		pod.Containers[i].Env = append(pod.Containers[i].Env, env...)
+	}
+	return job, nil
+}
+
+// runJob creates the delivery's Job if it does not exist, or adopts it, and reports its
+// state from its conditions.
+func runJob(ctx context.Context, c client.Client, ev *funnelv1.FunnelEvent, job *batchv1.Job) attempt {
+	var existing batchv1.Job
+	err := c.Get(ctx, types.NamespacedName{Namespace: job.Namespace, Name: job.Name}, &existing)
+	if apierrors.IsNotFound(err) {
+		if err := c.Create(ctx, job); err != nil && !apierrors.IsAlreadyExists(err) {
+			retryable := !apierrors.IsInvalid(err) && !apierrors.IsBadRequest(err) && !apierrors.IsForbidden(err)
+			return attempt{retryable: retryable, err: trim("creating Job " + job.Name + ": " + err.Error()), job: job.Name}
+		}
+		return attempt{running: true, job: job.Name}
+	}
+	if err != nil {
+		return attempt{retryable: true, err: trim("reading Job " + job.Name + ": " + err.Error()), job: job.Name}
+	}
+	if !metav1.IsControlledBy(&existing, ev) {
+		return attempt{err: fmt.Sprintf("Job %s exists and is not owned by this event", job.Name), job: job.Name}
+	}
+	for _, cond := range existing.Status.Conditions {
+		if cond.Status != corev1.ConditionTrue {
+			continue
+		}
+		switch cond.Type {
+		case batchv1.JobComplete:
+			return attempt{succeeded: true, job: job.Name}
+		case batchv1.JobFailed:
+			return attempt{err: trim(fmt.Sprintf("Job %s failed: %s: %s", job.Name, cond.Reason, cond.Message)), job: job.Name}
+		}
+	}
+	return attempt{running: true, job: job.Name}
+}

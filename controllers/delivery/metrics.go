@@ -1,0 +1,22 @@
+package delivery
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+)
+
+// Delivery metrics; subscription is "namespace/name".
+var (
+	deliveriesTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "funnel_deliveries_total",
+		Help: "Delivery attempts by subscription and result: succeeded, retry (a retryable failure that will be retried), failed (failed for good), dead_lettered.",
+	}, []string{"subscription", "result"})
+
+	deliveryDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "funnel_delivery_duration_seconds",
+		Help:    "Duration of one HTTP delivery attempt, by subscription.",
+		Buckets: prometheus.ExponentialBuckets(0.005, 2.5, 10),
+	}, []string{"subscription"})
+)
+
+func init() { metrics.Registry.MustRegister(deliveriesTotal, deliveryDuration) }

@@ -1,0 +1,388 @@
+package controllers_test
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
+	"github.com/funnel-operator/funnel-operator/controllers/delivery"
+	"github.com/funnel-operator/funnel-operator/test/testenv"
+)
+
+// received is one request a sink got.
+type received struct {
+	method string
+	header http.Header
+	body   []byte
+	at     time.Time
+}
+
+// sink is an HTTP target that answers with a scripted sequence of status codes (the last
+// one repeats) and records every request.
+type sink struct {
+	*httptest.Server
+	mu       sync.Mutex
+	requests []received
+	codes    []int
+	headers  http.Header
+}
+
+func newSink(codes ...int) *sink {
+	s := &sink{codes: codes, headers: http.Header{}}
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		s.mu.Lock()
+		s.requests = append(s.requests, received{r.Method, r.Header.Clone(), body, time.Now()})
+		code := s.codes[min(len(s.requests), len(s.codes))-1]
+		for k, v := range s.headers {
+			w.Header()[k] = v
+		}
+		s.mu.Unlock()
+		w.WriteHeader(code)
+		_, _ = w.Write([]byte(http.StatusText(code)))
+	}))
+	DeferCleanup(s.Close)
+	return s
+}
+
+func (s *sink) got() []received {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]received(nil), s.requests...)
+}
+
+var _ = Describe("Subscriptions", func() {
+	var ns, path string
+
+	BeforeEach(func() {
+		var err error
+		ns, err = testenv.NewNamespace(ctx, k8s, "subs")
+		Expect(err).NotTo(HaveOccurred())
+		path = "/webhooks/" + ns + "/funnel"
+		Expect(k8s.Create(ctx, &funnelv1.FunnelReceiver{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "funnel"},
+			Spec:       funnelv1.FunnelReceiverSpec{Auth: funnelv1.ReceiverAuth{InsecureSkipAuth: true}},
+		})).To(Succeed())
+		Expect(k8s.Create(ctx, &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "pms"},
+			Data:       map[string][]byte{"hmac": []byte("sign-me"), "auth": []byte("Bearer pms-key")},
+		})).To(Succeed())
+		awaitReceiver(ns, funnelv1.ReasonAccepting)
+	})
+
+	// subscribe creates a subscription and waits until its controller found it Ready.
+	subscribe := func(name string, spec funnelv1.FunnelSubscriptionSpec) {
+		GinkgoHelper()
+		Expect(k8s.Create(ctx, &funnelv1.FunnelSubscription{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Spec: spec})).To(Succeed())
+		Eventually(subscriptionReady(ns, name)).Should(HaveField("Reason", funnelv1.ReasonReady))
+	}
+	httpTo := func(url string) funnelv1.Action {
+		return funnelv1.Action{HTTP: &funnelv1.HTTPAction{URL: url}}
+	}
+	fast := func(retries int32) funnelv1.DeliveryPolicy {
+		return funnelv1.DeliveryPolicy{Retries: &retries, BackoffDelay: &metav1.Duration{Duration: 100 * time.Millisecond}}
+	}
+	send := func(file string) {
+		GinkgoHelper()
+		a := post(webhookURL, path, example(file), nil)
+		Expect(a.code).To(Equal(http.StatusOK), a.body)
+	}
+	const approved = "evt-8932127"
+
+	It("delivers a matching event to an HTTP target, signed, with its idempotency key", func() {
+		target := newSink(http.StatusOK)
+		subscribe("pms-sync", funnelv1.FunnelSubscriptionSpec{
+			EventTypes: []string{"lease_transaction.*"},
+			Filter:     "event.data.current_status == 'Approved' && event.data.community_id == 43522",
+			Action: funnelv1.Action{HTTP: &funnelv1.HTTPAction{URL: target.URL + "/funnel",
+				Headers:          []funnelv1.HTTPHeader{{Name: "X-Source", Value: "funnel-operator-test"}},
+				HeadersFrom:      []funnelv1.HTTPHeaderFromSecret{{Name: "Authorization", SecretRef: funnelv1.SecretKeyRef{Name: "pms", Key: "auth"}}},
+				SigningSecretRef: &funnelv1.SecretKeyRef{Name: "pms", Key: "hmac"}}},
+		})
+		send("classic-lease_transaction.status_updated.json")
+
+		Eventually(getEvent(ns, approved)).Should(finished(funnelv1.PhaseSucceeded))
+		ev := getEvent(ns, approved)(Default)
+		Expect(ev.Status.Deliveries).To(ConsistOf(SatisfyAll(
+			HaveField("Subscription", "pms-sync"), HaveField("Phase", funnelv1.DeliverySucceeded),
+			HaveField("Attempts", int32(1)), HaveField("ResponseCode", int32(200)), HaveField("CompletionTime", Not(BeNil())))))
+		Expect(ev.Status.Attempts).To(Equal(int32(1)))
+		Expect(meta.IsStatusConditionTrue(ev.Status.Conditions, funnelv1.ConditionDelivered)).To(BeTrue())
+
+		reqs := target.got()
+		Expect(reqs).To(HaveLen(1))
+		r := reqs[0]
+		Expect(r.method).To(Equal("POST"))
+		Expect(r.header.Get("Idempotency-Key")).To(Equal(ns + "/" + approved + "/pms-sync"))
+		Expect(r.header.Get("Authorization")).To(Equal("Bearer pms-key"))
+		Expect(r.header.Get("X-Source")).To(Equal("funnel-operator-test"))
+		Expect(r.header.Get("Content-Type")).To(Equal("application/json"))
+		mac := hmac.New(sha256.New, []byte("sign-me"))
+		mac.Write(r.body)
+		Expect(r.header.Get(funnelv1.SignatureHeader)).To(Equal("sha256=" + hex.EncodeToString(mac.Sum(nil))))
+		var body map[string]any
+		Expect(json.Unmarshal(r.body, &body)).To(Succeed())
+		Expect(body).To(HaveKeyWithValue("name", approved))
+		Expect(body).To(HaveKeyWithValue("summary", "Application 74824: Submitted → Approved"))
+		Expect(body).To(HaveKeyWithValue("data", HaveKeyWithValue("current_status", "Approved")))
+
+		Eventually(func(g Gomega) funnelv1.FunnelSubscriptionStatus {
+			var sub funnelv1.FunnelSubscription
+			g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "pms-sync"}, &sub)).To(Succeed())
+			return sub.Status
+		}).Should(SatisfyAll(HaveField("Matched", int64(1)), HaveField("Succeeded", int64(1)), HaveField("Failed", int64(0)),
+			HaveField("LastDeliveryTime", Not(BeNil()))))
+	})
+
+	It("does not route events its filter, types or receiver exclude", func() {
+		target := newSink(http.StatusOK)
+		subscribe("denied-only", funnelv1.FunnelSubscriptionSpec{EventTypes: []string{"*"},
+			Filter: "has(event.data.current_status) && event.data.current_status == 'Denied'", Action: httpTo(target.URL)})
+		subscribe("quotes", funnelv1.FunnelSubscriptionSpec{EventTypes: []string{"quote.*"}, Action: httpTo(target.URL)})
+		subscribe("other-receiver", funnelv1.FunnelSubscriptionSpec{EventTypes: []string{"*"}, Receiver: "other", Action: httpTo(target.URL)})
+		send("classic-lease_transaction.status_updated.json")
+		Eventually(getEvent(ns, approved)).Should(SatisfyAll(finished(funnelv1.PhaseSucceeded), HaveField("Status.Deliveries", BeEmpty())))
+		Expect(target.got()).To(BeEmpty())
+	})
+
+	It("retries 503s with backoff, honouring Retry-After, then succeeds", func() {
+		target := newSink(http.StatusServiceUnavailable, http.StatusTooManyRequests, http.StatusOK)
+		target.headers.Set("Retry-After", "1")
+		subscribe("flaky", funnelv1.FunnelSubscriptionSpec{EventTypes: []string{"lease_transaction.status_updated"},
+			Action: httpTo(target.URL), Delivery: fast(3)})
+		send("classic-lease_transaction.status_updated.json")
+
+		Eventually(getEvent(ns, approved)).Should(finished(funnelv1.PhaseSucceeded))
+		ev := getEvent(ns, approved)(Default)
+		Expect(ev.Status.Deliveries[0].Attempts).To(Equal(int32(3)))
+		Expect(ev.Status.Deliveries[0].NextAttemptTime).To(BeNil())
+		reqs := target.got()
+		Expect(reqs).To(HaveLen(3))
+		for i := 1; i < len(reqs); i++ {
+			Expect(reqs[i].header.Get("Idempotency-Key")).To(Equal(reqs[0].header.Get("Idempotency-Key")))
+			Expect(reqs[i].header.Get("X-Funnel-Delivery-Attempt")).To(Equal(string(rune('1' + i))))
+			// Retry-After: 1 outweighs the 100ms/200ms backoff.
+			Expect(reqs[i].at.Sub(reqs[i-1].at)).To(BeNumerically(">=", 900*time.Millisecond))
+		}
+	})
+
+	It("records the next attempt while waiting for a retry", func() {
+		target := newSink(http.StatusInternalServerError, http.StatusOK)
+		subscribe("slow-retry", funnelv1.FunnelSubscriptionSpec{EventTypes: []string{"*"}, Action: httpTo(target.URL),
+			Delivery: funnelv1.DeliveryPolicy{BackoffDelay: &metav1.Duration{Duration: time.Hour}, MaxBackoff: &metav1.Duration{Duration: 2 * time.Hour}}})
+		send("classic-lease_transaction.status_updated.json")
+		Eventually(getEvent(ns, approved)).Should(SatisfyAll(
+			HaveField("Status.Phase", funnelv1.PhaseProcessing),
+			HaveField("Status.Deliveries", ConsistOf(SatisfyAll(
+				HaveField("Phase", funnelv1.DeliveryPending), HaveField("Attempts", int32(1)),
+				HaveField("ResponseCode", int32(500)), HaveField("LastError", ContainSubstring("HTTP 500")),
+				HaveField("NextAttemptTime", Not(BeNil()))))),
+		))
+		ev := getEvent(ns, approved)(Default)
+		Expect(ev.Status.Deliveries[0].NextAttemptTime.Sub(ev.Status.Deliveries[0].LastAttemptTime.Time)).To(BeNumerically("~", time.Hour, 2*time.Second))
+		Expect(ev.Labels).NotTo(HaveKey(funnelv1.LabelDone), "an event waiting for a retry stays in the cache")
+	})
+
+	It("fails a permanent 4xx at once, without retries", func() {
+		target := newSink(http.StatusBadRequest)
+		subscribe("strict", funnelv1.FunnelSubscriptionSpec{EventTypes: []string{"*"}, Action: httpTo(target.URL), Delivery: fast(5)})
+		send("classic-lease_transaction.status_updated.json")
+		Eventually(getEvent(ns, approved)).Should(finished(funnelv1.PhaseFailed))
+		ev := getEvent(ns, approved)(Default)
+		Expect(ev.Status.Deliveries).To(ConsistOf(SatisfyAll(HaveField("Phase", funnelv1.DeliveryFailed),
+			HaveField("Attempts", int32(1)), HaveField("ResponseCode", int32(400)), HaveField("LastError", ContainSubstring("HTTP 400 Bad Request")))))
+		Expect(target.got()).To(HaveLen(1))
+		Eventually(kubeEvents(ns, approved)).Should(ContainElement(SatisfyAll(HaveField("Type", "Warning"), HaveField("Reason", "DeliveryFailed"))))
+	})
+
+	It("dead-letters a delivery whose retries are exhausted, once, with the failure context", func() {
+		target := newSink(http.StatusBadGateway)
+		dlq := newSink(http.StatusAccepted)
+		subscribe("exhausted", funnelv1.FunnelSubscriptionSpec{EventTypes: []string{"*"}, Action: httpTo(target.URL),
+			Delivery: funnelv1.DeliveryPolicy{Retries: ptr(int32(2)), BackoffDelay: &metav1.Duration{Duration: 50 * time.Millisecond},
+				DeadLetter: &funnelv1.Action{HTTP: &funnelv1.HTTPAction{URL: dlq.URL}}}})
+		send("classic-lease_transaction.status_updated.json")
+
+		Eventually(getEvent(ns, approved)).Should(finished(funnelv1.PhaseFailed))
+		ev := getEvent(ns, approved)(Default)
+		d := ev.Status.Deliveries[0]
+		Expect(d.Phase).To(Equal(funnelv1.DeliveryFailed))
+		Expect(d.Attempts).To(Equal(int32(3)))
+		Expect(d.DeadLetter).NotTo(BeNil())
+		Expect(d.DeadLetter.Phase).To(Equal(funnelv1.DeliverySucceeded))
+		Expect(d.DeadLetter.ResponseCode).To(Equal(int32(202)))
+		Expect(target.got()).To(HaveLen(3))
+
+		Expect(dlq.got()).To(HaveLen(1))
+		var letter struct {
+			Event        map[string]any `json:"event"`
+			Subscription string         `json:"subscription"`
+			Failure      struct {
+				Attempts     int32  `json:"attempts"`
+				LastError    string `json:"lastError"`
+				ResponseCode int32  `json:"responseCode"`
+			} `json:"failure"`
+		}
+		Expect(json.Unmarshal(dlq.got()[0].body, &letter)).To(Succeed())
+		Expect(letter.Subscription).To(Equal("exhausted"))
+		Expect(letter.Event).To(HaveKeyWithValue("name", approved))
+		Expect(letter.Failure.Attempts).To(Equal(int32(3)))
+		Expect(letter.Failure.ResponseCode).To(Equal(int32(502)))
+		Expect(letter.Failure.LastError).To(ContainSubstring("HTTP 502"))
+		Expect(dlq.got()[0].header.Get("X-Funnel-Dead-Letter")).To(Equal("true"))
+		Eventually(kubeEvents(ns, approved)).Should(ContainElement(HaveField("Reason", "DeadLettered")))
+		Consistently(dlq.got, "1s").Should(HaveLen(1), "the dead letter runs once")
+	})
+
+	It("keeps the idempotency key across a replay, and delivers again", func() {
+		target := newSink(http.StatusOK)
+		subscribe("replayed", funnelv1.FunnelSubscriptionSpec{EventTypes: []string{"*"}, Action: httpTo(target.URL)})
+		send("classic-lease_transaction.status_updated.json")
+		Eventually(getEvent(ns, approved)).Should(finished(funnelv1.PhaseSucceeded))
+		ev := getEvent(ns, approved)(Default)
+		Expect(k8s.Patch(ctx, &ev, client.RawPatch(types.MergePatchType, []byte(
+			`{"metadata":{"annotations":{"funnel.leasing.dev/replay":"again"},"labels":{"funnel.leasing.dev/done":null}}}`)))).To(Succeed())
+		Eventually(target.got).Should(HaveLen(2))
+		Expect(target.got()[1].header.Get("Idempotency-Key")).To(Equal(target.got()[0].header.Get("Idempotency-Key")))
+		Eventually(getEvent(ns, approved)).Should(SatisfyAll(finished(funnelv1.PhaseSucceeded), HaveField("Status.ObservedReplay", "again")))
+	})
+
+	It("routes only to subscriptions that existed when the event was processed (replay picks up new ones)", func() {
+		first := newSink(http.StatusOK)
+		subscribe("early", funnelv1.FunnelSubscriptionSpec{EventTypes: []string{"*"}, Action: httpTo(first.URL)})
+		send("v3-lease.move_in_canceled.json")
+		name := "evt-3eb29a92-e480-40ee-9a9f-61fff5e3f3d6"
+		Eventually(getEvent(ns, name)).Should(finished(funnelv1.PhaseSucceeded))
+
+		late := newSink(http.StatusOK)
+		subscribe("late", funnelv1.FunnelSubscriptionSpec{EventTypes: []string{"*"}, Action: httpTo(late.URL)})
+		Consistently(late.got, "1s").Should(BeEmpty())
+
+		ev := getEvent(ns, name)(Default)
+		Expect(k8s.Patch(ctx, &ev, client.RawPatch(types.MergePatchType, []byte(
+			`{"metadata":{"annotations":{"funnel.leasing.dev/replay":"1"},"labels":{"funnel.leasing.dev/done":null}}}`)))).To(Succeed())
+		Eventually(getEvent(ns, name)).Should(SatisfyAll(finished(funnelv1.PhaseSucceeded),
+			HaveField("Status.Deliveries", ConsistOf(HaveField("Subscription", "early"), HaveField("Subscription", "late")))))
+		Expect(late.got()).To(HaveLen(1))
+	})
+
+	It("skips a suspended subscription", func() {
+		target := newSink(http.StatusOK)
+		Expect(k8s.Create(ctx, &funnelv1.FunnelSubscription{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "paused"},
+			Spec: funnelv1.FunnelSubscriptionSpec{EventTypes: []string{"*"}, Suspend: true, Action: httpTo(target.URL)}})).To(Succeed())
+		Eventually(subscriptionReady(ns, "paused")).Should(SatisfyAll(HaveField("Status", metav1.ConditionFalse), HaveField("Reason", funnelv1.ReasonSuspended)))
+		send("classic-lease_transaction.status_updated.json")
+		Eventually(getEvent(ns, approved)).Should(SatisfyAll(finished(funnelv1.PhaseSucceeded), HaveField("Status.Deliveries", BeEmpty())))
+		Expect(target.got()).To(BeEmpty())
+	})
+
+	It("reports a filter that does not compile, with the compiler's message, and routes nothing to it", func() {
+		target := newSink(http.StatusOK)
+		Expect(k8s.Create(ctx, &funnelv1.FunnelSubscription{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "broken"},
+			Spec: funnelv1.FunnelSubscriptionSpec{EventTypes: []string{"*"}, Filter: "event.data.status ==", Action: httpTo(target.URL)}})).To(Succeed())
+		Eventually(subscriptionReady(ns, "broken")).Should(SatisfyAll(HaveField("Status", metav1.ConditionFalse),
+			HaveField("Reason", funnelv1.ReasonInvalidFilter), HaveField("Message", ContainSubstring("Syntax error"))))
+		send("classic-lease_transaction.status_updated.json")
+		Eventually(getEvent(ns, approved)).Should(SatisfyAll(finished(funnelv1.PhaseSucceeded), HaveField("Status.Deliveries", BeEmpty())))
+	})
+
+	It("reports missing Secrets and becomes Ready when they appear", func() {
+		Expect(k8s.Create(ctx, &funnelv1.FunnelSubscription{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "needs-secret"},
+			Spec: funnelv1.FunnelSubscriptionSpec{EventTypes: []string{"*"}, Action: funnelv1.Action{HTTP: &funnelv1.HTTPAction{
+				URL: "http://pms.example", SigningSecretRef: &funnelv1.SecretKeyRef{Name: "later", Key: "key"}}}}})).To(Succeed())
+		Eventually(subscriptionReady(ns, "needs-secret")).Should(SatisfyAll(HaveField("Reason", funnelv1.ReasonSecretNotFound),
+			HaveField("Message", ContainSubstring(`"later"`))))
+		Expect(k8s.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "later"},
+			Data: map[string][]byte{"key": []byte("k")}})).To(Succeed())
+		Eventually(subscriptionReady(ns, "needs-secret")).Should(HaveField("Reason", funnelv1.ReasonReady))
+	})
+
+	It("reports an invalid Job template with the API server's message", func() {
+		Expect(k8s.Create(ctx, &funnelv1.FunnelSubscription{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "bad-job"},
+			Spec: funnelv1.FunnelSubscriptionSpec{EventTypes: []string{"*"}, Action: funnelv1.Action{Job: &funnelv1.JobAction{
+				Template: batchv1.JobTemplateSpec{Spec: batchv1.JobSpec{Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{
+					Containers: []corev1.Container{{Name: "x"}}}}}}}}}})).To(Succeed())
+		Eventually(subscriptionReady(ns, "bad-job")).Should(SatisfyAll(HaveField("Reason", funnelv1.ReasonInvalidJobTemplate),
+			HaveField("Message", ContainSubstring("image"))))
+	})
+
+	It("runs exactly one Job per event and subscription, hands over the event, and follows its outcome", func() {
+		subscribe("move-in-job", funnelv1.FunnelSubscriptionSpec{EventTypes: []string{"lease.move_in"}, Action: funnelv1.Action{Job: &funnelv1.JobAction{
+			Template: batchv1.JobTemplateSpec{Spec: batchv1.JobSpec{Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{
+				RestartPolicy: corev1.RestartPolicyNever,
+				Containers:    []corev1.Container{{Name: "post-move-in", Image: "example.com/pms/move-in:1"}}}}}}}}})
+		send("v3-lease.move_in.json")
+		send("v3-lease.move_in.json") // a duplicate receipt must not make a second Job
+		name := "evt-3eb29a92-e480-40ee-9a9f-61fff5e3f3d5"
+
+		Eventually(getEvent(ns, name)).Should(SatisfyAll(HaveField("Status.Phase", funnelv1.PhaseProcessing),
+			HaveField("Status.Deliveries", ConsistOf(SatisfyAll(HaveField("Phase", funnelv1.DeliveryRunning), HaveField("Job", Not(BeEmpty())))))))
+		var jobs batchv1.JobList
+		Expect(k8s.List(ctx, &jobs, client.InNamespace(ns))).To(Succeed())
+		Expect(jobs.Items).To(HaveLen(1))
+		job := jobs.Items[0]
+		ev := getEvent(ns, name)(Default)
+		Expect(job.Name).To(Equal(ev.Status.Deliveries[0].Job))
+		Expect(metav1.IsControlledBy(&job, &ev)).To(BeTrue())
+		Expect(job.Labels).To(HaveKeyWithValue(delivery.LabelSubscription, "move-in-job"))
+		env := map[string]string{}
+		for _, e := range job.Spec.Template.Spec.Containers[0].Env {
+			env[e.Name] = e.Value
+		}
+		Expect(env).To(HaveKeyWithValue("FUNNEL_EVENT_NAME", name))
+		Expect(env).To(HaveKeyWithValue("FUNNEL_EVENT_ID", "3eb29a92-e480-40ee-9a9f-61fff5e3f3d5"))
+		Expect(env).To(HaveKeyWithValue("FUNNEL_EVENT_TYPE", "lease.move_in"))
+		Expect(env["FUNNEL_EVENT_DATA"]).To(MatchJSON(dataOf(example("v3-lease.move_in.json"))))
+
+		// No Job controller runs in envtest: complete the Job as it would.
+		now := metav1.Now()
+		job.Status.StartTime, job.Status.CompletionTime, job.Status.Succeeded = &now, &now, 1
+		job.Status.Conditions = []batchv1.JobCondition{
+			{Type: batchv1.JobSuccessCriteriaMet, Status: corev1.ConditionTrue, LastTransitionTime: now},
+			{Type: batchv1.JobComplete, Status: corev1.ConditionTrue, LastTransitionTime: now}}
+		Expect(k8s.Status().Update(ctx, &job)).To(Succeed())
+		Eventually(getEvent(ns, name)).Should(SatisfyAll(finished(funnelv1.PhaseSucceeded),
+			HaveField("Status.Deliveries", ConsistOf(HaveField("Phase", funnelv1.DeliverySucceeded)))))
+		Expect(k8s.List(ctx, &jobs, client.InNamespace(ns))).To(Succeed())
+		Expect(jobs.Items).To(HaveLen(1))
+	})
+
+	It("fails a delivery whose subscription was deleted while it waited", func() {
+		target := newSink(http.StatusServiceUnavailable)
+		subscribe("going-away", funnelv1.FunnelSubscriptionSpec{EventTypes: []string{"*"}, Action: httpTo(target.URL),
+			Delivery: funnelv1.DeliveryPolicy{BackoffDelay: &metav1.Duration{Duration: 2 * time.Second}}})
+		send("classic-lease_transaction.status_updated.json")
+		Eventually(getEvent(ns, approved)).Should(HaveField("Status.Phase", funnelv1.PhaseProcessing))
+		Expect(k8s.Delete(ctx, &funnelv1.FunnelSubscription{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "going-away"}})).To(Succeed())
+		Eventually(getEvent(ns, approved), "10s").Should(SatisfyAll(finished(funnelv1.PhaseFailed),
+			HaveField("Status.Deliveries", ConsistOf(HaveField("LastError", ContainSubstring("no longer exists"))))))
+	})
+})
+
+// subscriptionReady returns a subscription's Ready condition for its current generation.
+func subscriptionReady(ns, name string) func(Gomega) metav1.Condition {
+	return func(g Gomega) metav1.Condition {
+		var sub funnelv1.FunnelSubscription
+		g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &sub)).To(Succeed())
+		c := meta.FindStatusCondition(sub.Status.Conditions, funnelv1.ConditionReady)
+		g.Expect(c).NotTo(BeNil())
+		g.Expect(c.ObservedGeneration).To(Equal(sub.Generation))
+		return *c
+	}
+}
