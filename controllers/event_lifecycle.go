@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"time"
-	"unicode/utf8"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -171,7 +170,7 @@ func replayToken(value string) string {
 }
 
 func condition(typ string, status metav1.ConditionStatus, reason, msg string) metav1.Condition {
-	return metav1.Condition{Type: typ, Status: status, Reason: reason, Message: truncate(msg, 1024)}
+	return metav1.Condition{Type: typ, Status: status, Reason: reason, Message: delivery.Truncate(msg, 1024)}
 }
 
 func joinNames(names []string) string {
@@ -187,16 +186,4 @@ func joinNames(names []string) string {
 		out += n
 	}
 	return out
-}
-
-// truncate shortens s to at most n bytes, on a rune boundary, marking the cut with "…".
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	cut := n - len("…")
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + "…"
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/funnel-operator/funnel-operator/api/funnel"
 	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
+	"github.com/funnel-operator/funnel-operator/controllers/delivery"
 	"github.com/funnel-operator/funnel-operator/test/testenv"
 )
 
@@ -126,12 +127,12 @@ func TestReplayToken(t *testing.T) {
 func TestTruncate(t *testing.T) {
 	s := strings.Repeat("→", 10) // 3 bytes each
 	for n := 4; n < len(s); n++ {
-		got := truncate(s, n)
+		got := delivery.Truncate(s, n)
 		if len(got) > n || !utf8.ValidString(got) || !strings.HasSuffix(got, "…") {
 			t.Errorf("truncate(%d) = %q (%d bytes)", n, got, len(got))
 		}
 	}
-	if truncate("short", 10) != "short" {
+	if delivery.Truncate("short", 10) != "short" {
 		t.Error("short strings are kept")
 	}
 }

@@ -3,7 +3,6 @@ package controllers
 import (
 	"context"
 	"fmt"
-	"slices"
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -15,16 +14,11 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
-	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
 	"github.com/funnel-operator/funnel-operator/controllers/delivery"
 )
-
-// subscriptionSecretIndex indexes FunnelSubscriptions by the Secrets their actions read.
-const subscriptionSecretIndex = "spec.action.secretNames"
 
 // SubscriptionReconciler keeps a FunnelSubscription's Ready condition honest: the filter
 // compiles, the Secrets its actions read exist, its Job templates are valid.
@@ -125,35 +119,22 @@ func subscriptionSecrets(sub *funnelv1.FunnelSubscription) []funnelv1.SecretKeyR
 	return append(delivery.SecretRefs(&sub.Spec.Action), delivery.SecretRefs(sub.Spec.Delivery.DeadLetter)...)
 }
 
-// SetupWithManager registers the controller, its Secret index and Secret watch.
+// SetupWithManager registers the controller and its watch of the referenced Secrets.
 func (r *SubscriptionReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) error {
-	if err := mgr.GetFieldIndexer().IndexField(ctx, &funnelv1.FunnelSubscription{}, subscriptionSecretIndex, func(o client.Object) []string {
-		var names []string
-		for _, ref := range subscriptionSecrets(o.(*funnelv1.FunnelSubscription)) {
-			if !slices.Contains(names, ref.Name) {
+	b := ctrl.NewControllerManagedBy(mgr).
+		Named("funnelsubscription").
+		For(&funnelv1.FunnelSubscription{}, builder.WithPredicates(predicate.GenerationChangedPredicate{}))
+	b, err := watchSecretsOf(ctx, mgr, b, &funnelv1.FunnelSubscription{},
+		func() client.ObjectList { return &funnelv1.FunnelSubscriptionList{} },
+		func(o client.Object) []string {
+			var names []string
+			for _, ref := range subscriptionSecrets(o.(*funnelv1.FunnelSubscription)) {
 				names = append(names, ref.Name)
 			}
-		}
-		return names
-	}); err != nil {
-		return fmt.Errorf("indexing FunnelSubscriptions by Secret: %w", err)
+			return names
+		})
+	if err != nil {
+		return err
 	}
-	return ctrl.NewControllerManagedBy(mgr).
-		Named("funnelsubscription").
-		For(&funnelv1.FunnelSubscription{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
-		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.subscriptionsForSecret)).
-		Complete(r)
-}
-
-func (r *SubscriptionReconciler) subscriptionsForSecret(ctx context.Context, o client.Object) []reconcile.Request {
-	var list funnelv1.FunnelSubscriptionList
-	if err := r.List(ctx, &list, client.InNamespace(o.GetNamespace()), client.MatchingFields{subscriptionSecretIndex: o.GetName()}); err != nil {
-		ctrl.LoggerFrom(ctx).Error(err, "Listing FunnelSubscriptions for Secret", "secret", client.ObjectKeyFromObject(o))
-		return nil
-	}
-	reqs := make([]reconcile.Request, 0, len(list.Items))
-	for i := range list.Items {
-		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
-	}
-	return reqs
+	return b.Complete(r)
 }

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -277,14 +278,17 @@ func eventHeaders(ev *funnelv1.FunnelEvent, subscription string, attemptNo int32
 	return h
 }
 
-// trim bounds an error message for status, on a rune boundary.
-func trim(s string) string {
-	const n = 1000
+// trim bounds an error message to what status.deliveries[].lastError holds.
+func trim(s string) string { return Truncate(s, 1000) }
+
+// Truncate shortens s to at most n bytes, on a rune boundary, marking the cut with "…",
+// so messages written to status always fit the field's bound.
+func Truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
-	cut := n
-	for cut > 0 && s[cut]&0xC0 == 0x80 {
+	cut := n - len("…")
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
 		cut--
 	}
 	return s[:cut] + "…"
