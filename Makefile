@@ -65,6 +65,10 @@ fuzz: ## Run every fuzz target for FUZZTIME each (default 1m); crashers land in 
 		done; \
 	done
 
+.PHONY: deploy-check
+deploy-check: envtest-assets ## Dry-run config/default against a real API server, and run the operator with exactly config/rbac.
+	go test -count=1 ./test/deploy/...
+
 ##@ Build and run
 
 .PHONY: build

@@ -110,7 +110,9 @@ func Kubectl(env *envtest.Environment, args ...string) (string, error) {
 	if err := kubeconfig.Close(); err != nil {
 		return "", fmt.Errorf("writing a kubeconfig: %w", err)
 	}
-	cmd := exec.Command(filepath.Join(assets, "kubectl"), append([]string{"--kubeconfig", kubeconfig.Name()}, args...)...)
+	// KUBECONFIG rather than --kubeconfig: kubectl refuses flags before a plugin's name.
+	cmd := exec.Command(filepath.Join(assets, "kubectl"), args...)
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig.Name())
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return string(out), fmt.Errorf("kubectl %s: %w: %s", strings.Join(args, " "), err, out)

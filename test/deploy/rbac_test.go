@@ -1,0 +1,200 @@
+package deploy_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	batchv1 "k8s.io/api/batch/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
+	"github.com/funnel-operator/funnel-operator/controllers"
+	"github.com/funnel-operator/funnel-operator/controllers/receiver"
+	"github.com/funnel-operator/funnel-operator/test/testenv"
+)
+
+// The operator runs as its ServiceAccount (impersonated), with exactly the RBAC that
+// config/rbac installs, and the whole flow must work: receive, process, deliver, run a
+// Job, record Events, count, elect a leader, apply retention.
+var _ = Describe("The operator with the RBAC of config/rbac", Ordered, func() {
+	var (
+		webhookURL string
+		sinkHits   atomic.Int32
+		sinkURL    string
+		ns         = "shop"
+	)
+
+	BeforeAll(func() {
+		err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "funnel-system"}})
+		if !apierrors.IsAlreadyExists(err) {
+			Expect(err).NotTo(HaveOccurred())
+		}
+		out, err := testenv.Kubectl(env, "apply", "-k", filepath.Join(testenv.Root(), "config", "rbac"))
+		Expect(err).NotTo(HaveOccurred(), out)
+
+		sink := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			_, _ = io.Copy(io.Discard, r.Body)
+			sinkHits.Add(1)
+		})}
+		sinkLn, err := net.Listen("tcp", "127.0.0.1:0")
+		Expect(err).NotTo(HaveOccurred())
+		go func() { _ = sink.Serve(sinkLn) }()
+		DeferCleanup(sink.Close)
+		sinkURL = "http://" + sinkLn.Addr().String()
+
+		asOperator := rest.CopyConfig(cfg)
+		asOperator.Impersonate = rest.ImpersonationConfig{
+			UserName: "system:serviceaccount:funnel-system:funnel-operator",
+			Groups:   []string{"system:serviceaccounts", "system:serviceaccounts:funnel-system", "system:authenticated"},
+		}
+		mgr, err := ctrl.NewManager(asOperator, ctrl.Options{
+			Scheme:                  testenv.Scheme(),
+			Logger:                  zap.New(zap.WriteTo(GinkgoWriter)),
+			Metrics:                 metricsserver.Options{BindAddress: "0"},
+			Cache:                   controllers.CacheOptions(nil),
+			LeaderElection:          true,
+			LeaderElectionID:        "funnel-operator.funnel.leasing.dev",
+			LeaderElectionNamespace: "funnel-system",
+		})
+		Expect(err).NotTo(HaveOccurred())
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		Expect(err).NotTo(HaveOccurred())
+		webhookURL = "http://" + ln.Addr().String()
+		Expect(controllers.Setup(ctx, mgr, controllers.Options{Webhook: receiver.Options{Listener: ln}})).To(Succeed())
+		mgrCtx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- mgr.Start(mgrCtx) }()
+		DeferCleanup(func() { cancel(); Expect(<-done).To(Succeed()) })
+
+		Expect(k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})).To(Succeed())
+		Expect(k8s.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "token"},
+			StringData: map[string]string{"token": "t0ken"}})).To(Succeed())
+		Expect(k8s.Create(ctx, &funnelv1.FunnelReceiver{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "funnel"},
+			Spec: funnelv1.FunnelReceiverSpec{Auth: funnelv1.ReceiverAuth{Token: &funnelv1.TokenAuth{
+				SecretRef: funnelv1.SecretKeyRef{Name: "token", Key: "token"}}}}})).To(Succeed())
+		Expect(k8s.Create(ctx, &funnelv1.FunnelSubscription{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "pms"},
+			Spec: funnelv1.FunnelSubscriptionSpec{EventTypes: []string{"lease_transaction.*"},
+				Action: funnelv1.Action{HTTP: &funnelv1.HTTPAction{URL: sinkURL}}}})).To(Succeed())
+		Expect(k8s.Create(ctx, &funnelv1.FunnelSubscription{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "move-in"},
+			Spec: funnelv1.FunnelSubscriptionSpec{EventTypes: []string{"lease.move_in"}, Action: funnelv1.Action{Job: &funnelv1.JobAction{
+				Template: batchv1.JobTemplateSpec{Spec: batchv1.JobSpec{Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{
+					RestartPolicy: corev1.RestartPolicyNever, Containers: []corev1.Container{{Name: "c", Image: "example.com/c:1"}}}}}}}}}})).To(Succeed())
+	})
+
+	post := func(file string) int {
+		GinkgoHelper()
+		body, err := os.ReadFile(filepath.Join(testenv.Root(), "api", "funnel", "testdata", file))
+		Expect(err).NotTo(HaveOccurred())
+		req, err := http.NewRequest(http.MethodPost, webhookURL+"/webhooks/"+ns+"/funnel", strings.NewReader(string(body)))
+		Expect(err).NotTo(HaveOccurred())
+		req.Header.Set("Authorization", "Bearer t0ken")
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		Expect(err).NotTo(HaveOccurred())
+		_ = resp.Body.Close()
+		return resp.StatusCode
+	}
+	event := func(name string) func(Gomega) funnelv1.FunnelEvent {
+		return func(g Gomega) funnelv1.FunnelEvent {
+			var ev funnelv1.FunnelEvent
+			g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &ev)).To(Succeed())
+			return ev
+		}
+	}
+
+	It("elects a leader with its Lease", func() {
+		Eventually(func(g Gomega) string {
+			var lease coordinationv1.Lease
+			g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: "funnel-system", Name: "funnel-operator.funnel.leasing.dev"}, &lease)).To(Succeed())
+			g.Expect(lease.Spec.HolderIdentity).NotTo(BeNil())
+			return *lease.Spec.HolderIdentity
+		}).ShouldNot(BeEmpty())
+	})
+
+	It("makes its receiver and subscriptions Ready (Secrets, dry-run Jobs, status patches)", func() {
+		Eventually(func(g Gomega) {
+			var rcv funnelv1.FunnelReceiver
+			g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "funnel"}, &rcv)).To(Succeed())
+			g.Expect(rcv.Status.Conditions).To(ContainElement(HaveField("Reason", funnelv1.ReasonAccepting)))
+			for _, name := range []string{"pms", "move-in"} {
+				var sub funnelv1.FunnelSubscription
+				g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &sub)).To(Succeed())
+				g.Expect(sub.Status.Conditions).To(ContainElement(HaveField("Reason", funnelv1.ReasonReady)), name)
+			}
+		}).Should(Succeed())
+	})
+
+	It("receives, counts duplicates, processes and delivers an event", func() {
+		Expect(post("classic-lease_transaction.status_updated.json")).To(Equal(http.StatusOK))
+		Expect(post("classic-lease_transaction.status_updated.json")).To(Equal(http.StatusOK))
+		Eventually(event("evt-8932127")).Should(SatisfyAll(
+			HaveField("Status.Phase", funnelv1.PhaseSucceeded),
+			HaveField("Status.Duplicates", int64(1)),
+			HaveField("ObjectMeta.Labels", HaveKeyWithValue(funnelv1.LabelDone, "Succeeded"))))
+		Expect(sinkHits.Load()).To(Equal(int32(1)))
+		Eventually(func(g Gomega) int64 {
+			var sub funnelv1.FunnelSubscription
+			g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "pms"}, &sub)).To(Succeed())
+			return sub.Status.Succeeded
+		}).Should(Equal(int64(1)))
+	})
+
+	It("runs a Job for a move-in", func() {
+		Expect(post("v3-lease.move_in.json")).To(Equal(http.StatusOK))
+		Eventually(func(g Gomega) []batchv1.Job {
+			var jobs batchv1.JobList
+			g.Expect(k8s.List(ctx, &jobs, client.InNamespace(ns))).To(Succeed())
+			return jobs.Items
+		}).Should(HaveLen(1))
+	})
+
+	It("records a Warning Event for invalid data", func() {
+		Expect(k8s.Create(ctx, &funnelv1.FunnelEvent{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "evt-bad", Labels: map[string]string{
+				funnelv1.LabelReceiver: "funnel", funnelv1.LabelEventType: "quote.created"}},
+			Spec: funnelv1.FunnelEventSpec{Receiver: "funnel", Format: funnelv1.FormatClassic, Type: "quote.created",
+				EventID: "1", ReceivedAt: metav1.NowMicro(), Data: runtime.RawExtension{Raw: []byte(`{"lease_transaction_id":"x"}`)}},
+		})).To(Succeed())
+		Eventually(func(g Gomega) []eventsv1.Event {
+			var list eventsv1.EventList
+			g.Expect(k8s.List(ctx, &list, client.InNamespace(ns))).To(Succeed())
+			return list.Items
+		}).Should(ContainElement(SatisfyAll(HaveField("Regarding.Name", "evt-bad"), HaveField("Reason", "InvalidPayload"))))
+	})
+
+	It("deletes finished events past maxEvents", func() {
+		Expect(post("partner-renter.status-change.json")).To(Equal(http.StatusOK))
+		Eventually(func(g Gomega) int {
+			var list funnelv1.FunnelEventList
+			g.Expect(k8s.List(ctx, &list, client.InNamespace(ns), client.HasLabels{funnelv1.LabelDone})).To(Succeed())
+			return len(list.Items)
+		}).Should(BeNumerically(">=", 3))
+		Expect(k8s.Patch(ctx, &funnelv1.FunnelReceiver{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "funnel"}},
+			client.RawPatch(types.MergePatchType, []byte(`{"spec":{"retention":{"maxEvents":1}}}`)))).To(Succeed())
+		Eventually(func(g Gomega) int {
+			var list funnelv1.FunnelEventList
+			g.Expect(k8s.List(ctx, &list, client.InNamespace(ns), client.HasLabels{funnelv1.LabelDone})).To(Succeed())
+			return len(list.Items)
+		}).Should(Equal(1), fmt.Sprintf("retention in %s", ns))
+	})
+})
