@@ -20,7 +20,6 @@ import (
 	"github.com/funnel-operator/funnel-operator/api/funnel"
 	"github.com/funnel-operator/funnel-operator/api/funnel/synth"
 	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
-	"github.com/funnel-operator/funnel-operator/test/testenv"
 )
 
 // processedBy is how many passes the named family controller has completed, from the
@@ -94,17 +93,7 @@ func createEvent(ns, name, eventType, data string) {
 
 var _ = Describe("Event processing", func() {
 	var ns, path string
-	BeforeEach(func() {
-		var err error
-		ns, err = testenv.NewNamespace(ctx, k8s, "events")
-		Expect(err).NotTo(HaveOccurred())
-		path = "/webhooks/" + ns + "/funnel"
-		Expect(k8s.Create(ctx, &funnelv1.FunnelReceiver{
-			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "funnel"},
-			Spec:       funnelv1.FunnelReceiverSpec{Auth: funnelv1.ReceiverAuth{InsecureSkipAuth: true}},
-		})).To(Succeed())
-		awaitReceiver(ns, funnelv1.ReasonAccepting)
-	})
+	BeforeEach(func() { ns, path = openReceiverNamespace("events") })
 
 	It("processes every documented type with its family's controller, to Succeeded with a summary", func() {
 		gen := synth.New(rand.New(rand.NewPCG(1, 2)))

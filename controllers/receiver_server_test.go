@@ -132,6 +132,20 @@ func awaitReceiver(ns, reason string) {
 	}).Should(Equal(reason))
 }
 
+// openReceiverNamespace creates a namespace with a receiver "funnel" that accepts
+// unauthenticated requests, ready to use; it returns the namespace and the webhook path.
+func openReceiverNamespace(prefix string) (string, string) {
+	GinkgoHelper()
+	ns, err := testenv.NewNamespace(ctx, k8s, prefix)
+	Expect(err).NotTo(HaveOccurred())
+	Expect(k8s.Create(ctx, &funnelv1.FunnelReceiver{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "funnel"},
+		Spec:       funnelv1.FunnelReceiverSpec{Auth: funnelv1.ReceiverAuth{InsecureSkipAuth: true}},
+	})).To(Succeed())
+	awaitReceiver(ns, funnelv1.ReasonAccepting)
+	return ns, "/webhooks/" + ns + "/funnel"
+}
+
 var _ = Describe("Webhook receiver", func() {
 	var (
 		ns   string

@@ -22,7 +22,6 @@ import (
 
 	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
 	"github.com/funnel-operator/funnel-operator/controllers/delivery"
-	"github.com/funnel-operator/funnel-operator/test/testenv"
 )
 
 // received is one request a sink got.
@@ -71,19 +70,11 @@ var _ = Describe("Subscriptions", func() {
 	var ns, path string
 
 	BeforeEach(func() {
-		var err error
-		ns, err = testenv.NewNamespace(ctx, k8s, "subs")
-		Expect(err).NotTo(HaveOccurred())
-		path = "/webhooks/" + ns + "/funnel"
-		Expect(k8s.Create(ctx, &funnelv1.FunnelReceiver{
-			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "funnel"},
-			Spec:       funnelv1.FunnelReceiverSpec{Auth: funnelv1.ReceiverAuth{InsecureSkipAuth: true}},
-		})).To(Succeed())
+		ns, path = openReceiverNamespace("subs")
 		Expect(k8s.Create(ctx, &corev1.Secret{
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "pms"},
 			Data:       map[string][]byte{"hmac": []byte("sign-me"), "auth": []byte("Bearer pms-key")},
 		})).To(Succeed())
-		awaitReceiver(ns, funnelv1.ReasonAccepting)
 	})
 
 	// subscribe creates a subscription and waits until its controller found it Ready.

@@ -61,11 +61,12 @@ func Scheme() *kruntime.Scheme {
 	return s
 }
 
-// Start starts a control plane with the CRDs from config/crd/bases installed.
-func Start() (*envtest.Environment, *rest.Config, error) {
+// Start starts a control plane with the CRDs from config/crd/bases installed, and
+// returns it with a direct (uncached) client, the way specs should act and observe.
+func Start() (*envtest.Environment, *rest.Config, client.Client, error) {
 	assets, err := AssetsDir()
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	env := &envtest.Environment{
 		BinaryAssetsDirectory: assets,
@@ -75,12 +76,17 @@ func Start() (*envtest.Environment, *rest.Config, error) {
 	}
 	cfg, err := env.Start()
 	if err != nil {
-		return nil, nil, fmt.Errorf("starting the test control plane: %w", err)
+		return nil, nil, nil, fmt.Errorf("starting the test control plane: %w", err)
 	}
 	if cfg == nil {
-		return nil, nil, errors.New("the test control plane started without a config")
+		return nil, nil, nil, errors.New("the test control plane started without a config")
 	}
-	return env, cfg, nil
+	c, err := client.New(cfg, client.Options{Scheme: env.Scheme})
+	if err != nil {
+		_ = env.Stop()
+		return nil, nil, nil, fmt.Errorf("creating a client: %w", err)
+	}
+	return env, cfg, c, nil
 }
 
 // NewNamespace creates a uniquely named namespace, so each test has its own.
