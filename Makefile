@@ -84,3 +84,13 @@ run: envtest-assets build ## Run the operator: against a local control plane (no
 .PHONY: clean-local
 clean-local: ## Delete the local control plane's data (.local/).
 	rm -rf .local
+
+##@ Benchmarks
+
+BENCH_FLAGS ?=
+
+.PHONY: bench
+bench: envtest-assets ## Raw API server vs. receiver vs. end to end, scaling, memory (~10 min on 2 cores); writes bench/. BENCH_FLAGS=--quick: smoke run.
+	go build -o $(BIN)/manager ./cmd/manager
+	go build -o $(BIN)/bench ./hack/bench
+	$(BIN)/bench --manager $(BIN)/manager $(BENCH_FLAGS)

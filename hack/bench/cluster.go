@@ -1,0 +1,374 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/selection"
+	"k8s.io/apimachinery/pkg/types"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/discovery"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
+)
+
+// receiverName is the FunnelReceiver every bench namespace has.
+const receiverName = "funnel"
+
+// cluster is the local control plane and the clients the bench uses on it.
+type cluster struct {
+	env        *envtest.Environment
+	cfg        *rest.Config
+	kubeconfig string
+	// c writes and reads without client-side rate limits (QPS -1).
+	c client.WithWatch
+	// http talks to the API server's own endpoints (/metrics, /debug/pprof) as admin.
+	http *http.Client
+}
+
+// startCluster starts kube-apiserver and etcd with the data in dir/etcd (a fresh
+// directory), installs the CRDs, and writes an admin kubeconfig to dir/kubeconfig.
+func startCluster(o options, dir string) (*cluster, error) {
+	assets := os.Getenv("KUBEBUILDER_ASSETS")
+	if assets == "" {
+		return nil, errors.New("KUBEBUILDER_ASSETS is not set: run through `make bench`, which builds the control plane binaries and points at them")
+	}
+	for _, bin := range []string{"etcd", "kube-apiserver"} {
+		if _, err := os.Stat(filepath.Join(assets, bin)); err != nil {
+			return nil, fmt.Errorf("%s not found in KUBEBUILDER_ASSETS=%s: run `make envtest-assets`", bin, assets)
+		}
+	}
+	if _, err := os.Stat(o.crds); err != nil {
+		return nil, fmt.Errorf("CRD directory: %w (run from the repository root, or set --crds)", err)
+	}
+	logf("starting a local control plane (data in %s)", dir)
+	etcdDir := filepath.Join(dir, "etcd")
+	if err := os.MkdirAll(etcdDir, 0o700); err != nil {
+		return nil, err
+	}
+	env := &envtest.Environment{
+		BinaryAssetsDirectory: assets,
+		CRDDirectoryPaths:     []string{o.crds},
+		ErrorIfCRDPathMissing: true,
+		Scheme:                scheme(),
+	}
+	env.ControlPlane.Etcd = &envtest.Etcd{DataDir: etcdDir}
+	cfg, err := env.Start()
+	if err != nil {
+		_ = env.Stop()
+		return nil, fmt.Errorf("starting the local control plane from %s: %w", assets, err)
+	}
+	cl := &cluster{env: env, cfg: cfg, kubeconfig: filepath.Join(dir, "kubeconfig")}
+	if err := cl.init(); err != nil {
+		cl.stop()
+		return nil, err
+	}
+	return cl, nil
+}
+
+func (cl *cluster) init() error {
+	if err := os.WriteFile(cl.kubeconfig, cl.env.KubeConfig, 0o600); err != nil {
+		return fmt.Errorf("writing the kubeconfig: %w", err)
+	}
+	fast := rest.CopyConfig(cl.cfg)
+	fast.QPS, fast.Burst = -1, 0
+	c, err := client.NewWithWatch(fast, client.Options{Scheme: scheme()})
+	if err != nil {
+		return fmt.Errorf("creating the client: %w", err)
+	}
+	cl.c = c
+	if cl.http, err = rest.HTTPClientFor(fast); err != nil {
+		return fmt.Errorf("creating the API server's HTTP client: %w", err)
+	}
+	return nil
+}
+
+// scheme knows the built-in kinds and ours.
+func scheme() *runtime.Scheme {
+	s := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(s))
+	utilruntime.Must(funnelv1.AddToScheme(s))
+	return s
+}
+
+// stop stops the control plane; envtest removes the directories it created.
+func (cl *cluster) stop() {
+	if err := cl.env.Stop(); err != nil {
+		logf("stopping the local control plane: %v", err)
+	}
+}
+
+// setupNamespace creates ns with a token Secret and a FunnelReceiver whose rate limit is
+// out of the way, and returns the token.
+func (cl *cluster) setupNamespace(ctx context.Context, ns string) (string, error) {
+	if err := cl.c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return "", fmt.Errorf("creating namespace %s: %w", ns, err)
+	}
+	b := make([]byte, 24)
+	_, _ = rand.Read(b)
+	token := hex.EncodeToString(b)
+	secret := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "funnel-receiver-token"},
+		StringData: map[string]string{"token": token},
+	}
+	if err := cl.c.Create(ctx, secret); err != nil {
+		return "", fmt.Errorf("creating Secret %s/%s: %w", ns, secret.Name, err)
+	}
+	rcv := &funnelv1.FunnelReceiver{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: receiverName},
+		Spec: funnelv1.FunnelReceiverSpec{
+			Auth: funnelv1.ReceiverAuth{Token: &funnelv1.TokenAuth{
+				SecretRef: funnelv1.SecretKeyRef{Name: secret.Name, Key: "token"},
+			}},
+			// The API allows at most 100000: far above what one machine sends.
+			RateLimit: funnelv1.RateLimit{RequestsPerSecond: 100000, Burst: 100000},
+		},
+	}
+	if err := cl.c.Create(ctx, rcv); err != nil {
+		return "", fmt.Errorf("creating FunnelReceiver %s/%s: %w", ns, receiverName, err)
+	}
+	return token, nil
+}
+
+// waitReceiverReady waits for the receiver's Ready condition (set by the operator).
+func (cl *cluster) waitReceiverReady(ctx context.Context, ns string, timeout time.Duration) error {
+	var last string
+	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		var rcv funnelv1.FunnelReceiver
+		if err := cl.c.Get(ctx, types.NamespacedName{Namespace: ns, Name: receiverName}, &rcv); err != nil {
+			last = err.Error()
+			return false, nil
+		}
+		c := meta.FindStatusCondition(rcv.Status.Conditions, funnelv1.ConditionReady)
+		if c == nil {
+			last = "no Ready condition yet"
+			return false, nil
+		}
+		last = fmt.Sprintf("Ready=%s (%s: %s)", c.Status, c.Reason, c.Message)
+		return c.Status == metav1.ConditionTrue, nil
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("FunnelReceiver %s/%s not Ready after %s: %s", ns, receiverName, timeout, last)
+	}
+	return nil
+}
+
+// eventNames lists the names of the FunnelEvents in ns (metadata only, in pages).
+func (cl *cluster) eventNames(ctx context.Context, ns string) (map[string]struct{}, error) {
+	names := map[string]struct{}{}
+	err := cl.eachEventPage(ctx, ns, nil, 2000, func(items []metav1.PartialObjectMetadata) bool {
+		for _, it := range items {
+			names[it.Name] = struct{}{}
+		}
+		return true
+	})
+	return names, err
+}
+
+// countEvents counts the FunnelEvents in ns ("" for all namespaces).
+func (cl *cluster) countEvents(ctx context.Context, ns string) (int, error) {
+	n := 0
+	err := cl.eachEventPage(ctx, ns, nil, 5000, func(items []metav1.PartialObjectMetadata) bool {
+		n += len(items)
+		return true
+	})
+	return n, err
+}
+
+// notDone selects events the controllers have not finished.
+var notDone = func() labels.Selector {
+	r, err := labels.NewRequirement(funnelv1.LabelDone, selection.DoesNotExist, nil)
+	if err != nil {
+		panic(err)
+	}
+	return labels.NewSelector().Add(*r)
+}()
+
+// anyUnfinished reports whether some FunnelEvent in ns ("" for all) has no done label.
+func (cl *cluster) anyUnfinished(ctx context.Context, ns string) (bool, error) {
+	found := false
+	err := cl.eachEventPage(ctx, ns, notDone, 1, func(items []metav1.PartialObjectMetadata) bool {
+		found = len(items) > 0
+		return false
+	})
+	return found, err
+}
+
+func (cl *cluster) eachEventPage(ctx context.Context, ns string, sel labels.Selector, limit int64, fn func([]metav1.PartialObjectMetadata) bool) error {
+	list := &metav1.PartialObjectMetadataList{}
+	list.SetGroupVersionKind(funnelv1.GroupVersion.WithKind("FunnelEventList"))
+	opts := []client.ListOption{client.Limit(limit)}
+	if ns != "" {
+		opts = append(opts, client.InNamespace(ns))
+	}
+	if sel != nil {
+		opts = append(opts, client.MatchingLabelsSelector{Selector: sel})
+	}
+	for {
+		if err := cl.c.List(ctx, list, opts...); err != nil {
+			return fmt.Errorf("listing FunnelEvents: %w", err)
+		}
+		if !fn(list.Items) || list.Continue == "" {
+			return nil
+		}
+		opts = append(opts, client.Continue(list.Continue))
+	}
+}
+
+// waitDrained waits until no FunnelEvent in ns has to be processed any more, and
+// returns how long that took; after timeout it returns with drained false.
+func (cl *cluster) waitDrained(ctx context.Context, ns string, timeout time.Duration) (time.Duration, bool, error) {
+	start := time.Now()
+	for {
+		busy, err := cl.anyUnfinished(ctx, ns)
+		if err != nil {
+			return time.Since(start), false, err
+		}
+		if !busy {
+			return time.Since(start), true, nil
+		}
+		if time.Since(start) > timeout {
+			return time.Since(start), false, nil
+		}
+		select {
+		case <-ctx.Done():
+			return time.Since(start), false, ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// hasResource reports whether the API server serves resource in funnel.leasing.dev/v1alpha1.
+func (cl *cluster) hasResource(resource string) (bool, error) {
+	dc, err := discovery.NewDiscoveryClientForConfig(cl.cfg)
+	if err != nil {
+		return false, err
+	}
+	list, err := dc.ServerResourcesForGroupVersion(funnelv1.GroupVersion.String())
+	if err != nil {
+		if apierrors.IsNotFound(err) {
+			return false, nil
+		}
+		return false, fmt.Errorf("discovery of %s: %w", funnelv1.GroupVersion, err)
+	}
+	for _, r := range list.APIResources {
+		if r.Name == resource {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// get fetches path from the API server (as admin) and returns the body.
+func (cl *cluster) get(ctx context.Context, path string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(cl.cfg.Host, "/")+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", "text/plain")
+	resp, err := cl.http.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("GET %s from the API server: %w", path, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("GET %s from the API server: %w", path, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET %s from the API server: %s: %s", path, resp.Status, firstLine(string(body)))
+	}
+	return body, nil
+}
+
+// metrics scrapes the API server's own /metrics.
+func (cl *cluster) metrics(ctx context.Context) (map[string]*dto.MetricFamily, error) {
+	body, err := cl.get(ctx, "/metrics")
+	if err != nil {
+		return nil, err
+	}
+	return parseMetrics(body)
+}
+
+// killChildren SIGKILLs every process (and its process group) whose parent is this
+// process: the control plane and the operator. Used only when a second Ctrl-C abandons
+// the orderly clean-up.
+func killChildren() {
+	self := os.Getpid()
+	var killed []int
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...; comm may contain spaces, so split after the last ')'.
+		s := string(stat)
+		i := strings.LastIndexByte(s, ')')
+		if i < 0 {
+			continue
+		}
+		fields := strings.Fields(s[i+1:])
+		if len(fields) < 2 {
+			continue
+		}
+		if ppid, _ := strconv.Atoi(fields[1]); ppid == self {
+			_ = syscall.Kill(-pid, syscall.SIGKILL)
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+			killed = append(killed, pid)
+		}
+	}
+	// A large process takes a moment to go; wait (briefly) so that nothing writes to the
+	// temporary directory while it is removed.
+	deadline := time.Now().Add(3 * time.Second)
+	for _, pid := range killed {
+		for time.Now().Before(deadline) {
+			var ws syscall.WaitStatus
+			if p, _ := syscall.Wait4(pid, &ws, syscall.WNOHANG, nil); p == pid {
+				break
+			}
+			if _, err := os.Stat(filepath.Join("/proc", strconv.Itoa(pid))); err != nil {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+}
+
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(strings.TrimSpace(s), "\n")
+	if len(s) > 200 {
+		s = s[:200] + "…"
+	}
+	return s
+}

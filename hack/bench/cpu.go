@@ -1,0 +1,140 @@
+package main
+
+import (
+	"math"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// clockTicks is USER_HZ, the unit of utime and stime in /proc/<pid>/stat: 100 on every
+// Linux architecture Go runs on.
+const clockTicks = 100
+
+// cpuSample is the CPU time used so far by the bench and by each process it started,
+// keyed by component: bench, apiserver, etcd, operator; and the machine's total.
+type cpuSample struct {
+	at      time.Time
+	seconds map[string]float64
+	total   float64
+}
+
+// otherKey names the CPU the machine spent outside the bench and its children: other
+// people's work on a shared machine, and kernel time not charged to a process.
+const otherKey = "other"
+
+// sampleCPU reads /proc/<pid>/stat of this process and of its children.
+func sampleCPU() cpuSample {
+	s := cpuSample{at: time.Now(), seconds: map[string]float64{}}
+	self := os.Getpid()
+	if _, _, secs, ok := procStat(self); ok {
+		s.seconds["bench"] += secs
+	}
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == self {
+			continue
+		}
+		comm, ppid, secs, ok := procStat(pid)
+		if !ok || ppid != self {
+			continue
+		}
+		switch comm {
+		case "manager":
+			comm = "operator"
+		case "kube-apiserver":
+			comm = "apiserver"
+		}
+		s.seconds[comm] += secs
+	}
+	s.total = machineBusySeconds()
+	return s
+}
+
+// machineBusySeconds is the CPU time all cores spent busy since boot (/proc/stat).
+func machineBusySeconds() float64 {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return math.NaN()
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return math.NaN()
+	}
+	busy := 0.0
+	// user nice system idle iowait irq softirq steal: all but idle and iowait.
+	for i, v := range f[1:9] {
+		if i == 3 || i == 4 {
+			continue
+		}
+		n, _ := strconv.ParseFloat(v, 64)
+		busy += n
+	}
+	return busy / clockTicks
+}
+
+// procStat returns a process's command name, parent and CPU seconds (user + system).
+func procStat(pid int) (comm string, ppid int, secs float64, ok bool) {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return "", 0, 0, false
+	}
+	s := string(b)
+	open, closing := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+	if open < 0 || closing < open {
+		return "", 0, 0, false
+	}
+	comm = s[open+1 : closing]
+	// After ") ": state(3) ppid(4) ... utime(14) stime(15), numbered from pid = 1.
+	f := strings.Fields(s[closing+1:])
+	if len(f) < 13 {
+		return "", 0, 0, false
+	}
+	ppid, _ = strconv.Atoi(f[1])
+	utime, _ := strconv.ParseFloat(f[11], 64)
+	stime, _ := strconv.ParseFloat(f[12], 64)
+	return comm, ppid, (utime + stime) / clockTicks, true
+}
+
+// coresSince returns the cores each component used on average since before.
+func coresSince(before cpuSample) map[string]float64 {
+	after := sampleCPU()
+	secs := after.at.Sub(before.at).Seconds()
+	out := map[string]float64{}
+	if secs <= 0 {
+		return out
+	}
+	ours := 0.0
+	for k, v := range after.seconds {
+		d := v - before.seconds[k]
+		ours += d
+		out[k] = math.Round(d/secs*100) / 100
+	}
+	if other := after.total - before.total - ours; !math.IsNaN(other) {
+		out[otherKey] = math.Round(max(other, 0)/secs*100) / 100
+	}
+	return out
+}
+
+// fmtCores renders cores as "apiserver 1.10, etcd 0.30, …", biggest first.
+func fmtCores(m map[string]float64) string {
+	keys := sortedKeys(m)
+	sortByValueDesc(keys, m)
+	parts := make([]string, 0, len(keys))
+	for _, k := range keys {
+		parts = append(parts, k+" "+strconv.FormatFloat(m[k], 'f', 2, 64))
+	}
+	return strings.Join(parts, ", ")
+}
+
+func sortByValueDesc(keys []string, m map[string]float64) {
+	for i := 1; i < len(keys); i++ {
+		for j := i; j > 0 && m[keys[j]] > m[keys[j-1]]; j-- {
+			keys[j], keys[j-1] = keys[j-1], keys[j]
+		}
+	}
+}

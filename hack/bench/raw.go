@@ -1,0 +1,140 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// rawFeed makes FunnelEvents like the receiver's (done-labelled, so no controller sees
+// them) from a duplicate-free source, built ahead so that a create measures the API
+// server and the client, not the building; count > 0 stops after count objects.
+func rawFeed(ctx context.Context, ns string, src *source, count int, done bool) (<-chan item, func() error) {
+	return feedN(ctx, count, func() (item, error) {
+		it, err := src.item()
+		if err != nil {
+			return item{}, err
+		}
+		if it.obj, err = newEventObject(ns, it.body, time.Now(), done); err != nil {
+			return item{}, fmt.Errorf("building the FunnelEvent of a synthetic body: %w", err)
+		}
+		return it, nil
+	})
+}
+
+// createItems creates the objects of items with conc workers for at most dur (or until
+// items is closed).
+func (b *bench) createItems(ctx context.Context, conc int, dur time.Duration, items <-chan item) *tally {
+	t := newTally()
+	_ = runClosed(ctx, conc, dur, items, func(ctx context.Context, it item) outcome {
+		o := outcome{it: it, start: time.Now()}
+		err := b.cl.c.Create(ctx, it.obj)
+		o.latency = time.Since(o.start)
+		if err == nil {
+			o.status, o.ack = 201, true
+		} else {
+			o.status, o.err = apiCode(err), err
+		}
+		return o
+	}, t)
+	return t
+}
+
+// raw measures FunnelEvents created directly, at each concurrency: first done-labelled
+// (the baseline of the targets: one create, nothing else), then, with
+// --raw-processed-baseline, without the done label in their own namespace, so the
+// controllers process them as they process ingested events (the same work as ingest
+// minus the receiver).
+func (b *bench) raw(ctx context.Context) error {
+	src := newSource(b.o.seed, 1, 0)
+	if b.o.warmup > 0 {
+		logf("raw: warm-up %s", b.o.warmup)
+		if _, err := b.rawLevel(ctx, src, nsRaw, 8, b.o.warmup, ""); err != nil {
+			return err
+		}
+	}
+	for _, c := range b.o.concurrency {
+		l, err := b.rawLevel(ctx, src, nsRaw, c, b.o.rawDuration, fmt.Sprintf("raw-c%d", c))
+		if err != nil {
+			return err
+		}
+		b.res.Raw = append(b.res.Raw, *l)
+		logf("raw c=%-3d %8.1f creates/s  p50 %s p99 %s  (%d created, %d failed)  CPU: %s", c, l.CreatesPerSecond,
+			fmtSeconds(l.Latency.P50), fmtSeconds(l.Latency.P99), l.Created, l.Failed, fmtCores(l.CPUCores))
+	}
+	if !b.o.rawProcessed {
+		return nil
+	}
+	for _, c := range b.o.concurrency {
+		l, err := b.rawLevel(ctx, src, nsRawProcessed, c, b.o.rawDuration, fmt.Sprintf("raw-processed-c%d", c))
+		if err != nil {
+			return err
+		}
+		if l.BacklogDrainSeconds, err = b.drain(ctx, nsRawProcessed, fmt.Sprintf("raw (processed) c=%d", c)); err != nil {
+			return err
+		}
+		b.res.RawProcessed = append(b.res.RawProcessed, *l)
+		logf("raw (processed) c=%-3d %8.1f creates/s  p50 %s p99 %s  (%d created, %d failed), backlog drained in %.1fs  CPU: %s", c, l.CreatesPerSecond,
+			fmtSeconds(l.Latency.P50), fmtSeconds(l.Latency.P99), l.Created, l.Failed, l.BacklogDrainSeconds, fmtCores(l.CPUCores))
+	}
+	return nil
+}
+
+// rawLevel runs one level in ns (events in nsRawProcessed are not done-labelled);
+// profile names the profiles taken during it ("" for none).
+func (b *bench) rawLevel(ctx context.Context, src *source, ns string, conc int, dur time.Duration, profile string) (*rawLevel, error) {
+	feedCtx, stop := context.WithCancel(ctx)
+	items, feedErr := rawFeed(feedCtx, ns, src, 0, ns != nsRawProcessed)
+	wait := func() {}
+	if profile != "" {
+		wait = b.profiles(ctx, profile, dur)
+	}
+	cpu := sampleCPU()
+	t := b.createItems(ctx, conc, dur, items)
+	cores := coresSince(cpu)
+	stop()
+	wait()
+	if err := feedErr(); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if t.acked == 0 {
+		return nil, fmt.Errorf("no FunnelEvent could be created at concurrency %d: %v", conc, topReasons(t.reasons, 3))
+	}
+	b.checkOther(profile, cores)
+	return &rawLevel{
+		Concurrency:      conc,
+		Created:          t.acked,
+		Failed:           t.sent - t.acked,
+		Seconds:          round3(t.elapsed.Seconds()),
+		CreatesPerSecond: round3(float64(t.acked) / t.elapsed.Seconds()),
+		Latency:          statsOf(t.latencies),
+		CPUCores:         cores,
+		Failures:         topReasons(t.reasons, 5),
+	}, nil
+}
+
+// rawBaseline is the raw creates/s at concurrency c, nil when not measured.
+func (b *bench) rawBaseline(c int) *float64 { return rateAt(b.res.Raw, c) }
+
+func rateAt(levels []rawLevel, c int) *float64 {
+	for _, l := range levels {
+		if l.Concurrency == c {
+			return ptrTo(l.CreatesPerSecond)
+		}
+	}
+	return nil
+}
+
+func fmtSeconds(s float64) string {
+	switch {
+	case s >= 1:
+		return fmt.Sprintf("%.2fs", s)
+	case s >= 0.001:
+		return fmt.Sprintf("%.1fms", s*1000)
+	default:
+		return fmt.Sprintf("%.0fµs", s*1e6)
+	}
+}
