@@ -53,13 +53,23 @@ func getEvent(ns, name string) func(Gomega) funnelv1.FunnelEvent {
 	}
 }
 
-// finished matches an event whose processing ended in phase and that carries the done label.
+// finished matches an event whose processing ended in phase.
 func finished(phase funnelv1.EventPhase) OmegaMatcher {
 	return SatisfyAll(
 		HaveField("Status.Phase", phase),
-		HaveField("ObjectMeta.Labels", HaveKeyWithValue(funnelv1.LabelDone, string(phase))),
 		HaveField("Status.ProcessedTime", Not(BeNil())),
 	)
+}
+
+// replay asks for an event to be processed again, as kubectl funnel replay does: a new
+// replay value, and the phase back to Pending so the event re-enters the cache.
+func replay(ns, name, value string) {
+	GinkgoHelper()
+	ev := &funnelv1.FunnelEvent{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
+	Expect(k8s.Patch(ctx, ev, client.RawPatch(types.MergePatchType, fmt.Appendf(nil,
+		`{"metadata":{"annotations":{%q:%q}}}`, funnelv1.AnnotationReplay, value)))).To(Succeed())
+	Expect(k8s.Status().Patch(ctx, ev, client.RawPatch(types.MergePatchType,
+		[]byte(`{"status":{"phase":"Pending"}}`)))).To(Succeed())
 }
 
 // kubeEvents lists the Kubernetes Events about one object.
@@ -180,11 +190,7 @@ var _ = Describe("Event processing", func() {
 		createEvent(ns, "evt-replay", "lease_transaction.status_updated",
 			`{"lease_transaction_id": 1, "lease_transaction_type": "Application", "current_status": "Approved", "previous_status": "Submitted"}`)
 		Eventually(getEvent(ns, "evt-replay")).Should(finished(funnelv1.PhaseSucceeded))
-		first := getEvent(ns, "evt-replay")(Default)
-
-		// What kubectl funnel replay does: a new replay value and no done label, in one patch.
-		Expect(k8s.Patch(ctx, &first, client.RawPatch(types.MergePatchType, fmt.Appendf(nil,
-			`{"metadata":{"annotations":{%q:"r1"},"labels":{%q:null}}}`, funnelv1.AnnotationReplay, funnelv1.LabelDone)))).To(Succeed())
+		replay(ns, "evt-replay", "r1")
 
 		Eventually(getEvent(ns, "evt-replay")).Should(SatisfyAll(
 			finished(funnelv1.PhaseSucceeded),
@@ -196,17 +202,14 @@ var _ = Describe("Event processing", func() {
 			HaveField("Note", ContainSubstring("previously Succeeded")))))
 	})
 
-	It("labels an event that finished without its done label on the next pass", func() {
-		createEvent(ns, "evt-relabel", "renter.status-change", `{"funnel_renter_id": 7, "funnel_team_id": 8, "status": "Applicant"}`)
-		Eventually(getEvent(ns, "evt-relabel")).Should(finished(funnelv1.PhaseSucceeded))
-		ev := getEvent(ns, "evt-relabel")(Default)
-		rv := ev.Status.ProcessedTime
-		// Removing the label without a new replay value: processing is not repeated,
-		// only the label comes back.
-		Expect(k8s.Patch(ctx, &ev, client.RawPatch(types.MergePatchType, fmt.Appendf(nil,
-			`{"metadata":{"labels":{%q:null}}}`, funnelv1.LabelDone)))).To(Succeed())
-		Eventually(getEvent(ns, "evt-relabel")).Should(SatisfyAll(
-			finished(funnelv1.PhaseSucceeded), HaveField("Status.ProcessedTime", Equal(rv))))
-		Expect(kubeEvents(ns, "evt-relabel")(Default)).To(BeEmpty())
+	It("re-evaluates an event whose phase was reset without a new replay value, without a Replayed Event", func() {
+		createEvent(ns, "evt-reset", "renter.status-change", `{"funnel_renter_id": 7, "funnel_team_id": 8, "status": "Applicant"}`)
+		Eventually(getEvent(ns, "evt-reset")).Should(finished(funnelv1.PhaseSucceeded))
+		first := getEvent(ns, "evt-reset")(Default)
+		Expect(k8s.Status().Patch(ctx, &first, client.RawPatch(types.MergePatchType, []byte(`{"status":{"phase":"Pending"}}`)))).To(Succeed())
+		Eventually(getEvent(ns, "evt-reset")).Should(SatisfyAll(finished(funnelv1.PhaseSucceeded),
+			HaveField("Status.ProcessedTime", Equal(first.Status.ProcessedTime)),
+			HaveField("Status.Summary", first.Status.Summary)))
+		Expect(kubeEvents(ns, "evt-reset")(Default)).To(BeEmpty())
 	})
 })

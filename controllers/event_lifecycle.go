@@ -146,14 +146,22 @@ func (o outcome) apply(st *funnelv1.FunnelEventStatus, generation int64, now tim
 }
 
 // resetForReplay clears what the previous processing recorded, so the next pass starts
-// over, and returns a line describing the previous outcome (kept in an Event).
+// over, and returns a line describing the previous outcome (kept in an Event). The
+// outcome is read from the Ready condition: a replay request has already set the phase
+// back to Pending.
 func resetForReplay(st *funnelv1.FunnelEventStatus, token string) string {
 	previous := "never processed"
-	if st.Phase.Finished() {
-		previous = "previously " + string(st.Phase)
-		if c := meta.FindStatusCondition(st.Conditions, funnelv1.ConditionReady); c != nil && c.Message != "" {
-			previous += ": " + c.Message
+	if c := meta.FindStatusCondition(st.Conditions, funnelv1.ConditionReady); c != nil {
+		outcome := funnelv1.PhaseFailed
+		switch {
+		case c.Status == metav1.ConditionTrue && c.Reason == ReasonNotHandled:
+			outcome = funnelv1.PhaseIgnored
+		case c.Status == metav1.ConditionTrue:
+			outcome = funnelv1.PhaseSucceeded
+		case c.Reason == ReasonProcessing:
+			outcome = funnelv1.PhaseProcessing
 		}
+		previous = "previously " + string(outcome) + ": " + c.Message
 	}
 	*st = funnelv1.FunnelEventStatus{Duplicates: st.Duplicates, ObservedReplay: token}
 	return previous

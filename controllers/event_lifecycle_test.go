@@ -1,25 +1,18 @@
 package controllers
 
 import (
-	"context"
 	"strings"
 	"testing"
 	"time"
 	"unicode/utf8"
 
-	"golang.org/x/time/rate"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	clocktesting "k8s.io/utils/clock/testing"
-	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 
 	"github.com/funnel-operator/funnel-operator/api/funnel"
 	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
 	"github.com/funnel-operator/funnel-operator/controllers/delivery"
-	"github.com/funnel-operator/funnel-operator/test/testenv"
 )
 
 func deliveryOf(name string, phase funnelv1.DeliveryPhase, attempts int32) funnelv1.DeliveryStatus {
@@ -165,45 +158,5 @@ func TestFamilyPredicates(t *testing.T) {
 		if len(takers) != 1 || takers[0] != want {
 			t.Errorf("type %q is taken by %v, want only %s", typ, takers, want)
 		}
-	}
-}
-
-// TestRetentionNeverDeletesUnfinished runs a pass far in the future over a mix of
-// finished and unfinished events: only finished ones of the receiver may go.
-func TestRetentionNeverDeletesUnfinished(t *testing.T) {
-	ctx := context.Background()
-	old := metav1.NewTime(time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC))
-	event := func(name, receiver, done string) *funnelv1.FunnelEvent {
-		ev := &funnelv1.FunnelEvent{}
-		ev.Namespace, ev.Name, ev.CreationTimestamp = "ns", name, old
-		ev.Labels = map[string]string{funnelv1.LabelReceiver: receiver}
-		if done != "" {
-			ev.Labels[funnelv1.LabelDone] = done
-		}
-		return ev
-	}
-	rcv := &funnelv1.FunnelReceiver{}
-	rcv.Namespace, rcv.Name = "ns", "funnel"
-	c := fake.NewClientBuilder().WithScheme(testenv.Scheme()).WithObjects(rcv,
-		event("processing", "funnel", ""),
-		event("done", "funnel", "Succeeded"),
-		event("failed", "funnel", "Failed"),
-		event("elsewhere", "other", "Succeeded"),
-	).Build()
-	r := &RetentionReconciler{Client: c, APIReader: c, Clock: clocktesting.NewFakePassiveClock(time.Now()),
-		Limiter: rate.NewLimiter(rate.Inf, 1), Recheck: time.Minute}
-	if _, err := r.Reconcile(ctx, ctrl.Request{NamespacedName: client.ObjectKeyFromObject(rcv)}); err != nil {
-		t.Fatal(err)
-	}
-	var list funnelv1.FunnelEventList
-	if err := c.List(ctx, &list); err != nil {
-		t.Fatal(err)
-	}
-	var left []string
-	for _, ev := range list.Items {
-		left = append(left, ev.Name)
-	}
-	if strings.Join(left, ",") != "elsewhere,processing" {
-		t.Errorf("left %v, want [elsewhere processing]", left)
 	}
 }

@@ -224,8 +224,6 @@ var _ = Describe("Webhook receiver", func() {
 				for k, v := range subjects {
 					wantLabels["funnel.leasing.dev/"+k] = v
 				}
-				// The done label is the event controller's, added once processing finished.
-				delete(ev.Labels, funnelv1.LabelDone)
 				Expect(ev.Labels).To(Equal(wantLabels))
 
 				Eventually(func(g Gomega) int64 {

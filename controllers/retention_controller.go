@@ -10,8 +10,7 @@ import (
 	"golang.org/x/time/rate"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/selection"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -19,7 +18,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
-	"github.com/funnel-operator/funnel-operator/api/funnel"
 	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
 )
 
@@ -75,9 +73,9 @@ func (r *RetentionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	var keep []finishedEvent
 	nextExpiry := now.Add(r.Recheck)
 	deleted := 0
-	err := r.eachFinished(ctx, &rcv, func(meta *metav1.PartialObjectMetadata) error {
+	err := r.eachFinished(ctx, &rcv, func(phase funnelv1.EventPhase, meta *metav1.PartialObjectMetadata) error {
 		ttl := succeeded
-		if meta.Labels[funnelv1.LabelDone] == string(funnelv1.PhaseFailed) {
+		if phase == funnelv1.PhaseFailed {
 			ttl = failed
 		}
 		ev := finishedEvent{name: meta.Name, uid: meta.UID, created: meta.CreationTimestamp.Time}
@@ -124,33 +122,30 @@ func (r *RetentionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	return ctrl.Result{RequeueAfter: max(nextExpiry.Sub(now), time.Second)}, nil
 }
 
-// eachFinished pages through the metadata of the receiver's finished events.
-func (r *RetentionReconciler) eachFinished(ctx context.Context, rcv *funnelv1.FunnelReceiver, fn func(*metav1.PartialObjectMetadata) error) error {
-	done, err := labels.NewRequirement(funnelv1.LabelDone, selection.Exists, nil)
-	if err != nil {
-		return err
-	}
-	owner, err := labels.NewRequirement(funnelv1.LabelReceiver, selection.Equals, []string{funnel.LabelValue(rcv.Name)})
-	if err != nil {
-		return err
-	}
-	selector := labels.NewSelector().Add(*done, *owner)
+// eachFinished pages through the metadata of the receiver's finished events, phase by
+// phase, selected on the server by the CRD's selectable fields.
+func (r *RetentionReconciler) eachFinished(ctx context.Context, rcv *funnelv1.FunnelReceiver,
+	fn func(funnelv1.EventPhase, *metav1.PartialObjectMetadata) error) error {
 	list := &metav1.PartialObjectMetadataList{}
 	list.SetGroupVersionKind(funnelv1.GroupVersion.WithKind("FunnelEventList"))
-	for cont := ""; ; {
-		if err := r.APIReader.List(ctx, list, client.InNamespace(rcv.Namespace), client.MatchingLabelsSelector{Selector: selector},
-			client.Limit(retentionPageSize), client.Continue(cont)); err != nil {
-			return fmt.Errorf("listing finished FunnelEvents of %s/%s: %w", rcv.Namespace, rcv.Name, err)
-		}
-		for i := range list.Items {
-			if err := fn(&list.Items[i]); err != nil {
-				return err
+	for _, phase := range []funnelv1.EventPhase{funnelv1.PhaseSucceeded, funnelv1.PhaseIgnored, funnelv1.PhaseFailed} {
+		selector := fields.Set{funnelv1.FieldReceiver: rcv.Name, funnelv1.FieldPhase: string(phase)}.AsSelector()
+		for cont := ""; ; {
+			if err := r.APIReader.List(ctx, list, client.InNamespace(rcv.Namespace), client.MatchingFieldsSelector{Selector: selector},
+				client.Limit(retentionPageSize), client.Continue(cont)); err != nil {
+				return fmt.Errorf("listing %s FunnelEvents of %s/%s: %w", phase, rcv.Namespace, rcv.Name, err)
+			}
+			for i := range list.Items {
+				if err := fn(phase, &list.Items[i]); err != nil {
+					return err
+				}
+			}
+			if cont = list.Continue; cont == "" {
+				break
 			}
 		}
-		if cont = list.Continue; cont == "" {
-			return nil
-		}
 	}
+	return nil
 }
 
 // delete removes one event, paced by the limiter; the UID precondition makes sure a

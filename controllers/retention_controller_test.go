@@ -1,6 +1,7 @@
 package controllers_test
 
 import (
+	"net/http"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -25,21 +26,30 @@ var _ = Describe("Retention", func() {
 		created   time.Time
 	)
 
-	// finishedEvent stores an event as the event controllers leave it when done: with the
-	// done label, so it is outside the cache and no controller touches it.
+	// finishedEvent stores an event whose processing ends in the given phase: valid data
+	// of a known type succeeds, invalid data fails, an unknown type is ignored. It waits
+	// until the event controllers are done with it.
 	finishedEvent := func(name, receiver string, phase funnelv1.EventPhase) {
 		GinkgoHelper()
+		typ, data := "quote.created", `{}`
+		switch phase {
+		case funnelv1.PhaseFailed:
+			data = `{"lease_transaction_id": "not a number"}`
+		case funnelv1.PhaseIgnored:
+			typ = "quote.brand_new"
+		}
 		ev := &funnelv1.FunnelEvent{
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{
-				funnelv1.LabelReceiver: receiver, funnelv1.LabelEventType: "quote.created", funnelv1.LabelDone: string(phase),
+				funnelv1.LabelReceiver: receiver, funnelv1.LabelEventType: typ,
 			}},
-			Spec: funnelv1.FunnelEventSpec{Receiver: receiver, Format: funnelv1.FormatClassic, Type: "quote.created",
-				ReceivedAt: metav1.NewMicroTime(time.Now()), Data: runtime.RawExtension{Raw: []byte(`{}`)}},
+			Spec: funnelv1.FunnelEventSpec{Receiver: receiver, Format: funnelv1.FormatClassic, Type: typ,
+				ReceivedAt: metav1.NewMicroTime(time.Now()), Data: runtime.RawExtension{Raw: []byte(data)}},
 		}
 		Expect(k8s.Create(ctx, ev)).To(Succeed())
 		if created.IsZero() || ev.CreationTimestamp.Before(&metav1.Time{Time: created}) {
 			created = ev.CreationTimestamp.Time
 		}
+		Eventually(getEvent(ns, name)).Should(finished(phase))
 	}
 	remaining := func() []string {
 		GinkgoHelper()
@@ -108,6 +118,29 @@ var _ = Describe("Retention", func() {
 		// Creation times have a resolution of a second; the names, in creation order,
 		// break ties, so the two created last remain.
 		Expect(remaining()).To(ConsistOf("c", "d"))
+	})
+
+	It("never deletes an event that is still being processed", func() {
+		receiverWith("funnel", funnelv1.Retention{Succeeded: &metav1.Duration{Duration: time.Hour},
+			Failed: &metav1.Duration{Duration: time.Hour}, MaxEvents: ptr(int32(1))})
+		// A delivery waiting an hour for its retry keeps this event Processing.
+		down := newSink(http.StatusServiceUnavailable)
+		Expect(k8s.Create(ctx, &funnelv1.FunnelSubscription{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "down"},
+			Spec: funnelv1.FunnelSubscriptionSpec{EventTypes: []string{"quote.created"}, Filter: "has(event.data.stuck)",
+				Action:   funnelv1.Action{HTTP: &funnelv1.HTTPAction{URL: down.URL}},
+				Delivery: funnelv1.DeliveryPolicy{BackoffDelay: &metav1.Duration{Duration: time.Hour}, MaxBackoff: &metav1.Duration{Duration: time.Hour}}}})).To(Succeed())
+		Eventually(subscriptionReady(ns, "down")).Should(HaveField("Reason", funnelv1.ReasonReady))
+		Expect(k8s.Create(ctx, &funnelv1.FunnelEvent{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "stuck", Labels: map[string]string{funnelv1.LabelEventType: "quote.created"}},
+			Spec: funnelv1.FunnelEventSpec{Receiver: "funnel", Format: funnelv1.FormatClassic, Type: "quote.created",
+				ReceivedAt: metav1.NewMicroTime(time.Now()), Data: runtime.RawExtension{Raw: []byte(`{"stuck": true}`)}},
+		})).To(Succeed())
+		Eventually(getEvent(ns, "stuck")).Should(HaveField("Status.Phase", funnelv1.PhaseProcessing))
+		finishedEvent("done", "funnel", funnelv1.PhaseSucceeded)
+
+		clock.SetTime(created.Add(24 * 365 * time.Hour))
+		pass("funnel")
+		Expect(remaining()).To(ConsistOf("stuck"))
 	})
 
 	It("applies the default ages to a receiver without retention settings", func() {

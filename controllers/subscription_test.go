@@ -17,7 +17,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
@@ -187,7 +186,7 @@ var _ = Describe("Subscriptions", func() {
 		))
 		ev := getEvent(ns, approved)(Default)
 		Expect(ev.Status.Deliveries[0].NextAttemptTime.Sub(ev.Status.Deliveries[0].LastAttemptTime.Time)).To(BeNumerically("~", time.Hour, 2*time.Second))
-		Expect(ev.Labels).NotTo(HaveKey(funnelv1.LabelDone), "an event waiting for a retry stays in the cache")
+		Expect(mgrCache.Get(ctx, client.ObjectKeyFromObject(&ev), &funnelv1.FunnelEvent{})).To(Succeed(), "an event waiting for a retry stays in the cache")
 	})
 
 	It("fails a permanent 4xx at once, without retries", func() {
@@ -246,9 +245,7 @@ var _ = Describe("Subscriptions", func() {
 		subscribe("replayed", funnelv1.FunnelSubscriptionSpec{EventTypes: []string{"*"}, Action: httpTo(target.URL)})
 		send("classic-lease_transaction.status_updated.json")
 		Eventually(getEvent(ns, approved)).Should(finished(funnelv1.PhaseSucceeded))
-		ev := getEvent(ns, approved)(Default)
-		Expect(k8s.Patch(ctx, &ev, client.RawPatch(types.MergePatchType, []byte(
-			`{"metadata":{"annotations":{"funnel.leasing.dev/replay":"again"},"labels":{"funnel.leasing.dev/done":null}}}`)))).To(Succeed())
+		replay(ns, approved, "again")
 		Eventually(target.got).Should(HaveLen(2))
 		Expect(target.got()[1].header.Get("Idempotency-Key")).To(Equal(target.got()[0].header.Get("Idempotency-Key")))
 		Eventually(getEvent(ns, approved)).Should(SatisfyAll(finished(funnelv1.PhaseSucceeded), HaveField("Status.ObservedReplay", "again")))
@@ -265,9 +262,7 @@ var _ = Describe("Subscriptions", func() {
 		subscribe("late", funnelv1.FunnelSubscriptionSpec{EventTypes: []string{"*"}, Action: httpTo(late.URL)})
 		Consistently(late.got, "1s").Should(BeEmpty())
 
-		ev := getEvent(ns, name)(Default)
-		Expect(k8s.Patch(ctx, &ev, client.RawPatch(types.MergePatchType, []byte(
-			`{"metadata":{"annotations":{"funnel.leasing.dev/replay":"1"},"labels":{"funnel.leasing.dev/done":null}}}`)))).To(Succeed())
+		replay(ns, name, "1")
 		Eventually(getEvent(ns, name)).Should(SatisfyAll(finished(funnelv1.PhaseSucceeded),
 			HaveField("Status.Deliveries", ConsistOf(HaveField("Subscription", "early"), HaveField("Subscription", "late")))))
 		Expect(late.got()).To(HaveLen(1))

@@ -39,6 +39,14 @@ const (
 	ReasonInvalidJobTemplate = "InvalidJobTemplate"
 )
 
+// Field selectors of FunnelEvents (CRD selectableFields): `kubectl get fev
+// --field-selector status.phase=Failed,spec.type=lease.move_in`.
+const (
+	FieldPhase    = "status.phase"
+	FieldType     = "spec.type"
+	FieldReceiver = "spec.receiver"
+)
+
 // Well-known labels and annotations on FunnelEvents.
 const (
 	// LabelReceiver names the FunnelReceiver that accepted the event.
@@ -47,15 +55,11 @@ const (
 	LabelEventType = "funnel.leasing.dev/event-type"
 	// LabelFormat is the envelope format: Classic, V3 or PartnerV2.
 	LabelFormat = "funnel.leasing.dev/format"
-	// LabelDone marks a finished event with its final phase (Succeeded, Failed, Ignored).
-	// Finished events are outside the controllers' cache, so memory stays bounded by
-	// in-flight work, and retention lists them by this label. Removing it (with a new
-	// replay annotation) brings an event back for processing.
-	LabelDone = "funnel.leasing.dev/done"
 	// AnnotationDigest is the receiver's digest of the event content (api/funnel Envelope.Digest):
 	// a later receipt of the same id with another digest is a conflict, answered 409.
 	AnnotationDigest = "funnel.leasing.dev/digest"
-	// AnnotationReplay re-runs processing of an event whenever its value changes (kubectl
-	// funnel replay sets it to a fresh value and removes LabelDone in one patch).
+	// AnnotationReplay re-runs processing of an event whenever its value changes. Finished
+	// events are outside the controllers' cache (it selects on status.phase), so a replay
+	// also sets status.phase back to Pending: kubectl funnel replay does both.
 	AnnotationReplay = "funnel.leasing.dev/replay"
 )

@@ -6,13 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
@@ -36,6 +36,7 @@ type replayOptions struct {
 
 	names         []string
 	selector      string
+	fieldSelector string
 	allNamespaces bool
 	dryRun        bool
 	wait          bool
@@ -48,24 +49,28 @@ type replayOptions struct {
 func newReplayCommand(kube *kubeOptions, streams genericiooptions.IOStreams) *cobra.Command {
 	o := &replayOptions{kube: kube, streams: streams}
 	cmd := &cobra.Command{
-		Use:   "replay (NAME... | -l SELECTOR)",
+		Use:   "replay (NAME... | -l SELECTOR | --field-selector SELECTOR)",
 		Short: "Ask the operator to process FunnelEvents again",
 		Long: `Replay asks funnel-operator to process FunnelEvents again: validate them, match
 them against the FunnelSubscriptions as they are now, and deliver them, as if
 they had just arrived. Use it once a failing target is fixed, or after adding
 a subscription that should have seen past events.
 
-Each event gets one merge patch that sets the annotation
-` + funnelv1.AnnotationReplay + ` to a fresh value (the time of the request) and
-removes the label ` + funnelv1.LabelDone + `: finished events are outside the
-operator's cache, and removing the label is what brings them back. The
+Each event gets two merge patches, in this order: one of its metadata that
+sets the annotation ` + funnelv1.AnnotationReplay + ` to a fresh value (the time of
+the request), then one of its status subresource that sets status.phase to
+Pending. Finished events (Succeeded, Failed, Ignored) are outside the
+operator's cache, and the Pending phase is what brings them back. The
 operator starts the event's status over, processes it, and records the value
-in status.observedReplay. Spec, other labels and annotations are untouched.
+in status.observedReplay. Spec, labels and other annotations are untouched.
+An event whose status patch fails is not replayed, and reported as failed.
+Replaying needs the RBAC verb patch on funnelevents and funnelevents/status.
 
 Name the events (in the namespace of -n or the kubeconfig), or select them
-with -l, also across namespaces with -A. Every event is tried: a name that
-does not exist is an error for that name only, and the exit code is non-zero
-if any event could not be replayed.
+with -l (labels) and/or --field-selector (status.phase, spec.type and
+spec.receiver, evaluated by the API server), also across namespaces with -A.
+Every event is tried: a name that does not exist is an error for that name
+only, and the exit code is non-zero if any event could not be replayed.
 
 --wait then waits, up to --timeout for all of them, until the operator has
 finished each replay, and prints its new phase and summary. The exit code is
@@ -74,9 +79,13 @@ then also non-zero if a replayed event ended Failed or did not finish in time.`,
   kubectl funnel replay evt-6f1c0a6e-52d4-4b4e-9c55-0c1d3f7e8a90 --wait
 
   # Replay every failed event of namespace prod
-  kubectl funnel replay -n prod -l ` + funnelv1.LabelDone + `=Failed
+  kubectl funnel replay -n prod --field-selector ` + funnelv1.FieldPhase + `=Failed
 
-  # Everything that happened to application 74824, in any namespace: look first
+  # The failed lease.move_in events of the receiver "funnel", in any namespace: look first
+  kubectl funnel replay -A --field-selector ` + funnelv1.FieldPhase + `=Failed,` + funnelv1.FieldType + `=lease.move_in,` + funnelv1.FieldReceiver + `=funnel --dry-run
+  kubectl funnel replay -A --field-selector ` + funnelv1.FieldPhase + `=Failed,` + funnelv1.FieldType + `=lease.move_in,` + funnelv1.FieldReceiver + `=funnel
+
+  # Everything that happened to application 74824, in any namespace
   kubectl funnel replay -A -l funnel.leasing.dev/lease-transaction-id=74824 --dry-run
   kubectl funnel replay -A -l funnel.leasing.dev/lease-transaction-id=74824`,
 		ValidArgsFunction: cobra.NoFileCompletions,
@@ -88,8 +97,10 @@ then also non-zero if a replayed event ended Failed or did not finish in time.`,
 	}
 
 	f := cmd.Flags()
-	f.StringVarP(&o.selector, "selector", "l", "", "Replay the events this label selector matches, e.g. "+funnelv1.LabelDone+"=Failed")
-	f.BoolVarP(&o.allNamespaces, "all-namespaces", "A", false, "With --selector, replay matching events of every namespace")
+	f.StringVarP(&o.selector, "selector", "l", "", "Replay the events this label selector matches, e.g. funnel.leasing.dev/lease-transaction-id=74824")
+	f.StringVar(&o.fieldSelector, "field-selector", "", "Replay the events this field selector matches, e.g. "+funnelv1.FieldPhase+"=Failed; FunnelEvents support "+
+		funnelv1.FieldPhase+", "+funnelv1.FieldType+" and "+funnelv1.FieldReceiver)
+	f.BoolVarP(&o.allNamespaces, "all-namespaces", "A", false, "With --selector or --field-selector, replay matching events of every namespace")
 	f.BoolVar(&o.dryRun, "dry-run", false, "Print the events that would be replayed, and change nothing")
 	f.BoolVar(&o.wait, "wait", false, "Wait until the operator has processed each replay, and print its outcome")
 	f.DurationVar(&o.timeout, "timeout", defaultReplayTimeout, "How long --wait waits, for all the events")
@@ -101,12 +112,9 @@ func (o *replayOptions) run(ctx context.Context) error {
 	if err := o.validate(); err != nil {
 		return err
 	}
-	var sel labels.Selector
-	if o.selector != "" {
-		var err error
-		if sel, err = labels.Parse(o.selector); err != nil {
-			return fmt.Errorf("--selector %q: %w", o.selector, err)
-		}
+	sel, err := parseSelectors(o.selector, o.fieldSelector)
+	if err != nil {
+		return err
 	}
 	scope, err := resolveScope(o.kube, o.allNamespaces)
 	if err != nil {
@@ -119,17 +127,19 @@ func (o *replayOptions) run(ctx context.Context) error {
 	// The operator records this value in status.observedReplay; values over
 	// 64 characters would be recorded hashed, and this one never is.
 	value := time.Now().UTC().Format(time.RFC3339Nano)
-	patch, err := replayPatch(value)
+	metaPatch, err := replayPatch(value)
 	if err != nil {
 		return err
 	}
-	r := &replayer{c: c, scope: scope, value: value, patch: client.RawPatch(types.MergePatchType, patch),
-		dryRun: o.dryRun, out: o.streams.Out, errOut: o.streams.ErrOut}
+	r := &replayer{c: c, scope: scope, value: value,
+		metaPatch:   client.RawPatch(types.MergePatchType, metaPatch),
+		statusPatch: client.RawPatch(types.MergePatchType, pendingPatch),
+		dryRun:      o.dryRun, out: o.streams.Out, errOut: o.streams.ErrOut}
 
-	if sel != nil {
+	if o.selecting() {
 		err = r.replaySelected(ctx, sel)
 		if err == nil && r.tried == 0 {
-			fmt.Fprintf(o.streams.ErrOut, "No FunnelEvents match %q %s.\n", o.selector, scope)
+			fmt.Fprintf(o.streams.ErrOut, "No FunnelEvents match %s %s.\n", o.describeSelectors(), scope)
 		}
 	} else {
 		err = r.replayNamed(ctx, o.names)
@@ -160,14 +170,30 @@ func (o *replayOptions) run(ctx context.Context) error {
 	return nil
 }
 
+// selecting reports whether the events are selected rather than named.
+func (o *replayOptions) selecting() bool {
+	return o.selector != "" || o.fieldSelector != ""
+}
+
+// describeSelectors quotes the selectors given, for messages.
+func (o *replayOptions) describeSelectors() string {
+	var quoted []string
+	for _, s := range []string{o.selector, o.fieldSelector} {
+		if s != "" {
+			quoted = append(quoted, strconv.Quote(s))
+		}
+	}
+	return strings.Join(quoted, " and ")
+}
+
 func (o *replayOptions) validate() error {
 	switch {
-	case len(o.names) == 0 && o.selector == "":
-		return errors.New("name the events to replay, or select them with -l/--selector")
-	case len(o.names) > 0 && o.selector != "":
-		return errors.New("NAME arguments and --selector cannot be combined")
+	case len(o.names) == 0 && !o.selecting():
+		return errors.New("name the events to replay, or select them with -l/--selector or --field-selector")
+	case len(o.names) > 0 && o.selecting():
+		return errors.New("NAME arguments cannot be combined with --selector or --field-selector")
 	case len(o.names) > 0 && o.allNamespaces:
-		return errors.New("-A/--all-namespaces needs --selector: names are looked up in one namespace (-n)")
+		return errors.New("-A/--all-namespaces needs --selector or --field-selector: names are looked up in one namespace (-n)")
 	case o.timeout <= 0:
 		return fmt.Errorf("--timeout must be positive, got %s", o.timeout)
 	case o.timeoutSet && !o.wait:
@@ -178,22 +204,27 @@ func (o *replayOptions) validate() error {
 	return nil
 }
 
-// replayPatch is the one merge patch replay sends: a new replay value, and
-// no done label (null deletes it). Nothing else is touched.
+// replayPatch is the first merge patch replay sends, of the object: a new
+// replay value. Nothing else is touched.
 func replayPatch(value string) ([]byte, error) {
 	return json.Marshal(map[string]any{"metadata": map[string]any{
 		"annotations": map[string]string{funnelv1.AnnotationReplay: value},
-		"labels":      map[string]any{funnelv1.LabelDone: nil},
 	}})
 }
 
+// pendingPatch is the second merge patch replay sends, of the status
+// subresource: phase Pending, which brings a finished event back into the
+// operator's cache. The rest of the status is the operator's.
+var pendingPatch = []byte(`{"status":{"phase":"` + string(funnelv1.PhasePending) + `"}}`)
+
 // replayer replays events one at a time and keeps the score.
 type replayer struct {
-	c      client.Client
-	scope  eventScope
-	value  string
-	patch  client.Patch
-	dryRun bool
+	c     client.Client
+	scope eventScope
+	value string
+	// metaPatch sets the replay annotation, statusPatch status.phase.
+	metaPatch, statusPatch client.Patch
+	dryRun                 bool
 
 	out, errOut io.Writer
 
@@ -236,7 +267,7 @@ func (r *replayer) replayNamed(ctx context.Context, names []string) error {
 }
 
 // replaySelected replays the events sel selects, a page at a time.
-func (r *replayer) replaySelected(ctx context.Context, sel labels.Selector) error {
+func (r *replayer) replaySelected(ctx context.Context, sel eventSelector) error {
 	_, err := listEvents(ctx, r.c, r.scope, sel, func(page []funnelv1.FunnelEvent) error {
 		for i := range page {
 			if ctx.Err() != nil {
@@ -249,7 +280,9 @@ func (r *replayer) replaySelected(ctx context.Context, sel labels.Selector) erro
 	return err
 }
 
-// replay patches one event, or says it would.
+// replay patches one event, annotation first and status.phase second, or
+// says it would. Only both patches make a replay: the annotation alone does
+// not bring a finished event back into the operator's cache.
 func (r *replayer) replay(ctx context.Context, ev *funnelv1.FunnelEvent) {
 	r.tried++
 	ref, was := eventRef(client.ObjectKeyFromObject(ev), r.scope), eventPhase(ev)
@@ -257,8 +290,13 @@ func (r *replayer) replay(ctx context.Context, ev *funnelv1.FunnelEvent) {
 		fmt.Fprintf(r.out, "%s would be replayed (now %s)\n", ref, was)
 		return
 	}
-	if err := r.c.Patch(ctx, ev, r.patch); err != nil {
+	if err := r.c.Patch(ctx, ev, r.metaPatch); err != nil {
 		r.fail(fmt.Sprintf("replaying %s: %v", ref, err))
+		return
+	}
+	if err := r.c.Status().Patch(ctx, ev, r.statusPatch); err != nil {
+		r.fail(fmt.Sprintf("replaying %s: setting status.phase to %s failed after the replay annotation was set, so the replay did not happen (run replay again): %v",
+			ref, funnelv1.PhasePending, err))
 		return
 	}
 	fmt.Fprintf(r.out, "%s replay requested (was %s)\n", ref, was)

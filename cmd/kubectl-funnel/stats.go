@@ -27,6 +27,7 @@ type statsOptions struct {
 	streams genericiooptions.IOStreams
 
 	receiver      string
+	fieldSelector string
 	since         time.Duration
 	allNamespaces bool
 	output        string
@@ -41,18 +42,27 @@ func newStatsCommand(kube *kubeOptions, streams genericiooptions.IOStreams) *cob
 by receiver, event type and phase, with the totals and the number of
 duplicate receipts (the same event sent again by Funnel, stored once).
 
-An event's phase is the final phase in its ` + funnelv1.LabelDone + ` label
-when it has one, else status.phase; an event no reconciler has looked at yet
-is Pending.
+An event's phase is its status.phase; an event no reconciler has looked at
+yet is Pending.
+
+--receiver and --field-selector are evaluated by the API server, on the
+fields the FunnelEvent CRD declares selectable: ` + funnelv1.FieldPhase + `, ` + funnelv1.FieldType + `
+and ` + funnelv1.FieldReceiver + ` (--receiver NAME is ` + funnelv1.FieldReceiver + `=NAME).
 
 Events are read a page at a time and only the counts are kept, so stats
 works on namespaces of any size; it reads every event of the namespace (or
-of the receiver) to find those of the window.`,
+of the selection) to find those of the window.`,
 		Example: `  # The last 24 hours in the current namespace
   kubectl funnel stats
 
   # The receiver "funnel" of namespace prod, over the last hour
   kubectl funnel stats -n prod --receiver funnel --since 1h
+
+  # The failed events of every namespace, over the last week
+  kubectl funnel stats -A --since 168h --field-selector ` + funnelv1.FieldPhase + `=Failed
+
+  # The lease.move_in events of the receiver "funnel" still stored
+  kubectl funnel stats --since 0 --receiver funnel --field-selector ` + funnelv1.FieldType + `=lease.move_in
 
   # Every namespace, every event still stored, as JSON
   kubectl funnel stats -A --since 0 -o json | jq .totals`,
@@ -65,6 +75,8 @@ of the receiver) to find those of the window.`,
 
 	f := cmd.Flags()
 	f.StringVar(&o.receiver, "receiver", "", "Count only the events of this FunnelReceiver")
+	f.StringVar(&o.fieldSelector, "field-selector", "", "Count only the events this field selector matches, e.g. "+funnelv1.FieldPhase+"=Failed; FunnelEvents support "+
+		funnelv1.FieldPhase+", "+funnelv1.FieldType+" and "+funnelv1.FieldReceiver)
 	f.DurationVar(&o.since, "since", defaultStatsSince, "Count the events created this long ago or later; 0 counts every event")
 	f.BoolVarP(&o.allNamespaces, "all-namespaces", "A", false, "Count the events of every namespace")
 	f.StringVarP(&o.output, "output", "o", "", "Output format: empty for a table, or json")
@@ -80,6 +92,11 @@ func (o *statsOptions) run(ctx context.Context) error {
 	case o.output != "" && o.output != "json":
 		return fmt.Errorf("--output %q: want json, or nothing for a table", o.output)
 	}
+	sel, err := parseSelectors("", o.fieldSelector)
+	if err != nil {
+		return err
+	}
+	sel.fields = andFields(eventFilter{receiver: o.receiver}.selector(), sel.fields)
 	scope, err := resolveScope(o.kube, o.allNamespaces)
 	if err != nil {
 		return err
@@ -89,19 +106,16 @@ func (o *statsOptions) run(ctx context.Context) error {
 		return err
 	}
 	agg := newStatsAggregator(time.Now(), o.since)
-	filter := eventFilter{receiver: o.receiver}
-	_, err = listEvents(ctx, c, scope, filter.selector(), func(page []funnelv1.FunnelEvent) error {
+	_, err = listEvents(ctx, c, scope, sel, func(page []funnelv1.FunnelEvent) error {
 		for i := range page {
-			if filter.matches(&page[i]) {
-				agg.add(&page[i])
-			}
+			agg.add(&page[i])
 		}
 		return nil
 	})
 	if err != nil {
 		return err
 	}
-	rep := agg.report(scope, o.receiver)
+	rep := agg.report(scope, o.receiver, o.fieldSelector)
 
 	if o.output == "json" {
 		enc := json.NewEncoder(o.streams.Out)
@@ -112,13 +126,13 @@ func (o *statsOptions) run(ctx context.Context) error {
 		return nil
 	}
 	if rep.Totals.Total == 0 {
-		fmt.Fprintf(o.streams.ErrOut, "No FunnelEvents %s %s.\n", rep.window(), scope)
+		fmt.Fprintf(o.streams.ErrOut, "No FunnelEvents %s %s%s.\n", rep.window(), scope, rep.matching())
 		return nil
 	}
 	if err := rep.writeTable(o.streams.Out, scope.all); err != nil {
 		return fmt.Errorf("writing the table: %w", err)
 	}
-	fmt.Fprintf(o.streams.Out, "\n%d events %s %s; %d duplicate receipts.\n", rep.Totals.Total, rep.window(), scope, rep.Totals.Duplicates)
+	fmt.Fprintf(o.streams.Out, "\n%d events %s %s%s; %d duplicate receipts.\n", rep.Totals.Total, rep.window(), scope, rep.matching(), rep.Totals.Duplicates)
 	return nil
 }
 
@@ -189,6 +203,8 @@ type statsReport struct {
 	Namespace string `json:"namespace,omitempty"`
 	// Receiver is --receiver, if given.
 	Receiver string `json:"receiver,omitempty"`
+	// FieldSelector is --field-selector, if given.
+	FieldSelector string `json:"fieldSelector,omitempty"`
 	// Since is --since ("0s": every event); From is the start of the window it
 	// gives, absent with --since 0.
 	Since string     `json:"since"`
@@ -228,8 +244,8 @@ func (a *statsAggregator) add(ev *funnelv1.FunnelEvent) {
 	row.add(ev)
 }
 
-func (a *statsAggregator) report(scope eventScope, receiver string) statsReport {
-	rep := statsReport{Namespace: scope.namespace, Receiver: receiver, Since: shortDuration(a.since), Rows: []statsRow{}}
+func (a *statsAggregator) report(scope eventScope, receiver, fieldSelector string) statsReport {
+	rep := statsReport{Namespace: scope.namespace, Receiver: receiver, FieldSelector: fieldSelector, Since: shortDuration(a.since), Rows: []statsRow{}}
 	if !a.from.IsZero() {
 		from := a.from.UTC().Truncate(time.Second)
 		rep.From = &from
@@ -254,6 +270,15 @@ func (rep statsReport) window() string {
 		return "stored"
 	}
 	return "created in the last " + rep.Since
+}
+
+// matching reads as the end of a sentence, after the scope: ` matching
+// "status.phase=Failed"`, or nothing without --field-selector.
+func (rep statsReport) matching() string {
+	if rep.FieldSelector == "" {
+		return ""
+	}
+	return " matching " + strconv.Quote(rep.FieldSelector)
 }
 
 // writeTable writes the rows and a TOTAL line, with a NAMESPACE column when

@@ -15,16 +15,13 @@ import (
 )
 
 // statsEvents: in namespace default over the last day, receiver funnel has
-// four status updates (one per phase but Ignored, one of them Failed by its
-// done label while its status still says Processing) and one Ignored
+// four status updates (one per phase but Ignored) and one Ignored
 // renter.created; receiver leasing has one Succeeded status update. An
 // older event and one of namespace other are outside the default view.
 func statsEvents() []client.Object {
 	return []client.Object{
 		event("a", inPhase(funnelv1.PhaseSucceeded, ""), withDuplicates(2)),
-		event("b", inPhase(funnelv1.PhaseProcessing, ""), func(ev *funnelv1.FunnelEvent) {
-			ev.Labels = map[string]string{funnelv1.LabelDone: "Failed"}
-		}),
+		event("b", inPhase(funnelv1.PhaseFailed, "")),
 		event("c", inPhase(funnelv1.PhaseProcessing, "")),
 		event("d"), // no status written yet
 		event("e", inPhase(funnelv1.PhaseSucceeded, ""), createdAgo(48*time.Hour), withDuplicates(100)),
@@ -90,14 +87,74 @@ TOTAL                                                  1        1           3   
 	}
 }
 
-func TestStatsReceiverIsSelectedByTheAPIServer(t *testing.T) {
-	pages := &pager{}
-	c := eventClient(interceptor.Funcs{List: pages.list}, statsEvents()...)
-	if code, out, errOut := cliWith(t, c, "stats", "--receiver", "leasing"); code != 0 || !strings.Contains(out, "\nleasing ") || strings.Contains(out, "\nfunnel ") {
-		t.Fatalf("exit %d\n%s%s", code, out, errOut)
+func TestStatsSelectsOnTheAPIServer(t *testing.T) {
+	tests := []struct {
+		name       string
+		args       []string
+		wantFields string
+		want       string
+	}{
+		{
+			name:       "receiver",
+			args:       []string{"stats", "--receiver", "leasing"},
+			wantFields: "spec.receiver=leasing",
+			want: `RECEIVER  TYPE                              Pending  Processing  Succeeded  Failed  Ignored  TOTAL
+leasing   lease_transaction.status_updated  0        0           1          0       0        1
+TOTAL                                       0        0           1          0       0        1
+
+1 events created in the last 24h in namespace default; 0 duplicate receipts.
+`,
+		},
+		{
+			name:       "field selector",
+			args:       []string{"stats", "-A", "--field-selector", "status.phase=Failed"},
+			wantFields: "status.phase=Failed",
+			want: `NAMESPACE  RECEIVER  TYPE                              Pending  Processing  Succeeded  Failed  Ignored  TOTAL
+default    funnel    lease_transaction.status_updated  0        0           0          1       0        1
+other      funnel    lease_transaction.status_updated  0        0           0          1       0        1
+TOTAL                                                  0        0           0          2       0        2
+
+2 events created in the last 24h in any namespace matching "status.phase=Failed"; 0 duplicate receipts.
+`,
+		},
+		{
+			name:       "receiver and field selector",
+			args:       []string{"stats", "--since", "0", "--receiver", "funnel", "--field-selector", "status.phase=Succeeded,spec.type=lease_transaction.status_updated"},
+			wantFields: "spec.receiver=funnel,spec.type=lease_transaction.status_updated,status.phase=Succeeded",
+			want: `RECEIVER  TYPE                              Pending  Processing  Succeeded  Failed  Ignored  TOTAL
+funnel    lease_transaction.status_updated  0        0           2          0       0        2
+TOTAL                                       0        0           2          0       0        2
+
+2 events stored in namespace default matching "status.phase=Succeeded,spec.type=lease_transaction.status_updated"; 102 duplicate receipts.
+`,
+		},
 	}
-	if len(pages.calls) != 1 || pages.calls[0].LabelSelector.String() != funnelv1.LabelReceiver+"=leasing" || pages.calls[0].Limit != pageSize {
-		t.Errorf("list calls %+v, want one with the receiver label selector and limit %d", pages.calls, pageSize)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			pages := &pager{}
+			c := eventClient(interceptor.Funcs{List: pages.list}, statsEvents()...)
+			code, out, errOut := cliWith(t, c, tt.args...)
+			if code != 0 {
+				t.Fatalf("exit %d\n%s%s", code, out, errOut)
+			}
+			if out != tt.want {
+				t.Errorf("output\n%s\nwant\n%s", out, tt.want)
+			}
+			if len(pages.calls) != 1 || selectorString(pages.calls[0].FieldSelector) != tt.wantFields ||
+				pages.calls[0].LabelSelector != nil || pages.calls[0].Limit != pageSize {
+				t.Errorf("list calls %+v, want one with the field selector %q, no label selector and limit %d", pages.calls, tt.wantFields, pageSize)
+			}
+		})
+	}
+}
+
+func TestStatsWithoutSelectorsSendsNone(t *testing.T) {
+	pages := &pager{}
+	if code, _, errOut := cliWith(t, eventClient(interceptor.Funcs{List: pages.list}, statsEvents()...), "stats"); code != 0 {
+		t.Fatalf("exit %d\n%s", code, errOut)
+	}
+	if len(pages.calls) != 1 || pages.calls[0].FieldSelector != nil || pages.calls[0].LabelSelector != nil {
+		t.Errorf("list calls %+v, want one without selectors", pages.calls)
 	}
 }
 
@@ -142,8 +199,15 @@ func TestStatsJSON(t *testing.T) {
 
 	// Nothing to count is still a report, for scripts.
 	_, out, _ = cliWith(t, eventClient(interceptor.Funcs{}), "stats", "-o", "json")
-	if !strings.Contains(out, `"rows": []`) || !strings.Contains(out, `"total": 0`) {
+	if !strings.Contains(out, `"rows": []`) || !strings.Contains(out, `"total": 0`) || strings.Contains(out, "fieldSelector") {
 		t.Errorf("empty report:\n%s", out)
+	}
+
+	// The selection is part of the report.
+	_, out, _ = cliWith(t, eventClient(interceptor.Funcs{}, statsEvents()...), "stats", "-o", "json", "--receiver", "funnel", "--field-selector", "status.phase=Failed")
+	var sel struct{ Receiver, FieldSelector string }
+	if err := json.Unmarshal([]byte(out), &sel); err != nil || sel.Receiver != "funnel" || sel.FieldSelector != "status.phase=Failed" || !strings.Contains(out, `"total": 1`) {
+		t.Errorf("report of a selection (%v):\n%s", err, out)
 	}
 }
 
@@ -170,8 +234,13 @@ func TestStatsCountsEveryPage(t *testing.T) {
 }
 
 func TestStatsNothingToCount(t *testing.T) {
-	c := eventClient(interceptor.Funcs{}, event("old", createdAgo(30*time.Hour)))
-	code, out, errOut := cliWith(t, c, "stats")
+	c := eventClient(interceptor.Funcs{}, event("old", createdAgo(30*time.Hour)), event("pending"))
+	code, out, errOut := cliWith(t, c, "stats", "--field-selector", "status.phase=Failed")
+	if code != 0 || out != "" || errOut != "No FunnelEvents created in the last 24h in namespace default matching \"status.phase=Failed\".\n" {
+		t.Errorf("exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	c = eventClient(interceptor.Funcs{}, event("old", createdAgo(30*time.Hour)))
+	code, out, errOut = cliWith(t, c, "stats")
 	if code != 0 || out != "" || errOut != "No FunnelEvents created in the last 24h in namespace default.\n" {
 		t.Errorf("exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
@@ -185,6 +254,7 @@ func TestStatsUsageErrors(t *testing.T) {
 		{[]string{"stats", "-o", "yaml"}, `--output "yaml": want json`},
 		{[]string{"stats", "--since", "-1h"}, "--since must not be negative"},
 		{[]string{"stats", "extra"}, `unknown command "extra"`},
+		{[]string{"stats", "--field-selector", "status.phase"}, `--field-selector "status.phase"`},
 	}
 	for _, tt := range tests {
 		code, out, errOut := cliWith(t, eventClient(interceptor.Funcs{}), tt.args...)

@@ -58,8 +58,9 @@ the start, and the time tail saw the others. Deleted events are not printed.
 An older event that changes (one being replayed) first prints its phase at
 the time, then its changes.
 
-An event's phase is the final phase in its ` + funnelv1.LabelDone + ` label
-when it has one, else status.phase.`,
+An event's phase is its status.phase (Pending until a reconciler writes it).
+--receiver and --type are field selectors (` + funnelv1.FieldReceiver + `, ` + funnelv1.FieldType + `)
+that the API server evaluates, exactly, for the list and the watch.`,
 		Example: `  # Follow the events of the current namespace
   kubectl funnel tail
 
@@ -194,11 +195,11 @@ func (t *tailer) observe(ev *funnelv1.FunnelEvent, at time.Time) (tailLine, bool
 func (t *tailer) list(ctx context.Context, c client.Reader, scope eventScope) (string, error) {
 	t.gen++
 	var lines []tailLine
-	rv, err := listEvents(ctx, c, scope, t.filter.selector(), func(page []funnelv1.FunnelEvent) error {
+	rv, err := listEvents(ctx, c, scope, eventSelector{fields: t.filter.selector()}, func(page []funnelv1.FunnelEvent) error {
 		for i := range page {
 			ev := &page[i]
 			_, known := t.seen[client.ObjectKeyFromObject(ev)]
-			if !t.filter.matches(ev) || !known && ev.CreationTimestamp.Time.Before(t.from) {
+			if !known && ev.CreationTimestamp.Time.Before(t.from) {
 				continue
 			}
 			if l, ok := t.observe(ev, ev.CreationTimestamp.Time); ok {
@@ -245,9 +246,6 @@ func (t *tailer) handle(e watch.Event) (string, error) {
 		delete(t.seen, client.ObjectKeyFromObject(ev))
 		return ev.ResourceVersion, nil
 	}
-	if !t.filter.matches(ev) {
-		return ev.ResourceVersion, nil
-	}
 	if l, ok := t.observe(ev, t.now()); ok {
 		t.print(l)
 	}
@@ -291,10 +289,9 @@ func (t *tailer) follow(ctx context.Context, c client.WithWatch, scope eventScop
 	for err == nil {
 		started := time.Now()
 		var w watch.Interface
-		w, err = c.Watch(ctx, &funnelv1.FunnelEventList{}, &client.ListOptions{
-			Namespace: scope.namespace, LabelSelector: t.filter.selector(),
-			Raw: &metav1.ListOptions{ResourceVersion: rv, AllowWatchBookmarks: true},
-		})
+		opts := eventSelector{fields: t.filter.selector()}.listOptions(scope)
+		opts.Raw = &metav1.ListOptions{ResourceVersion: rv, AllowWatchBookmarks: true}
+		w, err = c.Watch(ctx, &funnelv1.FunnelEventList{}, opts)
 		if err != nil {
 			switch {
 			case ctx.Err() != nil:

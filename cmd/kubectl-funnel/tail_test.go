@@ -76,6 +76,7 @@ func TestTailListPrintsTheWindowOldestFirst(t *testing.T) {
 }
 
 func TestTailWatchEvents(t *testing.T) {
+	// The API server applies the filter to the watch: every event comes.
 	tl, out := testTailer(eventFilter{receiver: "funnel"})
 	events := make(chan watch.Event, 20)
 	send := func(typ watch.EventType, ev *funnelv1.FunnelEvent) { events <- watch.Event{Type: typ, Object: ev} }
@@ -83,11 +84,13 @@ func TestTailWatchEvents(t *testing.T) {
 	send(watch.Added, event("new", withRV("10")))
 	send(watch.Modified, event("new", withRV("11"), func(ev *funnelv1.FunnelEvent) { ev.Annotations["x"] = "y" })) // no phase change
 	send(watch.Modified, event("new", withRV("12"), inPhase(funnelv1.PhaseProcessing, "Application 74824: Submitted → Approved")))
-	send(watch.Added, event("elsewhere", withRV("13"), fromReceiver("leasing"))) // filtered out
 	send(watch.Modified, event("new", withRV("14"), inPhase(funnelv1.PhaseSucceeded, "Application 74824: Submitted → Approved")))
-	send(watch.Modified, event("replayed", withRV("15"), createdAt(48*time.Hour), inPhase(funnelv1.PhaseFailed, "Lease 1"))) // old, unseen
-	send(watch.Modified, event("replayed", withRV("16"), createdAt(48*time.Hour), inPhase(funnelv1.PhasePending, ""), func(ev *funnelv1.FunnelEvent) {
-		delete(ev.Labels, funnelv1.LabelDone)
+	// An old event, unseen: its replay annotation, then its phase.
+	send(watch.Modified, event("replayed", withRV("15"), createdAt(48*time.Hour), inPhase(funnelv1.PhaseFailed, "Lease 1"), func(ev *funnelv1.FunnelEvent) {
+		ev.Annotations[funnelv1.AnnotationReplay] = "2024-10-09T13:00:00Z"
+	}))
+	send(watch.Modified, event("replayed", withRV("16"), createdAt(48*time.Hour), inPhase(funnelv1.PhasePending, "Lease 1"), func(ev *funnelv1.FunnelEvent) {
+		ev.Annotations[funnelv1.AnnotationReplay] = "2024-10-09T13:00:00Z"
 	}))
 	send(watch.Deleted, event("new", withRV("17"), inPhase(funnelv1.PhaseSucceeded, "")))
 	events <- watch.Event{Type: watch.Bookmark, Object: &funnelv1.FunnelEvent{ObjectMeta: metav1.ObjectMeta{ResourceVersion: "20"}}}
@@ -102,7 +105,7 @@ func TestTailWatchEvents(t *testing.T) {
 		"2024-10-09 13:00:00 default/new lease_transaction.status_updated Pending → Processing Application 74824: Submitted → Approved",
 		"2024-10-09 13:00:00 default/new lease_transaction.status_updated Processing → Succeeded Application 74824: Submitted → Approved",
 		"2024-10-09 13:00:00 default/replayed lease_transaction.status_updated Failed Lease 1",
-		"2024-10-09 13:00:00 default/replayed lease_transaction.status_updated Failed → Pending",
+		"2024-10-09 13:00:00 default/replayed lease_transaction.status_updated Failed → Pending Lease 1",
 	})
 	if _, ok := tl.seen[client.ObjectKey{Namespace: ns, Name: "new"}]; ok || len(tl.seen) != 1 {
 		t.Errorf("remembers %v, want only the live event replayed", tl.seen)
@@ -173,8 +176,7 @@ func TestTailRelistCatchesUp(t *testing.T) {
 	}
 	old := getEvent(t, c, ns, "old")
 	old.Status.Phase = funnelv1.PhaseProcessing
-	delete(old.Labels, funnelv1.LabelDone)
-	if err := c.Update(ctx, old); err != nil {
+	if err := c.Status().Update(ctx, old); err != nil {
 		t.Fatal(err)
 	}
 
@@ -295,6 +297,51 @@ func TestTailListsAgainWhenTheWatchExpires(t *testing.T) {
 	}
 	if len(lists.calls) != 2 {
 		t.Errorf("%d lists, want 2", len(lists.calls))
+	}
+}
+
+func TestTailFiltersOnTheAPIServer(t *testing.T) {
+	var mu sync.Mutex
+	var watched []client.ListOptions
+	lists := &pager{}
+	c := eventClient(interceptor.Funcs{
+		List: lists.list,
+		Watch: func(ctx context.Context, c client.WithWatch, list client.ObjectList, opts ...client.ListOption) (watch.Interface, error) {
+			var o client.ListOptions
+			o.ApplyOptions(opts)
+			mu.Lock()
+			watched = append(watched, o)
+			mu.Unlock()
+			return c.Watch(ctx, list, opts...)
+		},
+	},
+		event("match", createdAgo(time.Minute), ofType(typeRenterCreated)),
+		event("other-type", createdAgo(time.Minute)),
+		event("other-receiver", createdAgo(time.Minute), ofType(typeRenterCreated), fromReceiver("leasing")),
+		// Same label value as renter.created would have, another type.
+		event("lossy", createdAgo(time.Minute), ofType("renter created")),
+	)
+	code, out, errOut := cliWith(t, c, "tail", "--receiver", "funnel", "--type", typeRenterCreated, "--timeout", "200ms")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s%s", code, out, errOut)
+	}
+	lines := columns(out)
+	if len(lines) != 2 || !strings.HasSuffix(lines[1], "default/match renter.created Pending") {
+		t.Errorf("output\n%s\nwant the header and the one matching event", out)
+	}
+	const want = "spec.receiver=funnel,spec.type=renter.created"
+	if len(lists.calls) != 1 || selectorString(lists.calls[0].FieldSelector) != want || lists.calls[0].LabelSelector != nil {
+		t.Errorf("list calls %+v, want one with the field selector %q", lists.calls, want)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(watched) == 0 {
+		t.Fatal("no watch")
+	}
+	for _, o := range watched {
+		if selectorString(o.FieldSelector) != want || o.LabelSelector != nil || o.Namespace != ns || o.Raw == nil || o.Raw.ResourceVersion != "42" || !o.Raw.AllowWatchBookmarks {
+			t.Errorf("watch options %+v (raw %+v), want the field selector %q from the list's resource version", o, o.Raw, want)
+		}
 	}
 }
 

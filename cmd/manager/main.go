@@ -36,6 +36,8 @@ type config struct {
 	retentionDeletes        float64
 	apiQPS                  float64
 	apiBurst                int
+	pprofAddr               string
+	maxInFlight             int
 }
 
 func main() {
@@ -47,10 +49,12 @@ func main() {
 	flag.StringVar(&cfg.leaderElectionNamespace, "leader-election-namespace", "", "Namespace of the leader election Lease (defaults to the pod's namespace).")
 	flag.StringVar(&cfg.namespaces, "namespaces", "", "Comma-separated namespaces to watch; all namespaces when empty.")
 	flag.StringVar(&cfg.externalURL, "external-url", "", "Public base URL of the receiver (e.g. https://funnel.example.com), shown in FunnelReceiver status.url.")
-	flag.StringVar(&cfg.eventConcurrency, "event-concurrency", "", "Workers per event family, e.g. \"lease_transaction=8,prospect=4\" (defaults: lease_transaction=4, lease=2, quote=2, prospect=2, unknown=1).")
+	flag.StringVar(&cfg.eventConcurrency, "event-concurrency", "", "Workers per event family, e.g. \"lease_transaction=8,prospect=4\" (defaults: lease_transaction=16, lease=8, quote=4, prospect=8, unknown=2).")
 	flag.Float64Var(&cfg.retentionDeletes, "retention-deletes-per-second", controllers.DefaultRetentionDeletesPerSecond, "How fast retention may delete finished events, across receivers.")
-	flag.Float64Var(&cfg.apiQPS, "kube-api-qps", 200, "Client-side QPS limit of the controllers towards the API server (each event takes two writes to process); the webhook receiver is not limited client-side.")
+	flag.Float64Var(&cfg.apiQPS, "kube-api-qps", 200, "Client-side QPS limit of the controllers towards the API server (processing an event takes one status write); the webhook receiver is not limited client-side.")
 	flag.IntVar(&cfg.apiBurst, "kube-api-burst", 400, "Client-side burst of the controllers towards the API server.")
+	flag.StringVar(&cfg.pprofAddr, "pprof-bind-address", "0", "Address of the Go pprof endpoints (/debug/pprof); \"0\" disables them.")
+	flag.IntVar(&cfg.maxInFlight, "webhook-max-in-flight", receiver.DefaultMaxInFlight, "Webhook requests handled at once; more are shed at once with 503 rather than queued past Funnel's timeout.")
 	flag.DurationVar(&cfg.shutdownTimeout, "graceful-shutdown-timeout", 30*time.Second, "How long in-flight work may take to finish after SIGTERM.")
 	zapOpts := zap.Options{Development: false}
 	zapOpts.BindFlags(flag.CommandLine)
@@ -82,6 +86,7 @@ func run(cfg config) error {
 		Scheme:                        scheme,
 		Metrics:                       metricsserver.Options{BindAddress: cfg.metricsAddr},
 		HealthProbeBindAddress:        cfg.probeAddr,
+		PprofBindAddress:              cfg.pprofAddr,
 		LeaderElection:                cfg.leaderElect,
 		LeaderElectionID:              "funnel-operator.funnel.leasing.dev",
 		LeaderElectionNamespace:       cfg.leaderElectionNamespace,
@@ -96,7 +101,7 @@ func run(cfg config) error {
 	ctx := ctrl.SetupSignalHandler()
 	if err := controllers.Setup(ctx, mgr, controllers.Options{
 		ExternalURL:               strings.TrimSuffix(cfg.externalURL, "/"),
-		Webhook:                   receiver.Options{Addr: cfg.webhookAddr},
+		Webhook:                   receiver.Options{Addr: cfg.webhookAddr, MaxInFlight: cfg.maxInFlight},
 		EventConcurrency:          concurrency,
 		RetentionDeletesPerSecond: cfg.retentionDeletes,
 	}); err != nil {

@@ -26,23 +26,34 @@ type duplicateCounter struct {
 	client client.Client
 
 	mu      sync.Mutex
-	pending map[types.NamespacedName]int64
+	pending map[types.NamespacedName]pendingCount
 	wake    chan struct{}
 }
 
-func newDuplicateCounter(c client.Client) *duplicateCounter {
-	return &duplicateCounter{client: c, pending: map[types.NamespacedName]int64{}, wake: make(chan struct{}, 1)}
+// pendingCount is what is to be added to one event, with the version of the event the
+// receiver read when it compared the duplicate: usually still current, it saves reading
+// the event again before the patch.
+type pendingCount struct {
+	n               int64
+	resourceVersion string
+	duplicates      int64
 }
 
-// add records one more receipt of the event; it never blocks.
-func (d *duplicateCounter) add(key types.NamespacedName) {
+func newDuplicateCounter(c client.Client) *duplicateCounter {
+	return &duplicateCounter{client: c, pending: map[types.NamespacedName]pendingCount{}, wake: make(chan struct{}, 1)}
+}
+
+// add records one more receipt of the event seen as ev; it never blocks.
+func (d *duplicateCounter) add(ev *funnelv1.FunnelEvent) {
+	key := client.ObjectKeyFromObject(ev)
 	d.mu.Lock()
-	if _, ok := d.pending[key]; !ok && len(d.pending) >= maxPendingDuplicates {
+	p, ok := d.pending[key]
+	if !ok && len(d.pending) >= maxPendingDuplicates {
 		d.mu.Unlock()
 		duplicateCountsDropped.Inc()
 		return
 	}
-	d.pending[key]++
+	d.pending[key] = pendingCount{n: p.n + 1, resourceVersion: ev.ResourceVersion, duplicates: ev.Status.Duplicates}
 	d.mu.Unlock()
 	select {
 	case d.wake <- struct{}{}:
@@ -60,30 +71,41 @@ func (d *duplicateCounter) run(ctx context.Context) {
 		}
 		d.mu.Lock()
 		batch := d.pending
-		d.pending = map[types.NamespacedName]int64{}
+		d.pending = map[types.NamespacedName]pendingCount{}
 		d.mu.Unlock()
-		for key, n := range batch {
-			if err := d.write(ctx, key, n); err != nil {
-				duplicateCountsDropped.Add(float64(n))
-				ctrl.LoggerFrom(ctx).V(1).Info("Could not record duplicate receipts", "event", key, "count", n, "error", err.Error())
+		for key, p := range batch {
+			if err := d.write(ctx, key, p); err != nil {
+				duplicateCountsDropped.Add(float64(p.n))
+				ctrl.LoggerFrom(ctx).V(1).Info("Could not record duplicate receipts", "event", key, "count", p.n, "error", err.Error())
 			}
 		}
 	}
 }
 
-// write adds n to the event's status.duplicates with an optimistic-lock patch, so
-// concurrent writers (the reconciler, another replica) never lose an increment.
-func (d *duplicateCounter) write(ctx context.Context, key types.NamespacedName, n int64) error {
+// write adds p.n to the event's status.duplicates with an optimistic-lock patch, so
+// concurrent writers (the reconciler, another replica) never lose an increment. The first
+// try uses the version the receiver read; after a conflict the event is read again.
+func (d *duplicateCounter) write(ctx context.Context, key types.NamespacedName, p pendingCount) error {
+	ev := &funnelv1.FunnelEvent{}
+	ev.Namespace, ev.Name, ev.ResourceVersion, ev.Status.Duplicates = key.Namespace, key.Name, p.resourceVersion, p.duplicates
+	first := true
 	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		var ev funnelv1.FunnelEvent
-		if err := d.client.Get(ctx, key, &ev); err != nil {
-			if apierrors.IsNotFound(err) {
-				return nil // deleted meanwhile (retention): nothing to count on
+		if !first {
+			ev = &funnelv1.FunnelEvent{}
+			if err := d.client.Get(ctx, key, ev); err != nil {
+				if apierrors.IsNotFound(err) {
+					return nil // deleted meanwhile (retention): nothing to count on
+				}
+				return fmt.Errorf("reading FunnelEvent %s: %w", key, err)
 			}
-			return fmt.Errorf("reading FunnelEvent %s: %w", key, err)
 		}
+		first = false
 		patch := client.MergeFromWithOptions(ev.DeepCopy(), client.MergeFromWithOptimisticLock{})
-		ev.Status.Duplicates += n
-		return d.client.Status().Patch(ctx, &ev, patch)
+		ev.Status.Duplicates += p.n
+		err := d.client.Status().Patch(ctx, ev, patch)
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		return err
 	})
 }

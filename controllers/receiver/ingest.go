@@ -111,7 +111,7 @@ func isJSON(contentType string) bool {
 // store creates the FunnelEvent and decides the answer from what the API server said:
 // 200 only when the event exists with this content.
 func (s *Server) store(ctx context.Context, rcv *funnelv1.FunnelReceiver, env *funnel.Envelope, body []byte) reply {
-	ev := newEvent(rcv, env, body, s.opts.Clock.Now())
+	ev := NewEvent(rcv, env, body, s.opts.Clock.Now())
 	typ := metricType(env.Type)
 	log := logger(ctx).WithValues("funnelevent", klog.KObj(ev), "type", env.Type, "id", env.ID)
 
@@ -148,7 +148,7 @@ func (s *Server) duplicate(ctx context.Context, ev *funnelv1.FunnelEvent, typ st
 		return reply{http.StatusConflict, fmt.Sprintf("event %s was already received with different content", key.Name)}
 	}
 	eventsDuplicate.WithLabelValues(typ).Inc()
-	s.duplicates.add(key)
+	s.duplicates.add(&existing)
 	return reply{code: http.StatusOK}
 }
 
@@ -170,9 +170,9 @@ func sameEvent(existing, received *funnelv1.FunnelEvent) bool {
 	return reflect.DeepEqual(da, db)
 }
 
-// newEvent builds the FunnelEvent of an envelope: deterministic name, labels users
+// NewEvent builds the FunnelEvent of an envelope: deterministic name, labels users
 // select by, and the event verbatim in spec.
-func newEvent(rcv *funnelv1.FunnelReceiver, env *funnel.Envelope, body []byte, now time.Time) *funnelv1.FunnelEvent {
+func NewEvent(rcv *funnelv1.FunnelReceiver, env *funnel.Envelope, body []byte, now time.Time) *funnelv1.FunnelEvent {
 	labels := map[string]string{
 		funnelv1.LabelReceiver:  funnel.LabelValue(rcv.Name),
 		funnelv1.LabelEventType: funnel.LabelValue(env.Type),

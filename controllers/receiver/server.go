@@ -23,11 +23,11 @@ import (
 	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
 )
 
-// Defaults of Options. The answer deadline leaves Funnel's 5 s timeout a second of margin
+// Defaults of Options. The answer deadline leaves Funnel's 5 s timeout two seconds of margin
 // for the network; everything the server waits on is bounded by it.
 const (
-	DefaultAnswerDeadline = 3500 * time.Millisecond
-	DefaultMaxInFlight    = 512
+	DefaultAnswerDeadline = 3 * time.Second
+	DefaultMaxInFlight    = 128
 	// retryAfterSeconds is what 503 and 429 answers ask the sender to wait.
 	retryAfterSeconds = 5
 )

@@ -15,8 +15,10 @@ import (
 // The namespaces of the phases; each has its own FunnelReceiver, so every phase's events
 // can be listed and verified on their own.
 const (
+	// nsRaw is the one namespace the operator does not watch (--namespaces leaves it
+	// out): the raw baseline's events there are never processed.
 	nsRaw = "bench-raw"
-	// nsRawProcessed holds raw events without the done label, processed by the controllers.
+	// nsRawProcessed holds raw events the controllers process, like ingested ones.
 	nsRawProcessed = "bench-raw-processed"
 	nsIngest       = "bench-ingest"
 	nsE2E          = "bench-e2e"
@@ -30,6 +32,7 @@ type bench struct {
 	o      options
 	cl     *cluster
 	op     *operator
+	lease  *leaseHolder
 	res    *results
 	tokens map[string]string
 	// disturbed lists the measurements during which other processes used the CPU.
@@ -54,7 +57,7 @@ func run(ctx context.Context, o options) error {
 	}
 
 	b := &bench{o: o, res: newResults(o), tokens: map[string]string{}}
-	if b.op, err = newOperator(o, filepath.Join(dir, "kubeconfig"), dir); err != nil {
+	if b.op, err = newOperator(o, filepath.Join(dir, "kubeconfig"), dir, b.watched()); err != nil {
 		return err
 	}
 	cl, err := startCluster(o, dir)
@@ -63,23 +66,39 @@ func run(ctx context.Context, o options) error {
 	}
 	defer cl.stop()
 	b.cl = cl
+	b.lease = &leaseHolder{c: cl.c}
+	defer b.lease.stop()
+	if err := cl.createNamespace(ctx, nsOperator); err != nil {
+		return err
+	}
 	for _, ns := range b.namespaces() {
+		if ns == nsRaw {
+			// No receiver: nothing is sent there, and the operator does not watch it.
+			if err := cl.createNamespace(ctx, ns); err != nil {
+				return err
+			}
+			continue
+		}
 		if b.tokens[ns], err = cl.setupNamespace(ctx, ns); err != nil {
 			return err
 		}
-	}
-	if o.operatorPprof != "" && b.op.pprofAddr == "" {
-		b.note("--operator-pprof: %s has no pprof endpoint (no --pprof-bind-address flag), so no operator profiles were taken; cmd/manager needs a flag such as --pprof-bind-address wired to ctrl.Options.PprofBindAddress", o.manager)
 	}
 	logf("starting the operator: %s (log in %s)", o.manager, b.op.logPath)
 	if err := b.op.start(); err != nil {
 		return err
 	}
 	defer b.op.stop()
+	if o.operatorPprof != "" {
+		// Kept next to the profiles: the temporary directory goes at the end.
+		defer b.op.keepLog(filepath.Join(o.operatorPprof, "operator.log"))
+	}
 	if err := b.op.waitReady(ctx, 90*time.Second); err != nil {
 		return err
 	}
-	for _, ns := range b.namespaces() {
+	for _, ns := range b.watched() {
+		if ns == nsOperator {
+			continue
+		}
 		if err := cl.waitReceiverReady(ctx, ns, 60*time.Second); err != nil {
 			return errors.Join(err, b.op.alive())
 		}
@@ -145,6 +164,18 @@ func (b *bench) namespaces() []string {
 	return out
 }
 
+// watched are the namespaces the operator watches (--namespaces): every namespace of
+// the run but nsRaw, and nsOperator (so the list is never empty).
+func (b *bench) watched() []string {
+	out := []string{nsOperator}
+	for _, ns := range b.namespaces() {
+		if ns != nsRaw {
+			out = append(out, ns)
+		}
+	}
+	return out
+}
+
 func (b *bench) note(format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
 	b.res.Notes = append(b.res.Notes, msg)
@@ -181,7 +212,7 @@ func (b *bench) profiles(ctx context.Context, name string, d time.Duration) func
 			}
 		}()
 	}
-	if b.o.operatorPprof != "" && b.op.pprofAddr != "" {
+	if b.o.operatorPprof != "" {
 		file := filepath.Join(b.o.operatorPprof, "operator-"+name+".pprof")
 		start(func() error { return b.op.profile(ctx, fmt.Sprintf("/debug/pprof/profile?seconds=%d", secs), file) }, "operator")
 	}
@@ -219,16 +250,43 @@ func (b *bench) verify(ctx context.Context, ns string, names []string) (int, err
 	return missing, nil
 }
 
-// drain waits for the controllers to finish what ns holds; a timeout is noted, not fatal.
-func (b *bench) drain(ctx context.Context, ns, after string) (float64, error) {
-	d, ok, err := b.cl.waitDrained(ctx, ns, b.o.drainTimeout)
+// drain waits for the controllers to finish what the namespaces hold; a timeout is
+// noted, not fatal.
+func (b *bench) drain(ctx context.Context, after string, namespaces ...string) (float64, error) {
+	d, ok, err := b.cl.waitDrained(ctx, namespaces, b.o.drainTimeout)
 	if err != nil {
 		return 0, err
 	}
 	if !ok {
-		b.note("after %s the controllers had not finished the backlog in %s within --drain-timeout %s; the next step starts with it", after, ns, b.o.drainTimeout)
+		b.note("after %s the controllers had not finished the backlog in %s within --drain-timeout %s; the next step starts with it", after, strings.Join(namespaces, ", "), b.o.drainTimeout)
 	}
 	return round3(d.Seconds()), nil
+}
+
+// leadAndDrain ends a follower measurement: the bench releases the Lease, the operator
+// takes it and its controllers work off the backlog the follower left in ns. The time
+// counts from the release, so it includes the take-over (the operator retries every
+// 2 s), which is returned too.
+func (b *bench) leadAndDrain(ctx context.Context, ns, after string) (drain, takeover float64, err error) {
+	start := time.Now()
+	if err := b.lead(ctx); err != nil {
+		return 0, 0, err
+	}
+	takeover = round3(time.Since(start).Seconds())
+	if _, err := b.drain(ctx, after, ns); err != nil {
+		return 0, 0, err
+	}
+	return round3(time.Since(start).Seconds()), takeover, nil
+}
+
+// reconciles is how many reconciles the event controllers have done so far (the
+// operator's controller_runtime_reconcile_total): a follower does none.
+func (b *bench) reconciles(ctx context.Context) (float64, error) {
+	fams, err := b.op.metrics(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return counterSum(fams, "controller_runtime_reconcile_total", func(l map[string]string) bool { return families[l["controller"]] }), nil
 }
 
 // apiCode is the HTTP status of an API error (0 when it has none).

@@ -9,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"github.com/funnel-operator/funnel-operator/api/funnel"
 	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
 )
@@ -145,31 +148,68 @@ func TestSourceMixAndDuplicates(t *testing.T) {
 	}
 }
 
-func TestNewEventObject(t *testing.T) {
+func TestEventObject(t *testing.T) {
 	src := newSource(2, 2, 0)
 	for range 50 {
 		it, err := src.item()
 		if err != nil {
 			t.Fatal(err)
 		}
-		ev, err := newEventObject("ns", it.body, time.Now(), true)
+		ev, err := eventObject("ns", it.body, time.Now())
 		if err != nil {
 			t.Fatal(err)
 		}
 		if ev.Name != it.name || ev.Namespace != "ns" {
 			t.Fatalf("object %s/%s, want ns/%s", ev.Namespace, ev.Name, it.name)
 		}
-		if ev.Labels[funnelv1.LabelDone] != string(funnelv1.PhaseSucceeded) || ev.Labels[funnelv1.LabelEventType] == "" ||
-			ev.Labels[funnelv1.LabelReceiver] != receiverName || ev.Annotations[funnelv1.AnnotationDigest] == "" {
-			t.Fatalf("labels %v, annotations %v", ev.Labels, ev.Annotations)
+		if ev.Labels[funnelv1.LabelEventType] == "" || ev.Labels[funnelv1.LabelReceiver] != receiverName ||
+			ev.Spec.Receiver != receiverName || ev.Annotations[funnelv1.AnnotationDigest] == "" {
+			t.Fatalf("labels %v, annotations %v, receiver %q", ev.Labels, ev.Annotations, ev.Spec.Receiver)
 		}
-		if len(ev.Spec.Data.Raw) == 0 || ev.Spec.Type == "" || ev.Spec.Format == "" {
-			t.Fatalf("spec %+v", ev.Spec)
+		if len(ev.Spec.Data.Raw) == 0 || ev.Spec.Type == "" || ev.Spec.Format == "" || ev.Status.Phase != "" {
+			t.Fatalf("spec %+v, status %+v", ev.Spec, ev.Status)
 		}
-		undone, _ := newEventObject("ns", it.body, time.Now(), false)
-		if _, ok := undone.Labels[funnelv1.LabelDone]; ok {
-			t.Fatal("done label set with done=false")
+		finish(ev, time.Now())
+		if !ev.Status.Phase.Finished() || ev.Status.ProcessedTime == nil || len(ev.Status.Conditions) != 1 {
+			t.Fatalf("finished status %+v", ev.Status)
 		}
+	}
+}
+
+func TestLeaseFree(t *testing.T) {
+	now := time.Now()
+	spec := func(holder string, renewedAgo time.Duration) coordinationv1.LeaseSpec {
+		s := coordinationv1.LeaseSpec{LeaseDurationSeconds: ptrTo(int32(15)), RenewTime: ptrTo(metav1.NewMicroTime(now.Add(-renewedAgo)))}
+		if holder != "-" {
+			s.HolderIdentity = ptrTo(holder)
+		}
+		return s
+	}
+	for _, tc := range []struct {
+		name string
+		spec coordinationv1.LeaseSpec
+		want bool
+	}{
+		{"no holder", spec("-", 0), true},
+		{"released (empty holder)", spec("", 0), true},
+		{"held by the bench", spec(benchIdentity, 0), true},
+		{"held by the operator", spec("op_1234", 5*time.Second), false},
+		{"expired", spec("op_1234", 16*time.Second), true},
+		{"no renew time", coordinationv1.LeaseSpec{HolderIdentity: ptrTo("op")}, true},
+	} {
+		if got := leaseFree(tc.spec, benchIdentity, now); got != tc.want {
+			t.Errorf("%s: leaseFree = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestUnexpectedWrites(t *testing.T) {
+	if got := unexpectedWrites(map[string]float64{"POST 201": 10, "PUT/status 200": 9, "PATCH/status 200": 1}); got != nil {
+		t.Errorf("expected writes reported as unexpected: %v", got)
+	}
+	got := unexpectedWrites(map[string]float64{"POST 201": 10, "PATCH 200": 10, "PUT/status 409": 2})
+	if len(got) != 2 || got["PATCH 200"] != 10 || got["PUT/status 409"] != 2 {
+		t.Errorf("unexpectedWrites = %v", got)
 	}
 }
 
@@ -209,13 +249,17 @@ func TestParseFlags(t *testing.T) {
 
 func TestSummarizeAndRender(t *testing.T) {
 	r := &results{
-		Raw:    []rawLevel{{Concurrency: 1, CreatesPerSecond: 100}, {Concurrency: 8, CreatesPerSecond: 300}},
-		Ingest: []ingestLevel{{Concurrency: 1, AckedPerSecond: 90, Ratio: ptrTo(0.9), Latency: latencyStats{Max: 0.2}}, {Concurrency: 8, AckedPerSecond: 210, Ratio: ptrTo(0.7), NoAnswer: 1, Missing: 2}},
+		Raw: []rawLevel{{Concurrency: 1, CreatesPerSecond: 100}, {Concurrency: 8, CreatesPerSecond: 300}},
+		Ingest: []ingestLevel{
+			{Concurrency: 1, ingestRun: ingestRun{AckedPerSecond: 90, Latency: latencyStats{Max: 0.2}}, Ratio: ptrTo(0.9), RawCreatesPerSecond: ptrTo(100.0),
+				WithProcessing: &ingestRun{AckedPerSecond: 45, Latency: latencyStats{Max: 3.5}, Missing: 1, CPUCores: map[string]float64{"apiserver": 1}}, RatioProcessed: ptrTo(0.75)},
+			{Concurrency: 8, ingestRun: ingestRun{AckedPerSecond: 210, NoAnswer: 1, Missing: 2}, Ratio: ptrTo(0.7)},
+		},
 		E2E:    []e2eStep{{Name: "no subscription", Throughput: &e2eRun{Events: 10}, WritesPerEvent: ptrTo(3.0), Ratio: ptrTo(0.4)}, {Name: "sub", Skipped: "FunnelSubscription not available"}},
 		Memory: &memoryResult{RSSRatio: ptrTo(1.1)},
 	}
 	r.summarize()
-	if *r.IngestRatioMin != 0.7 || *r.MaxAckLatencySeconds != answerTimeout.Seconds() || *r.AckedMissing != 2 ||
+	if *r.IngestRatioMin != 0.7 || *r.MaxAckLatencySeconds != answerTimeout.Seconds() || *r.AckedMissing != 3 ||
 		*r.WritesPerEvent != 3 || *r.E2ERatio != 0.4 || *r.MemoryRatio != 1.1 {
 		t.Errorf("summary: min %v, max latency %v, missing %v, writes %v, e2e %v, memory %v", *r.IngestRatioMin,
 			*r.MaxAckLatencySeconds, *r.AckedMissing, *r.WritesPerEvent, *r.E2ERatio, *r.MemoryRatio)
@@ -232,7 +276,8 @@ func TestSummarizeAndRender(t *testing.T) {
 		}
 	}
 	out := renderTables(r)
-	for _, s := range []string{"skipped: FunnelSubscription not available", "| 8 | 300.0 |", "**missed**"} {
+	for _, s := range []string{"skipped: FunnelSubscription not available", "| 8 | 300.0 |", "**missed**", "| 1 | 100.0 |", "| 45.0 | 0.75 |",
+		"**Ingest with processing on the same API server**", "| 1 | 45.0 | 0.45 |", "ingest with processing c=1 (leader)"} {
 		if !strings.Contains(out, s) {
 			t.Errorf("tables lack %q:\n%s", s, out)
 		}
@@ -314,14 +359,14 @@ func BenchmarkSourceItem(b *testing.B) {
 	}
 }
 
-func BenchmarkNewEventObject(b *testing.B) {
+func BenchmarkEventObject(b *testing.B) {
 	it, err := newSource(1, 1, 0).item()
 	if err != nil {
 		b.Fatal(err)
 	}
 	now := time.Now()
 	for b.Loop() {
-		if _, err := newEventObject("ns", it.body, now, true); err != nil {
+		if _, err := eventObject("ns", it.body, now); err != nil {
 			b.Fatal(err)
 		}
 	}

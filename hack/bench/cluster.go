@@ -20,9 +20,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/selection"
 	"k8s.io/apimachinery/pkg/types"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -33,6 +32,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
+	"github.com/funnel-operator/funnel-operator/controllers"
 )
 
 // receiverName is the FunnelReceiver every bench namespace has.
@@ -124,8 +124,8 @@ func (cl *cluster) stop() {
 // setupNamespace creates ns with a token Secret and a FunnelReceiver whose rate limit is
 // out of the way, and returns the token.
 func (cl *cluster) setupNamespace(ctx context.Context, ns string) (string, error) {
-	if err := cl.c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil && !apierrors.IsAlreadyExists(err) {
-		return "", fmt.Errorf("creating namespace %s: %w", ns, err)
+	if err := cl.createNamespace(ctx, ns); err != nil {
+		return "", err
 	}
 	b := make([]byte, 24)
 	_, _ = rand.Read(b)
@@ -151,6 +151,14 @@ func (cl *cluster) setupNamespace(ctx context.Context, ns string) (string, error
 		return "", fmt.Errorf("creating FunnelReceiver %s/%s: %w", ns, receiverName, err)
 	}
 	return token, nil
+}
+
+// createNamespace creates ns unless it exists.
+func (cl *cluster) createNamespace(ctx context.Context, ns string) error {
+	if err := cl.c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("creating namespace %s: %w", ns, err)
+	}
+	return nil
 }
 
 // waitReceiverReady waits for the receiver's Ready condition (set by the operator).
@@ -201,26 +209,18 @@ func (cl *cluster) countEvents(ctx context.Context, ns string) (int, error) {
 	return n, err
 }
 
-// notDone selects events the controllers have not finished.
-var notDone = func() labels.Selector {
-	r, err := labels.NewRequirement(funnelv1.LabelDone, selection.DoesNotExist, nil)
-	if err != nil {
-		panic(err)
-	}
-	return labels.NewSelector().Add(*r)
-}()
-
-// anyUnfinished reports whether some FunnelEvent in ns ("" for all) has no done label.
+// anyUnfinished reports whether some FunnelEvent in ns ("" for all) has no final phase:
+// the field selector of the operator's cache (controllers.UnfinishedEvents).
 func (cl *cluster) anyUnfinished(ctx context.Context, ns string) (bool, error) {
 	found := false
-	err := cl.eachEventPage(ctx, ns, notDone, 1, func(items []metav1.PartialObjectMetadata) bool {
+	err := cl.eachEventPage(ctx, ns, controllers.UnfinishedEvents(), 1, func(items []metav1.PartialObjectMetadata) bool {
 		found = len(items) > 0
 		return false
 	})
 	return found, err
 }
 
-func (cl *cluster) eachEventPage(ctx context.Context, ns string, sel labels.Selector, limit int64, fn func([]metav1.PartialObjectMetadata) bool) error {
+func (cl *cluster) eachEventPage(ctx context.Context, ns string, sel fields.Selector, limit int64, fn func([]metav1.PartialObjectMetadata) bool) error {
 	list := &metav1.PartialObjectMetadataList{}
 	list.SetGroupVersionKind(funnelv1.GroupVersion.WithKind("FunnelEventList"))
 	opts := []client.ListOption{client.Limit(limit)}
@@ -228,7 +228,7 @@ func (cl *cluster) eachEventPage(ctx context.Context, ns string, sel labels.Sele
 		opts = append(opts, client.InNamespace(ns))
 	}
 	if sel != nil {
-		opts = append(opts, client.MatchingLabelsSelector{Selector: sel})
+		opts = append(opts, client.MatchingFieldsSelector{Selector: sel})
 	}
 	for {
 		if err := cl.c.List(ctx, list, opts...); err != nil {
@@ -241,14 +241,20 @@ func (cl *cluster) eachEventPage(ctx context.Context, ns string, sel labels.Sele
 	}
 }
 
-// waitDrained waits until no FunnelEvent in ns has to be processed any more, and
-// returns how long that took; after timeout it returns with drained false.
-func (cl *cluster) waitDrained(ctx context.Context, ns string, timeout time.Duration) (time.Duration, bool, error) {
+// waitDrained waits until no FunnelEvent in the namespaces has to be processed any
+// more, and returns how long that took; after timeout it returns with drained false.
+func (cl *cluster) waitDrained(ctx context.Context, namespaces []string, timeout time.Duration) (time.Duration, bool, error) {
 	start := time.Now()
 	for {
-		busy, err := cl.anyUnfinished(ctx, ns)
-		if err != nil {
-			return time.Since(start), false, err
+		busy := false
+		for _, ns := range namespaces {
+			b, err := cl.anyUnfinished(ctx, ns)
+			if err != nil {
+				return time.Since(start), false, err
+			}
+			if busy = b; busy {
+				break
+			}
 		}
 		if !busy {
 			return time.Since(start), true, nil

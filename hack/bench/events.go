@@ -3,16 +3,15 @@ package main
 import (
 	"context"
 	"fmt"
-	"maps"
 	"math/rand/v2"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/funnel-operator/funnel-operator/api/funnel"
 	"github.com/funnel-operator/funnel-operator/api/funnel/synth"
 	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
+	"github.com/funnel-operator/funnel-operator/controllers/receiver"
 )
 
 // item is one webhook body to send, with the name of the FunnelEvent it becomes.
@@ -109,43 +108,13 @@ func feedN(ctx context.Context, count int, next func() (item, error)) (<-chan it
 	return ch, func() error { <-done; return err }
 }
 
-// newEventObject builds the FunnelEvent the receiver would create for body (same name,
-// labels, digest annotation and spec), with the done label when done is set so that the
-// controllers never see it.
-func newEventObject(ns string, body []byte, now time.Time, done bool) (*funnelv1.FunnelEvent, error) {
+// eventObject builds the FunnelEvent the receiver of ns would create for body, with the
+// receiver's own code (receiver.NewEvent): same name, labels, digest annotation and spec.
+func eventObject(ns string, body []byte, now time.Time) (*funnelv1.FunnelEvent, error) {
 	env, err := funnel.Parse(body)
 	if err != nil {
 		return nil, err
 	}
-	labels := map[string]string{
-		funnelv1.LabelReceiver:  receiverName,
-		funnelv1.LabelEventType: funnel.LabelValue(env.Type),
-		funnelv1.LabelFormat:    string(env.Format),
-	}
-	maps.Copy(labels, funnel.SubjectLabels(env.Type, env.Data))
-	if done {
-		labels[funnelv1.LabelDone] = string(funnelv1.PhaseSucceeded)
-	}
-	ev := &funnelv1.FunnelEvent{
-		ObjectMeta: metav1.ObjectMeta{
-			Namespace:   ns,
-			Name:        env.ObjectName(body),
-			Labels:      labels,
-			Annotations: map[string]string{funnelv1.AnnotationDigest: env.Digest()},
-		},
-		Spec: funnelv1.FunnelEventSpec{
-			Receiver:       receiverName,
-			Format:         funnelv1.EventFormat(env.Format),
-			EventID:        env.ID,
-			Type:           env.Type,
-			IdempotencyKey: env.IdempotencyKey,
-			ReceivedAt:     metav1.NewMicroTime(now),
-			Data:           runtime.RawExtension{Raw: env.Data},
-		},
-	}
-	if env.OccurredAt != nil {
-		t := metav1.NewMicroTime(*env.OccurredAt)
-		ev.Spec.OccurredAt = &t
-	}
-	return ev, nil
+	rcv := &funnelv1.FunnelReceiver{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: receiverName}}
+	return receiver.NewEvent(rcv, env, body, now), nil
 }

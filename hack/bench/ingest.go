@@ -8,67 +8,120 @@ import (
 	"time"
 )
 
-// ingest sends webhooks over HTTP at each concurrency and compares with raw.
+// ingest sends webhooks over HTTP at each concurrency, twice:
+//
+//   - to a follower: the bench holds the leader election Lease, so the operator's
+//     receiver serves (it runs on every replica) while its controllers wait. This is a
+//     non-leader replica of the 2-replica Deployment, and what is compared with raw (the
+//     target): Funnel's acknowledgements are the receivers' work, processing is the
+//     leader's. Afterwards the bench releases the Lease, the operator becomes the leader
+//     and drains the backlog;
+//   - to the leader, whose controllers process the events on the same API server while
+//     the level runs (the secondary "with processing" columns, against raw with
+//     processing).
 func (b *bench) ingest(ctx context.Context) error {
 	src := newSource(b.o.seed, 2, b.o.duplicates)
-	p := newPoster(b.webhookURL(nsIngest), b.tokens[nsIngest], slices.Max(b.o.concurrency))
-	defer p.close()
-	if b.o.warmup > 0 {
-		logf("ingest: warm-up %s", b.o.warmup)
-		t, _, err := b.closedLevel(ctx, src, p, 8, b.o.warmup, "")
-		if err != nil {
-			return err
-		}
-		if _, err := b.verify(ctx, nsIngest, t.ackedNames); err != nil {
-			return err
-		}
-		if _, err := b.drain(ctx, nsIngest, "the ingest warm-up"); err != nil {
-			return err
-		}
-	}
 	for _, c := range b.o.concurrency {
-		t, cores, err := b.closedLevel(ctx, src, p, c, b.o.ingestDuration, fmt.Sprintf("ingest-c%d", c))
+		l := ingestLevel{Concurrency: c, RawCreatesPerSecond: b.rawBaseline(c), RawProcessedPerSecond: rateAt(b.res.RawProcessed, c)}
+
+		// The follower.
+		logf("ingest c=%d: restarting the operator as a follower (the bench holds the Lease)", c)
+		if err := b.follow(ctx); err != nil {
+			return err
+		}
+		run, err := b.ingestRun(ctx, src, c, fmt.Sprintf("ingest-c%d", c), fmt.Sprintf("ingest c=%d", c), true)
 		if err != nil {
 			return err
 		}
-		l := ingestLevel{
-			Concurrency:          c,
-			Requests:             t.sent,
-			Acked:                t.acked,
-			AckedDuplicates:      t.ackedDups,
-			ByStatus:             t.byStatus,
-			NoAnswer:             t.noAnswer,
-			Seconds:              round3(t.elapsed.Seconds()),
-			AckedPerSecond:       round3(float64(t.acked) / t.elapsed.Seconds()),
-			UniqueAckedPerSecond: round3(float64(t.acked-t.ackedDups) / t.elapsed.Seconds()),
-			Latency:              statsOf(t.latencies),
-			RawCreatesPerSecond:  b.rawBaseline(c),
-			CPUCores:             cores,
-			Failures:             topReasons(t.reasons, 5),
+		if run.BacklogDrainSeconds, run.TakeoverSeconds, err = b.leadAndDrain(ctx, nsIngest, fmt.Sprintf("ingest c=%d", c)); err != nil {
+			return err
 		}
+		l.ingestRun = *run
 		if l.RawCreatesPerSecond != nil {
 			l.Ratio = ratio(l.AckedPerSecond, *l.RawCreatesPerSecond)
 		}
-		if l.RawProcessedPerSecond = rateAt(b.res.RawProcessed, c); l.RawProcessedPerSecond != nil {
-			l.RatioProcessed = ratio(l.AckedPerSecond, *l.RawProcessedPerSecond)
-		}
-		b.checkOther(fmt.Sprintf("ingest c=%d", c), cores)
-		if l.Missing, err = b.verify(ctx, nsIngest, t.ackedNames); err != nil {
+		b.logIngest(fmt.Sprintf("ingest c=%-3d (follower)", c), run, l.Ratio, "raw")
+
+		// The leader, processing meanwhile.
+		led, err := b.ingestRun(ctx, src, c, fmt.Sprintf("ingest-processing-c%d", c), fmt.Sprintf("ingest with processing c=%d", c), false)
+		if err != nil {
 			return err
 		}
-		if l.BacklogDrainSeconds, err = b.drain(ctx, nsIngest, fmt.Sprintf("ingest c=%d", c)); err != nil {
+		if led.BacklogDrainSeconds, err = b.drain(ctx, fmt.Sprintf("ingest with processing c=%d", c), nsIngest); err != nil {
 			return err
 		}
+		l.WithProcessing = led
+		if l.RawProcessedPerSecond != nil {
+			l.RatioProcessed = ratio(led.AckedPerSecond, *l.RawProcessedPerSecond)
+		}
+		b.logIngest(fmt.Sprintf("ingest c=%-3d (leader)  ", c), led, l.RatioProcessed, "raw with processing")
 		b.res.Ingest = append(b.res.Ingest, l)
-		ratio := "n/a"
-		if l.Ratio != nil {
-			ratio = fmt.Sprintf("%.2f×", *l.Ratio)
-		}
-		logf("ingest c=%-3d %8.1f acked/s (%s raw)  p50 %s p95 %s p99 %s max %s  not acked %d, missing %d, backlog drained in %.1fs  CPU: %s",
-			c, l.AckedPerSecond, ratio, fmtSeconds(l.Latency.P50), fmtSeconds(l.Latency.P95), fmtSeconds(l.Latency.P99),
-			fmtSeconds(l.Latency.Max), l.Requests-l.Acked, l.Missing, l.BacklogDrainSeconds, fmtCores(l.CPUCores))
 	}
 	return nil
+}
+
+func (b *bench) logIngest(what string, r *ingestRun, rat *float64, against string) {
+	rs := "n/a"
+	if rat != nil {
+		rs = fmt.Sprintf("%.2f×", *rat)
+	}
+	takeover := ""
+	if r.TakeoverSeconds > 0 {
+		takeover = fmt.Sprintf(" (the leader took over in %.1fs)", r.TakeoverSeconds)
+	}
+	logf("%s %8.1f acked/s (%s %s)  p50 %s p95 %s p99 %s max %s  not acked %d, missing %d, %.0f reconciles, backlog drained in %.1fs%s  CPU: %s",
+		what, r.AckedPerSecond, rs, against, fmtSeconds(r.Latency.P50), fmtSeconds(r.Latency.P95), fmtSeconds(r.Latency.P99),
+		fmtSeconds(r.Latency.Max), r.Requests-r.Acked, r.Missing, r.Reconciles, r.BacklogDrainSeconds, takeover, fmtCores(r.CPUCores))
+}
+
+// ingestRun measures one closed-loop level in nsIngest (after a warm-up when follower:
+// the operator was just restarted) and verifies that every acknowledged event exists. It
+// leaves the backlog to the caller.
+func (b *bench) ingestRun(ctx context.Context, src *source, c int, profile, label string, follower bool) (*ingestRun, error) {
+	p := newPoster(b.webhookURL(nsIngest), b.tokens[nsIngest], slices.Max(b.o.concurrency))
+	defer p.close()
+	var warmNames []string
+	if follower && b.o.warmup > 0 {
+		t, _, err := b.closedLevel(ctx, src, p, c, b.o.warmup, "")
+		if err != nil {
+			return nil, fmt.Errorf("%s, warm-up: %w", label, err)
+		}
+		warmNames = t.ackedNames
+	}
+	before, err := b.reconciles(ctx)
+	if err != nil {
+		return nil, err
+	}
+	t, cores, err := b.closedLevel(ctx, src, p, c, b.o.ingestDuration, profile)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", label, err)
+	}
+	after, err := b.reconciles(ctx)
+	if err != nil {
+		return nil, err
+	}
+	b.checkOther(label, cores)
+	r := &ingestRun{
+		Requests:             t.sent,
+		Acked:                t.acked,
+		AckedDuplicates:      t.ackedDups,
+		ByStatus:             t.byStatus,
+		NoAnswer:             t.noAnswer,
+		Seconds:              round3(t.elapsed.Seconds()),
+		AckedPerSecond:       round3(float64(t.acked) / t.elapsed.Seconds()),
+		UniqueAckedPerSecond: round3(float64(t.acked-t.ackedDups) / t.elapsed.Seconds()),
+		Latency:              statsOf(t.latencies),
+		Reconciles:           after - before,
+		CPUCores:             cores,
+		Failures:             topReasons(t.reasons, 5),
+	}
+	if follower && r.Reconciles > 0 {
+		b.note("%s: the operator reconciled %.0f events while the bench held the Lease: it was not a follower", label, r.Reconciles)
+	}
+	if r.Missing, err = b.verify(ctx, nsIngest, append(warmNames, t.ackedNames...)); err != nil {
+		return nil, err
+	}
+	return r, nil
 }
 
 // closedLevel POSTs bodies of src with conc workers for dur; profile names the profiles

@@ -2,11 +2,13 @@
 // and etcd from $KUBEBUILDER_ASSETS), runs the operator as a process, and measures, in one
 // run and against baselines taken in the same run:
 //
-//   - raw: FunnelEvents created directly through a client without rate limits (the
-//     ceiling the receiver can reach);
-//   - ingest: real HTTP webhooks through the receiver at the same concurrencies;
+//   - raw: FunnelEvents created directly through a client without rate limits, in a
+//     namespace the operator does not watch (the ceiling the receiver can reach);
+//   - ingest: real HTTP webhooks through the receiver at the same concurrencies, on a
+//     follower (the bench holds the leader election Lease: the receiver serves, the
+//     controllers wait) and, secondary, on the leader processing meanwhile;
 //   - e2e: POST to phase Succeeded, and the API writes each event costs;
-//   - scaling: open-loop fixed arrival rates up to past saturation;
+//   - scaling: open-loop fixed arrival rates up to past saturation, on a follower;
 //   - memory: the operator's RSS and heap with few and with many finished events stored.
 //
 // It prints a table and writes latest.json, README.md and scaling.png to --out. Every
@@ -111,15 +113,15 @@ func parseFlags(args []string) (options, error) {
 	fs.Uint64Var(&o.seed, "seed", 1, "Seed of the synthetic events.")
 	fs.StringVar(&concurrency, "concurrency", "1,8,32,64", "Concurrencies of the raw and ingest phases.")
 	fs.DurationVar(&o.rawDuration, "raw-duration", 10*time.Second, "Duration of each raw concurrency level.")
-	fs.BoolVar(&o.rawProcessed, "raw-processed-baseline", true, "Also measure raw creates without the done label (processed by the controllers, like ingested events): the baseline that isolates the receiver's own overhead.")
+	fs.BoolVar(&o.rawProcessed, "raw-processed-baseline", true, "Also measure raw creates in a namespace the operator watches (processed by the controllers, like ingested events): the baseline of ingest with processing.")
 	fs.DurationVar(&o.ingestDuration, "ingest-duration", 10*time.Second, "Duration of each ingest concurrency level.")
-	fs.DurationVar(&o.warmup, "warmup", 2*time.Second, "Unmeasured warm-up before the raw and ingest phases.")
+	fs.DurationVar(&o.warmup, "warmup", 2*time.Second, "Unmeasured warm-up before the raw phase, and after each restart of the operator as a follower (ingest levels, scaling steps).")
 	fs.Float64Var(&o.duplicates, "duplicates", 0.10, "Fraction of ingest and scaling requests that repeat an event already sent.")
 	fs.DurationVar(&o.e2eDuration, "e2e-duration", 10*time.Second, "How long the end-to-end throughput step sends (then waits for every event to finish).")
 	fs.IntVar(&o.e2eConcurrency, "e2e-concurrency", 32, "Concurrency of the end-to-end throughput step; its baseline is raw at this concurrency.")
 	fs.DurationVar(&o.e2ePacedDuration, "e2e-paced-duration", 10*time.Second, "Duration of the end-to-end latency step (open loop below saturation); 0 skips it.")
 	fs.Float64Var(&o.e2ePacedFraction, "e2e-paced-fraction", 0.5, "Arrival rate of the end-to-end latency step, as a fraction of the measured end-to-end throughput.")
-	fs.StringVar(&steps, "scaling-steps", "25,50,75,100,125,150,200,300", "Offered rates of the scaling phase, in percent of the best ingest rate (the open loop gets past what the closed loops reached).")
+	fs.StringVar(&steps, "scaling-steps", "25,50,75,100,125,150,200,300", "Offered rates of the scaling phase, in percent of the best ingest rate on a follower (the open loop gets past what the closed loops reached).")
 	fs.DurationVar(&o.scalingDuration, "scaling-duration", 8*time.Second, "Duration of each scaling step.")
 	fs.IntVar(&o.scalingMaxClients, "scaling-max-in-flight", 2048, "Client-side bound on requests in flight in the scaling phase; arrivals past it are counted as dropped by the client.")
 	fs.IntVar(&o.memorySmall, "memory-small", 1000, "Finished events stored for the memory phase's first point.")
@@ -130,7 +132,7 @@ func parseFlags(args []string) (options, error) {
 	fs.IntVar(&o.operatorBurst, "kube-api-burst", 20000, "The operator's --kube-api-burst.")
 	fs.StringVar(&operatorArgs, "operator-args", "", "Extra flags for the operator, space-separated (e.g. \"--event-concurrency=lease_transaction=8\").")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "Write a CPU profile of the bench itself to this file.")
-	fs.StringVar(&o.operatorPprof, "operator-pprof", "", "Write CPU profiles of the operator per ingest level and e2e step, and heap profiles at the memory points, to this directory (needs a manager with --pprof-bind-address).")
+	fs.StringVar(&o.operatorPprof, "operator-pprof", "", "Write CPU profiles of the operator per ingest level, e2e step and raw level, and heap profiles at the memory points, to this directory (through its --pprof-bind-address).")
 	fs.StringVar(&o.apiserverPprof, "apiserver-pprof", "", "Write CPU profiles of the kube-apiserver per ingest level and e2e step to this directory.")
 	if err := fs.Parse(args); err != nil {
 		return o, err

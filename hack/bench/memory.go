@@ -7,6 +7,11 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
 )
 
 // memorySmall is the memory phase's first point, taken before any other phase so that
@@ -41,23 +46,30 @@ func (b *bench) memoryLarge(ctx context.Context) error {
 	return nil
 }
 
-// memoryPoint tops the cluster up to want finished events (created directly, done
-// label set), waits until none is left to process, restarts the operator, waits until
-// it is ready and idle, lets it settle, and reads its RSS and heap.
+// memoryPoint tops the watched namespaces up to want finished events (created with
+// receiver.NewEvent in nsMemory, then given phase Succeeded by a status update, while the
+// operator is stopped so that its controllers do not race the bench), waits until none
+// is left to process, restarts the operator, waits until it is ready and idle, lets it
+// settle, forces a GC through its pprof endpoint, and reads its RSS and heap.
 func (b *bench) memoryPoint(ctx context.Context, want int, name string) (*memoryPoint, error) {
-	stored, err := b.cl.countEvents(ctx, "")
+	watched := b.watched()
+	if _, err := b.drain(ctx, "memory "+name, watched...); err != nil {
+		return nil, err
+	}
+	stored, err := b.countEvents(ctx, watched)
 	if err != nil {
 		return nil, err
 	}
 	if stored > want {
-		b.note("memory %s: the cluster already holds %d events, more than the %d asked for", name, stored, want)
+		b.note("memory %s: the watched namespaces already hold %d events, more than the %d asked for", name, stored, want)
 	}
+	b.op.stop()
 	if n := want - stored; n > 0 {
-		logf("memory %s: creating %d finished events (%d stored)", name, n, stored)
+		logf("memory %s: creating %d finished events (%d stored; 2 writes each, the operator stopped meanwhile)", name, n, stored)
 		start := time.Now()
 		feedCtx, stop := context.WithCancel(ctx)
-		items, feedErr := rawFeed(feedCtx, nsMemory, newSource(b.o.seed, 6+uint64(want), 0), n, true)
-		t := b.createItems(ctx, 32, 24*time.Hour, items)
+		items, feedErr := rawFeed(feedCtx, nsMemory, newSource(b.o.seed, 6+uint64(want), 0), n)
+		t := b.createFinished(ctx, memoryWriters, items)
 		stop()
 		if err := feedErr(); err != nil {
 			return nil, err
@@ -66,19 +78,25 @@ func (b *bench) memoryPoint(ctx context.Context, want int, name string) (*memory
 			return nil, err
 		}
 		if t.acked < n {
-			return nil, fmt.Errorf("memory %s: created %d of %d events: %v", name, t.acked, n, topReasons(t.reasons, 3))
+			return nil, fmt.Errorf("memory %s: created and finished %d of %d events: %v", name, t.acked, n, topReasons(t.reasons, 3))
 		}
-		logf("memory %s: created %d events in %.1fs", name, n, time.Since(start).Seconds())
+		logf("memory %s: created and finished %d events in %.1fs", name, n, time.Since(start).Seconds())
 	}
-	if _, err := b.drain(ctx, "", "memory "+name); err != nil {
+	if stored, err = b.countEvents(ctx, watched); err != nil {
 		return nil, err
 	}
-	if stored, err = b.cl.countEvents(ctx, ""); err != nil {
-		return nil, err
+	unwatched := 0
+	if b.o.has(phaseRaw) {
+		if unwatched, err = b.cl.countEvents(ctx, nsRaw); err != nil {
+			return nil, err
+		}
 	}
 
-	logf("memory %s: restarting the operator with %d finished events stored", name, stored)
-	if err := b.op.restart(ctx); err != nil {
+	logf("memory %s: starting the operator with %d finished events stored in the namespaces it watches", name, stored)
+	if err := b.op.start(); err != nil {
+		return nil, err
+	}
+	if err := b.op.waitReady(ctx, 90*time.Second); err != nil {
 		return nil, err
 	}
 	readyAt := time.Now()
@@ -86,20 +104,22 @@ func (b *bench) memoryPoint(ctx context.Context, want int, name string) (*memory
 		return nil, err
 	}
 	idleAfter := time.Since(readyAt)
-	// With a pprof endpoint a heap profile with gc=1 forces a collection, so the heap
-	// reads live data rather than live data plus whatever garbage the start-up left.
-	gcForced := false
-	if b.op.pprofAddr != "" {
-		if err := b.op.profile(ctx, "/debug/pprof/heap?gc=1", os.DevNull); err != nil {
-			logf("forcing a GC in the operator: %v", err)
-		} else {
-			gcForced = true
-		}
-	}
 	select {
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	case <-time.After(b.o.memorySettle):
+	}
+	// A heap profile with gc=1 forces a collection first, so the heap reads live data
+	// rather than live data plus whatever garbage the start-up left; the profile is kept
+	// with --operator-pprof.
+	heapFile := os.DevNull
+	if b.o.operatorPprof != "" {
+		heapFile = filepath.Join(b.o.operatorPprof, "operator-heap-"+name+".pprof")
+	}
+	gcForced := true
+	if err := b.op.profile(ctx, "/debug/pprof/heap?gc=1", heapFile); err != nil {
+		logf("forcing a GC in the operator: %v", err)
+		gcForced = false
 	}
 	rss, err := b.op.rss()
 	if err != nil {
@@ -114,16 +134,60 @@ func (b *bench) memoryPoint(ctx context.Context, want int, name string) (*memory
 		return nil, fmt.Errorf("the operator's /metrics has no go_memstats_heap_inuse_bytes")
 	}
 	goroutines, _ := gaugeValue(fams, "go_goroutines")
-	if b.o.operatorPprof != "" {
-		if err := b.op.profile(ctx, "/debug/pprof/heap", filepath.Join(b.o.operatorPprof, "operator-heap-"+name+".pprof")); err != nil {
-			logf("heap profile of the operator: %v", err)
-		}
-	}
-	pt := &memoryPoint{EventsStored: stored, RSSBytes: rss, HeapInuseBytes: heap, Goroutines: goroutines,
+	pt := &memoryPoint{EventsStored: stored, UnwatchedEvents: unwatched, RSSBytes: rss, HeapInuseBytes: heap, Goroutines: goroutines,
 		IdleAfterSeconds: round3(idleAfter.Seconds()), GCForced: gcForced}
 	logf("memory %s: %d events stored: RSS %.1f MiB, heap in use %.1f MiB, %v goroutines", name, stored,
 		float64(rss)/(1<<20), heap/(1<<20), goroutines)
 	return pt, nil
+}
+
+// memoryWriters is the concurrency of the memory phase's writes.
+const memoryWriters = 64
+
+// createFinished creates the objects of items with conc workers, each followed by a
+// status update to phase Succeeded (what the controllers would have written), until
+// items is closed. An item counts as acknowledged once both writes succeeded.
+func (b *bench) createFinished(ctx context.Context, conc int, items <-chan item) *tally {
+	t := newTally()
+	_ = runClosed(ctx, conc, 24*time.Hour, items, func(ctx context.Context, it item) outcome {
+		o := outcome{it: it, start: time.Now()}
+		err := b.cl.c.Create(ctx, it.obj)
+		if err == nil {
+			finish(it.obj, time.Now())
+			err = b.cl.c.Status().Update(ctx, it.obj)
+		}
+		o.latency = time.Since(o.start)
+		if err == nil {
+			o.status, o.ack = 200, true
+		} else {
+			o.status, o.err = apiCode(err), err
+		}
+		return o
+	}, t)
+	return t
+}
+
+// finish sets the status the controllers write for an event they processed without
+// subscriptions: phase Succeeded, the Ready condition, the processed time.
+func finish(ev *funnelv1.FunnelEvent, now time.Time) {
+	ev.Status.Phase = funnelv1.PhaseSucceeded
+	ev.Status.Summary = "Finished by the bench (memory phase)"
+	meta.SetStatusCondition(&ev.Status.Conditions, metav1.Condition{Type: funnelv1.ConditionReady, Status: metav1.ConditionTrue,
+		Reason: "Processed", Message: "Processed", ObservedGeneration: ev.Generation, LastTransitionTime: metav1.NewTime(now)})
+	ev.Status.ProcessedTime = ptrTo(metav1.NewTime(now))
+}
+
+// countEvents counts the FunnelEvents of the namespaces.
+func (b *bench) countEvents(ctx context.Context, namespaces []string) (int, error) {
+	total := 0
+	for _, ns := range namespaces {
+		n, err := b.cl.countEvents(ctx, ns)
+		if err != nil {
+			return 0, err
+		}
+		total += n
+	}
+	return total, nil
 }
 
 // waitIdle waits until the operator's CPU use (process_cpu_seconds_total) stays under 5%

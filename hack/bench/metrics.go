@@ -160,3 +160,18 @@ func meansSince(before, after histSums) map[string]float64 {
 	}
 	return out
 }
+
+// counterSum adds up the counter name's series that keep accepts (0 when there is none).
+func counterSum(fams map[string]*dto.MetricFamily, name string, keep func(map[string]string) bool) float64 {
+	fam, ok := fams[name]
+	if !ok {
+		return 0
+	}
+	sum := 0.0
+	for _, m := range fam.GetMetric() {
+		if keep(labelMap(m)) {
+			sum += m.GetCounter().GetValue()
+		}
+	}
+	return sum
+}

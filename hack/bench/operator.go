@@ -28,7 +28,8 @@ type operator struct {
 	args       []string
 
 	webhookAddr, probeAddr, metricsAddr string
-	// pprofAddr is set when the manager has a pprof endpoint (--pprof-bind-address).
+	// pprofAddr is the manager's pprof endpoint (--pprof-bind-address): profiles, and a
+	// forced GC before memory readings.
 	pprofAddr string
 
 	mu      sync.Mutex
@@ -38,8 +39,9 @@ type operator struct {
 	starts  int
 }
 
-// newOperator picks free ports and checks the binary.
-func newOperator(o options, kubeconfig, dir string) (*operator, error) {
+// newOperator picks free ports and checks the binary. The operator watches only
+// namespaces (--namespaces) and elects a leader with a Lease in nsOperator.
+func newOperator(o options, kubeconfig, dir string, namespaces []string) (*operator, error) {
 	bin, err := filepath.Abs(o.manager)
 	if err != nil {
 		return nil, err
@@ -52,29 +54,23 @@ func newOperator(o options, kubeconfig, dir string) (*operator, error) {
 	if err != nil {
 		return nil, fmt.Errorf("finding free loopback ports: %w", err)
 	}
-	op.webhookAddr, op.probeAddr, op.metricsAddr = ports[0], ports[1], ports[2]
+	op.webhookAddr, op.probeAddr, op.metricsAddr, op.pprofAddr = ports[0], ports[1], ports[2], ports[3]
 	op.args = []string{
 		"--webhook-bind-address=" + op.webhookAddr,
 		"--health-probe-bind-address=" + op.probeAddr,
 		"--metrics-bind-address=" + op.metricsAddr,
+		"--pprof-bind-address=" + op.pprofAddr,
 		"--kube-api-qps=" + strconv.Itoa(o.operatorQPS),
 		"--kube-api-burst=" + strconv.Itoa(o.operatorBurst),
+		"--leader-elect",
+		"--leader-election-namespace=" + nsOperator,
+		"--namespaces=" + strings.Join(namespaces, ","),
 		"--zap-log-level=error",
-		// Restarts (memory phase) need not wait for the default 30 s.
+		// Restarts need not wait for the default 30 s.
 		"--graceful-shutdown-timeout=5s",
-	}
-	if o.operatorPprof != "" && op.hasFlag("pprof-bind-address") {
-		op.pprofAddr = ports[3]
-		op.args = append(op.args, "--pprof-bind-address="+op.pprofAddr)
 	}
 	op.args = append(op.args, o.operatorArgs...)
 	return op, nil
-}
-
-// hasFlag reports whether the manager's --help lists -name.
-func (op *operator) hasFlag(name string) bool {
-	out, _ := exec.Command(op.bin, "--help").CombinedOutput()
-	return strings.Contains(string(out), "-"+name+" ")
 }
 
 // freePorts returns n distinct 127.0.0.1:port addresses free right now.
@@ -248,12 +244,22 @@ func (op *operator) rss() (int64, error) {
 	return 0, fmt.Errorf("/proc/%d/status has no VmRSS line", pid)
 }
 
-// profile fetches a pprof profile from the operator, when it has an endpoint.
+// profile fetches a pprof profile from the operator.
 func (op *operator) profile(ctx context.Context, path, file string) error {
-	if op.pprofAddr == "" {
-		return nil
-	}
 	return fetchTo(ctx, http.DefaultClient, "http://"+op.pprofAddr+path, file)
+}
+
+// keepLog copies the operator's log to file (when the run keeps profiles).
+func (op *operator) keepLog(file string) {
+	b, err := os.ReadFile(op.logPath)
+	if err == nil {
+		err = os.WriteFile(file, b, 0o644)
+	}
+	if err != nil {
+		logf("keeping the operator log: %v", err)
+		return
+	}
+	logf("operator log kept in %s", file)
 }
 
 // logTail returns the last n lines of the operator's log.

@@ -6,16 +6,16 @@ import (
 	"time"
 )
 
-// rawFeed makes FunnelEvents like the receiver's (done-labelled, so no controller sees
-// them) from a duplicate-free source, built ahead so that a create measures the API
-// server and the client, not the building; count > 0 stops after count objects.
-func rawFeed(ctx context.Context, ns string, src *source, count int, done bool) (<-chan item, func() error) {
+// rawFeed makes FunnelEvents exactly like the receiver's (receiver.NewEvent) from a
+// duplicate-free source, built ahead so that a create measures the API server and the
+// client, not the building; count > 0 stops after count objects.
+func rawFeed(ctx context.Context, ns string, src *source, count int) (<-chan item, func() error) {
 	return feedN(ctx, count, func() (item, error) {
 		it, err := src.item()
 		if err != nil {
 			return item{}, err
 		}
-		if it.obj, err = newEventObject(ns, it.body, time.Now(), done); err != nil {
+		if it.obj, err = eventObject(ns, it.body, time.Now()); err != nil {
 			return item{}, fmt.Errorf("building the FunnelEvent of a synthetic body: %w", err)
 		}
 		return it, nil
@@ -40,11 +40,11 @@ func (b *bench) createItems(ctx context.Context, conc int, dur time.Duration, it
 	return t
 }
 
-// raw measures FunnelEvents created directly, at each concurrency: first done-labelled
-// (the baseline of the targets: one create, nothing else), then, with
-// --raw-processed-baseline, without the done label in their own namespace, so the
-// controllers process them as they process ingested events (the same work as ingest
-// minus the receiver).
+// raw measures FunnelEvents created directly, at each concurrency: first in nsRaw, which
+// the operator does not watch (the baseline of the targets: one create, nothing else),
+// then, with --raw-processed-baseline, in nsRawProcessed, which it watches, so the
+// controllers (the operator is the leader) process them as they process ingested events:
+// the same work as ingest with processing, minus the receiver.
 func (b *bench) raw(ctx context.Context) error {
 	src := newSource(b.o.seed, 1, 0)
 	if b.o.warmup > 0 {
@@ -70,7 +70,7 @@ func (b *bench) raw(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if l.BacklogDrainSeconds, err = b.drain(ctx, nsRawProcessed, fmt.Sprintf("raw (processed) c=%d", c)); err != nil {
+		if l.BacklogDrainSeconds, err = b.drain(ctx, fmt.Sprintf("raw (processed) c=%d", c), nsRawProcessed); err != nil {
 			return err
 		}
 		b.res.RawProcessed = append(b.res.RawProcessed, *l)
@@ -80,11 +80,10 @@ func (b *bench) raw(ctx context.Context) error {
 	return nil
 }
 
-// rawLevel runs one level in ns (events in nsRawProcessed are not done-labelled);
-// profile names the profiles taken during it ("" for none).
+// rawLevel runs one level in ns; profile names the profiles taken during it ("" for none).
 func (b *bench) rawLevel(ctx context.Context, src *source, ns string, conc int, dur time.Duration, profile string) (*rawLevel, error) {
 	feedCtx, stop := context.WithCancel(ctx)
-	items, feedErr := rawFeed(feedCtx, ns, src, 0, ns != nsRawProcessed)
+	items, feedErr := rawFeed(feedCtx, ns, src, 0)
 	wait := func() {}
 	if profile != "" {
 		wait = b.profiles(ctx, profile, dur)

@@ -216,30 +216,54 @@ func renderTables(r *results) string {
 	sb.WriteString(tt.String())
 
 	if len(r.Raw) > 0 || len(r.Ingest) > 0 {
-		sb.WriteString("\n**Raw creates vs. ingest over HTTP** (closed loop; latencies in ms; ratio = ingest ÷ raw, the target; " +
-			"ratio⁺ = ingest ÷ raw with processing)\n\n")
-		t := &table{head: []string{"concurrency", "raw creates/s", "raw p50", "raw p99", "raw with processing /s", "ingest acked/s", "ratio", "ratio⁺",
-			"ingest p50", "p95", "p99", "max", "not acked", "missing", "backlog drain s"}}
+		sb.WriteString("\n**Raw creates vs. ingest over HTTP** (closed loop; latencies in ms; ingest on a follower: the bench holds the Lease, " +
+			"the receiver serves, the controllers wait; ratio = ingest ÷ raw, the target; drain = from the release of the Lease until the " +
+			"leader finished the backlog. Secondary, on the right: the operator as the leader, processing on the same API server meanwhile; " +
+			"ratio⁺ = ingest with processing ÷ raw with processing)\n\n")
+		t := &table{head: []string{"concurrency", "raw creates/s", "raw p50", "raw p99", "ingest acked/s", "ratio",
+			"ingest p50", "p95", "p99", "max", "not acked", "missing", "backlog drain s",
+			"raw with processing /s", "ingest with processing /s", "ratio⁺"}}
 		for _, c := range concurrencies(r) {
-			row := []string{strconv.Itoa(c), "n/a", "", "", "n/a", "n/a", "n/a", "n/a", "", "", "", "", "", "", ""}
+			row := []string{strconv.Itoa(c), "n/a", "", "", "n/a", "n/a", "", "", "", "", "", "", "", "n/a", "n/a", "n/a"}
 			for _, l := range r.Raw {
 				if l.Concurrency == c {
 					row[1], row[2], row[3] = f1(l.CreatesPerSecond), ms(l.Latency.P50), ms(l.Latency.P99)
 				}
 			}
 			if p := rateAt(r.RawProcessed, c); p != nil {
-				row[4] = f1(*p)
+				row[13] = f1(*p)
 			}
 			for _, l := range r.Ingest {
 				if l.Concurrency == c {
-					row[5], row[6], row[7] = f1(l.AckedPerSecond), fp(l.Ratio, "%.2f"), fp(l.RatioProcessed, "%.2f")
-					row[8], row[9], row[10], row[11] = ms(l.Latency.P50), ms(l.Latency.P95), ms(l.Latency.P99), ms(l.Latency.Max)
-					row[12], row[13], row[14] = strconv.Itoa(l.Requests-l.Acked), strconv.Itoa(l.Missing), f1(l.BacklogDrainSeconds)
+					row[4], row[5] = f1(l.AckedPerSecond), fp(l.Ratio, "%.2f")
+					row[6], row[7], row[8], row[9] = ms(l.Latency.P50), ms(l.Latency.P95), ms(l.Latency.P99), ms(l.Latency.Max)
+					row[10], row[11], row[12] = strconv.Itoa(l.Requests-l.Acked), strconv.Itoa(l.Missing), f1(l.BacklogDrainSeconds)
+					if w := l.WithProcessing; w != nil {
+						row[14], row[15] = f1(w.AckedPerSecond), fp(l.RatioProcessed, "%.2f")
+					}
 				}
 			}
 			t.add(row...)
 		}
 		sb.WriteString(t.String())
+
+		lt := &table{head: []string{"concurrency", "ingest with processing /s", "÷ raw", "p50", "p95", "p99", "max", "not acked", "missing", "backlog drain s"}}
+		for _, l := range r.Ingest {
+			w := l.WithProcessing
+			if w == nil {
+				continue
+			}
+			var vsRaw *float64
+			if l.RawCreatesPerSecond != nil {
+				vsRaw = ratio(w.AckedPerSecond, *l.RawCreatesPerSecond)
+			}
+			lt.add(strconv.Itoa(l.Concurrency), f1(w.AckedPerSecond), fp(vsRaw, "%.2f"), ms(w.Latency.P50), ms(w.Latency.P95), ms(w.Latency.P99), ms(w.Latency.Max),
+				strconv.Itoa(w.Requests-w.Acked), strconv.Itoa(w.Missing), f1(w.BacklogDrainSeconds))
+		}
+		if len(lt.rows) > 0 {
+			sb.WriteString("\n**Ingest with processing on the same API server** (secondary: the operator as the leader, its controllers processing while the level runs, as with one replica; latencies in ms)\n\n")
+			sb.WriteString(lt.String())
+		}
 	}
 
 	if len(r.E2E) > 0 {
@@ -277,7 +301,11 @@ func renderTables(r *results) string {
 	}
 
 	if s := r.Scaling; s != nil {
-		fmt.Fprintf(&sb, "\n**Scaling** (open loop, %gs per step; 100%% = %.1f/s, %s; latencies in ms)\n\n", s.DurationSeconds, s.ReferencePerSecond, s.Reference)
+		role := ""
+		if s.Operator != "" {
+			role = "; the operator a " + s.Operator + ", the backlog drained by the leader after each step"
+		}
+		fmt.Fprintf(&sb, "\n**Scaling** (open loop, %gs per step; 100%% = %.1f/s, %s%s; latencies in ms)\n\n", s.DurationSeconds, s.ReferencePerSecond, s.Reference, role)
 		t := &table{head: []string{"offered %", "offered/s", "achieved acked/s", "p50", "p99", "max", "503", "429", "no answer", "dropped by client", "missing"}}
 		for _, p := range s.Points {
 			t.add(strconv.Itoa(p.Percent), f1(p.OfferedPerSecond), f1(p.AchievedPerSecond), ms(p.Latency.P50), ms(p.Latency.P99), ms(p.Latency.Max),
@@ -287,8 +315,8 @@ func renderTables(r *results) string {
 	}
 
 	if m := r.Memory; m != nil {
-		sb.WriteString("\n**Operator memory** (restarted, idle)\n\n")
-		t := &table{head: []string{"finished events stored", "RSS MiB", "heap in use MiB", "goroutines"}}
+		sb.WriteString("\n**Operator memory** (restarted, idle, after a forced GC)\n\n")
+		t := &table{head: []string{"finished events stored (watched namespaces)", "RSS MiB", "heap in use MiB", "goroutines"}}
 		for _, p := range []*memoryPoint{m.Small, m.Large} {
 			if p != nil {
 				t.add(strconv.Itoa(p.EventsStored), mib(float64(p.RSSBytes)), mib(p.HeapInuseBytes), strconv.Itoa(int(p.Goroutines)))
@@ -296,6 +324,9 @@ func renderTables(r *results) string {
 		}
 		t.add("ratio", fp(m.RSSRatio, "%.2f"), fp(m.HeapRatio, "%.2f"), "")
 		sb.WriteString(t.String())
+		if m.Large != nil && m.Large.UnwatchedEvents > 0 {
+			fmt.Fprintf(&sb, "\nNot counted: the %d raw-baseline events in `%s`, a namespace the operator does not watch (it never lists them).\n", m.Large.UnwatchedEvents, nsRaw)
+		}
 	}
 	sb.WriteString(renderCPU(r))
 	if len(r.Notes) > 0 {
@@ -353,7 +384,12 @@ func renderCPU(r *results) string {
 		add(fmt.Sprintf("raw with processing c=%d", l.Concurrency), l.CPUCores)
 	}
 	for _, l := range r.Ingest {
-		add(fmt.Sprintf("ingest c=%d", l.Concurrency), l.CPUCores)
+		add(fmt.Sprintf("ingest c=%d (follower)", l.Concurrency), l.CPUCores)
+	}
+	for _, l := range r.Ingest {
+		if l.WithProcessing != nil {
+			add(fmt.Sprintf("ingest with processing c=%d (leader)", l.Concurrency), l.WithProcessing.CPUCores)
+		}
 	}
 	for _, s := range r.E2E {
 		if s.Throughput != nil {
@@ -365,7 +401,7 @@ func renderCPU(r *results) string {
 	}
 	if r.Scaling != nil {
 		for _, p := range r.Scaling.Points {
-			add(fmt.Sprintf("scaling %d%%", p.Percent), p.CPUCores)
+			add(fmt.Sprintf("scaling %d%% (follower)", p.Percent), p.CPUCores)
 		}
 	}
 	if len(t.rows) == 0 {

@@ -7,9 +7,9 @@ import "math"
 type results struct {
 	// IngestRatioMin is the lowest ingest/raw ratio over the concurrencies.
 	IngestRatioMin *float64 `json:"ingest_ratio_min"`
-	// MaxAckLatencySeconds is the slowest answer of the receiver in the ingest and
-	// scaling phases (any status; a request left without answer counts as the bench's
-	// 10 s client timeout).
+	// MaxAckLatencySeconds is the slowest answer of the receiver in the ingest (follower
+	// and leader) and scaling phases (any status; a request left without answer counts as
+	// the bench's 10 s client timeout).
 	MaxAckLatencySeconds *float64 `json:"max_ack_latency_seconds"`
 	// AckedMissing counts acknowledged events whose FunnelEvent does not exist afterwards.
 	AckedMissing *int `json:"acked_missing"`
@@ -26,7 +26,7 @@ type results struct {
 	Targets []target `json:"targets"`
 
 	Raw []rawLevel `json:"raw"`
-	// RawProcessed are raw creates without the done label: the controllers process them.
+	// RawProcessed are raw creates in a watched namespace: the controllers process them.
 	RawProcessed []rawLevel     `json:"raw_processed"`
 	Ingest       []ingestLevel  `json:"ingest"`
 	E2E          []e2eStep      `json:"e2e"`
@@ -72,10 +72,10 @@ type rawLevel struct {
 	Failures            []string `json:"failures,omitempty"`
 }
 
-type ingestLevel struct {
-	Concurrency int `json:"concurrency"`
-	Requests    int `json:"requests"`
-	Acked       int `json:"acked"`
+// ingestRun is one closed-loop run of the receiver at one concurrency.
+type ingestRun struct {
+	Requests int `json:"requests"`
+	Acked    int `json:"acked"`
 	// AckedDuplicates are acknowledged repeats of an event already sent.
 	AckedDuplicates int         `json:"acked_duplicates"`
 	ByStatus        map[int]int `json:"by_status"`
@@ -85,19 +85,38 @@ type ingestLevel struct {
 	AckedPerSecond       float64      `json:"acked_per_second"`
 	UniqueAckedPerSecond float64      `json:"unique_acked_per_second"`
 	Latency              latencyStats `json:"latency_seconds"`
+	Missing              int          `json:"missing"`
+	// BacklogDrainSeconds is how long the controllers needed after the run to finish the
+	// events it left unprocessed (for a follower run: from the release of the Lease).
+	BacklogDrainSeconds float64 `json:"backlog_drain_seconds"`
+	// TakeoverSeconds (follower runs) is the part of BacklogDrainSeconds until the
+	// operator held the released Lease.
+	TakeoverSeconds float64 `json:"leader_takeover_seconds,omitempty"`
+	// Reconciles counts the event controllers' reconciles during the run: 0 when the
+	// operator was a follower.
+	Reconciles float64            `json:"reconciles"`
+	CPUCores   map[string]float64 `json:"cpu_cores"`
+	Failures   []string           `json:"failures,omitempty"`
+}
+
+// ingestLevel is the receiver at one concurrency, measured on a follower (the operator
+// waits for the Lease the bench holds: its receiver serves, its controllers do not run),
+// and again with the operator as the leader (WithProcessing).
+type ingestLevel struct {
+	Concurrency int `json:"concurrency"`
+	ingestRun
 	// RawCreatesPerSecond is the baseline: raw creates/s at the same concurrency.
 	RawCreatesPerSecond *float64 `json:"raw_creates_per_second"`
-	Ratio               *float64 `json:"ratio"`
-	// RawProcessedPerSecond is the second baseline: raw creates/s at the same concurrency
-	// with the controllers processing them; RatioProcessed isolates the receiver's overhead.
+	// Ratio is the follower's acked/s over RawCreatesPerSecond: the target.
+	Ratio *float64 `json:"ratio"`
+	// WithProcessing is the same level with the operator as the leader: its controllers
+	// process the events on the same API server while the level runs.
+	WithProcessing *ingestRun `json:"with_processing"`
+	// RawProcessedPerSecond is raw creates/s at the same concurrency with the
+	// controllers processing them; RatioProcessed = WithProcessing acked/s over it, what
+	// the receiver costs when both compete with processing.
 	RawProcessedPerSecond *float64 `json:"raw_processed_creates_per_second"`
 	RatioProcessed        *float64 `json:"ratio_processed"`
-	Missing               int      `json:"missing"`
-	// BacklogDrainSeconds is how long the controllers needed after the level to finish
-	// the events it left unprocessed.
-	BacklogDrainSeconds float64            `json:"backlog_drain_seconds"`
-	CPUCores            map[string]float64 `json:"cpu_cores"`
-	Failures            []string           `json:"failures,omitempty"`
 }
 
 type e2eStep struct {
@@ -116,6 +135,9 @@ type e2eStep struct {
 	OtherWrites map[string]float64 `json:"other_writes,omitempty"`
 	// WritesPerEvent is WritesTotal over the events of the throughput run.
 	WritesPerEvent *float64 `json:"writes_per_event"`
+	// UnexpectedWrites are the writes other than POST 201 and PUT/status or PATCH/status
+	// 200 (with a subscription, its deliveries may add some).
+	UnexpectedWrites map[string]float64 `json:"unexpected_writes,omitempty"`
 	// RawCreatesPerSecond is the baseline: raw creates/s at BaselineConcurrency.
 	BaselineConcurrency int      `json:"baseline_concurrency,omitempty"`
 	RawCreatesPerSecond *float64 `json:"raw_creates_per_second"`
@@ -165,10 +187,13 @@ type e2eTail struct {
 
 type scalingResult struct {
 	// ReferencePerSecond is the rate the steps are percentages of: the best ingest acked/s.
-	ReferencePerSecond float64        `json:"reference_per_second"`
-	Reference          string         `json:"reference"`
-	DurationSeconds    float64        `json:"step_duration_seconds"`
-	Points             []scalingPoint `json:"points"`
+	ReferencePerSecond float64 `json:"reference_per_second"`
+	Reference          string  `json:"reference"`
+	// Operator is the operator's role during the steps: "follower" (the bench held the
+	// Lease: the receiver's capacity, the controllers waiting).
+	Operator        string         `json:"operator"`
+	DurationSeconds float64        `json:"step_duration_seconds"`
+	Points          []scalingPoint `json:"points"`
 }
 
 type scalingPoint struct {
@@ -184,21 +209,27 @@ type scalingPoint struct {
 	DroppedByClient   int          `json:"dropped_by_client"`
 	Latency           latencyStats `json:"latency_seconds"`
 	Missing           int          `json:"missing"`
-	// BacklogDrainSeconds: as for ingest levels.
+	// BacklogDrainSeconds: as for the follower ingest levels (from the release of the
+	// Lease, TakeoverSeconds of it until the operator held it).
 	BacklogDrainSeconds float64            `json:"backlog_drain_seconds"`
+	TakeoverSeconds     float64            `json:"leader_takeover_seconds"`
 	CPUCores            map[string]float64 `json:"cpu_cores"`
 	Failures            []string           `json:"failures,omitempty"`
 }
 
 type memoryPoint struct {
-	// EventsStored counts every FunnelEvent in the cluster, all finished.
-	EventsStored   int     `json:"events_stored"`
-	RSSBytes       int64   `json:"rss_bytes"`
-	HeapInuseBytes float64 `json:"heap_inuse_bytes"`
-	Goroutines     float64 `json:"goroutines"`
+	// EventsStored counts the FunnelEvents in the namespaces the operator watches, all
+	// finished.
+	EventsStored int `json:"events_stored"`
+	// UnwatchedEvents are the raw baseline's events, in the namespace the operator does
+	// not watch (never processed, never listed by it).
+	UnwatchedEvents int     `json:"unwatched_events"`
+	RSSBytes        int64   `json:"rss_bytes"`
+	HeapInuseBytes  float64 `json:"heap_inuse_bytes"`
+	Goroutines      float64 `json:"goroutines"`
 	// IdleAfterSeconds is how long after /readyz answered 200 the operator went idle.
 	IdleAfterSeconds float64 `json:"idle_after_seconds"`
-	// GCForced: a collection was forced first (only possible through a pprof endpoint).
+	// GCForced: a collection was forced (pprof /debug/pprof/heap?gc=1) before reading.
 	GCForced bool `json:"gc_forced"`
 }
 
@@ -251,6 +282,10 @@ func (r *results) summarize() {
 		maxLatency(l.Latency, l.NoAnswer)
 		missing += l.Missing
 		measured = true
+		if w := l.WithProcessing; w != nil {
+			maxLatency(w.Latency, w.NoAnswer)
+			missing += w.Missing
+		}
 	}
 	if r.Scaling != nil {
 		for _, p := range r.Scaling.Points {
