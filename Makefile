@@ -65,6 +65,10 @@ fuzz: ## Run every fuzz target for FUZZTIME each (default 1m); crashers land in 
 		done; \
 	done
 
+.PHONY: test-reliability
+test-reliability: envtest-assets ## Every reliability scenario, long ones included (faults, hostile clients, RBAC; ~3 min on 2 cores); writes the results to docs/reliability.md.
+	RELIABILITY_LONG=1 RELIABILITY_DOCS=$(CURDIR)/docs/reliability.md go test -count=1 -timeout 40m -v ./test/reliability/...
+
 .PHONY: deploy-check
 deploy-check: envtest-assets ## Dry-run config/default against a real API server, and run the operator with exactly config/rbac.
 	go test -count=1 ./test/deploy/...

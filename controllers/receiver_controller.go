@@ -24,9 +24,9 @@ type ReceiverReconciler struct {
 	ExternalURL string
 }
 
-// +kubebuilder:rbac:groups=funnel.leasing.dev,resources=funnelreceivers,verbs=get;list;watch
+// +kubebuilder:rbac:groups=funnel.leasing.dev,resources=funnelreceivers,verbs=list;watch
 // +kubebuilder:rbac:groups=funnel.leasing.dev,resources=funnelreceivers/status,verbs=patch
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=list;watch
 
 // Reconcile computes the receiver's status from its spec and Secrets, and writes it with
 // one patch when it changed.

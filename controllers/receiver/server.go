@@ -51,8 +51,8 @@ type Options struct {
 // status.duplicates; it reads receivers and Secrets through the cache.
 // +kubebuilder:rbac:groups=funnel.leasing.dev,resources=funnelevents,verbs=create;get
 // +kubebuilder:rbac:groups=funnel.leasing.dev,resources=funnelevents/status,verbs=patch
-// +kubebuilder:rbac:groups=funnel.leasing.dev,resources=funnelreceivers,verbs=get;list;watch
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
+// +kubebuilder:rbac:groups=funnel.leasing.dev,resources=funnelreceivers,verbs=list;watch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=list;watch
 
 // Server is the webhook receiver, run by the manager on every replica (not only the
 // leader): every replica can accept events, because the API server is what makes them

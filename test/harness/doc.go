@@ -1,0 +1,49 @@
+// Package harness runs the real processes of funnel-operator for tests and benchmarks:
+// a local control plane, the operator binary as a child process, an HTTP target that
+// records deliveries, and a sender that posts realistic Funnel events the way Funnel does.
+// Everything listens on loopback only.
+//
+// # Control plane
+//
+// StartControlPlane starts etcd and kube-apiserver (the binaries `make envtest-assets`
+// builds, found through $KUBEBUILDER_ASSETS or the Makefile's cache directory) with the
+// CRDs of config/crd/bases. The API server has a fixed address and certificate directory,
+// so StopAPIServer (a SIGKILL, like a crash) and StartAPIServer take it down and bring it
+// back on the same address with the same certificates: clients, the operator included,
+// reconnect by themselves. ControlPlaneOptions.AuditPolicy (AuditPolicyFor a user) turns on
+// the audit log (ControlPlane.AuditLog); UsedPermissions reads it back and
+// GrantedPermissions expands Roles and ClusterRoles, to compare the two.
+//
+//	cp, err := harness.StartControlPlane(harness.ControlPlaneOptions{Dir: dir})
+//	defer cp.Stop()
+//	cp.Client.Create(ctx, obj)           // admin, no client-side rate limit
+//	cp.StopAPIServer(); cp.StartAPIServer()
+//
+// # Operator
+//
+// BuildOperator compiles ./cmd/manager once; NewOperator gives it free loopback ports
+// for the webhook, probe and metrics endpoints, and Start runs it in its own process
+// group with its output appended to a log file (Operator.LogPath). Kill (SIGKILL),
+// Stop (SIGTERM), Restart and WaitReady (/readyz) drive it; Metrics scrapes /metrics and
+// RSS reads VmRSS from /proc; Sum adds up a metric's series.
+//
+//	bin, err := harness.BuildOperator(dir)
+//	op, err := harness.NewOperator(harness.OperatorOptions{Binary: bin, Kubeconfig: cp.Kubeconfig,
+//		LogPath: filepath.Join(dir, "operator.log"), Args: []string{"--namespaces=" + ns}})
+//	op.Start(); op.WaitReady(ctx, time.Minute)
+//	op.WebhookURL(ns, "funnel")           // where Funnel would post
+//
+// # Sink and Sender
+//
+// Sink is an HTTP target for FunnelSubscription actions that records every request with
+// its Idempotency-Key and event headers. Sender posts bodies (Events makes them with
+// api/funnel/synth) with the receiver's token and HMAC, records for each request the
+// answer code and time and the FunnelEvent name the body maps to (funnel.Parse and
+// ObjectName), and retries like Funnel: up to three more times on anything but 200.
+//
+//	bodies, err := harness.Events(seed, 100)
+//	results := sender.SendAll(ctx, bodies, 8)
+//	harness.Acknowledged(results)          // names that got a 200
+//
+// Nothing here uses Ginkgo or testing: a benchmark program can use it as well.
+package harness

@@ -1,0 +1,93 @@
+package harness
+
+import (
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// SinkRequest is one request the sink received.
+type SinkRequest struct {
+	// Path is the request's URL path (give each subscription its own).
+	Path string
+	// Key is the Idempotency-Key header.
+	Key string
+	// Event is X-Funnel-Event-Name; Attempt X-Funnel-Delivery-Attempt.
+	Event, Attempt string
+	Header         http.Header
+	Body           []byte
+	Time           time.Time
+	// Code is what the sink answered.
+	Code int
+}
+
+// Sink is an HTTP target for FunnelSubscription actions on loopback. It answers 200
+// unless told otherwise (SetCode) and records every request.
+type Sink struct {
+	// URL is http://127.0.0.1:port.
+	URL string
+
+	srv  *http.Server
+	code atomic.Int32
+
+	mu       sync.Mutex
+	requests []SinkRequest
+}
+
+// NewSink starts a sink on a free loopback port.
+func NewSink() (*Sink, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	s := &Sink{URL: "http://" + ln.Addr().String()}
+	s.code.Store(http.StatusOK)
+	s.srv = &http.Server{Handler: http.HandlerFunc(s.serve), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = s.srv.Serve(ln) }()
+	return s, nil
+}
+
+func (s *Sink) serve(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(io.LimitReader(r.Body, 4<<20))
+	code := int(s.code.Load())
+	s.mu.Lock()
+	s.requests = append(s.requests, SinkRequest{
+		Path: r.URL.Path, Key: r.Header.Get("Idempotency-Key"), Event: r.Header.Get("X-Funnel-Event-Name"),
+		Attempt: r.Header.Get("X-Funnel-Delivery-Attempt"), Header: r.Header.Clone(), Body: body,
+		Time: time.Now(), Code: code,
+	})
+	s.mu.Unlock()
+	w.WriteHeader(code)
+}
+
+// SetCode sets the status code of the next answers (200 by default).
+func (s *Sink) SetCode(code int) { s.code.Store(int32(code)) }
+
+// Requests returns a copy of what was received so far, in arrival order.
+func (s *Sink) Requests() []SinkRequest {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]SinkRequest(nil), s.requests...)
+}
+
+// Len is the number of requests received so far.
+func (s *Sink) Len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.requests)
+}
+
+// ByKey counts the requests per Idempotency-Key.
+func (s *Sink) ByKey() map[string]int {
+	out := map[string]int{}
+	for _, r := range s.Requests() {
+		out[r.Key]++
+	}
+	return out
+}
+
+// Close stops the sink.
+func (s *Sink) Close() error { return s.srv.Close() }

@@ -1,0 +1,62 @@
+package reliability_test
+
+import (
+	"fmt"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+
+	"github.com/funnel-operator/funnel-operator/test/harness"
+)
+
+// Scenario 1: the operator is SIGKILLed mid-load and restarted. Every event that got a
+// 200 exists, every event reaches a final phase, deliveries resume, and the target sees
+// each event at least once, every redelivery with the same Idempotency-Key.
+var _ = Describe("Operator killed mid-load", func() {
+	It("loses no acknowledged event and resumes deliveries", func() {
+		n, kills := size(150, 1500), size(1, 3)
+		f := newFixture("kill", fixtureOptions{subscriptions: []string{"pms"}})
+		op := f.ops[0]
+		start := time.Now()
+
+		var acks atomic.Int64
+		s := f.sender()
+		s.OnAttempt = func(_ string, a harness.Attempt) {
+			if a.Code == http.StatusOK {
+				acks.Add(1)
+			}
+		}
+		done := make(chan []harness.Result, 1)
+		go func() { done <- s.SendAll(ctx, bodies(n), 8) }()
+
+		var restarted time.Time
+		for k := 1; k <= kills; k++ {
+			// Kill points spread over the load: at 1/(kills+1), 2/(kills+1), … of it.
+			at := int64(n * k / (kills + 1))
+			Eventually(acks.Load).WithTimeout(2*time.Minute).Should(BeNumerically(">=", at), "acknowledged before kill %d", k)
+			By(fmt.Sprintf("SIGKILL %d after %d acknowledgements", k, acks.Load()))
+			op.Kill()
+			Expect(op.Start()).To(Succeed())
+			Expect(op.WaitReady(ctx, time.Minute)).To(Succeed())
+			restarted = time.Now()
+		}
+		sent := <-done
+
+		o := f.checkStored(sent)
+		f.waitFinal(o.stored, 2*time.Minute)
+		redelivered := f.checkDeliveries()
+		after := 0
+		for _, r := range f.sink.Requests() {
+			if r.Time.After(restarted) {
+				after++
+			}
+		}
+		Expect(after).To(BeNumerically(">", 0), "deliveries after the last restart")
+		record(o.row(fmt.Sprintf("1. operator SIGKILLed %d× mid-load", kills), time.Since(start),
+			fmt.Sprintf("%d events, %d deliveries after the last restart, %d redelivered (same key), codes %s",
+				n, after, redelivered, codes(sent))))
+	})
+})

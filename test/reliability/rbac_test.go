@@ -1,0 +1,292 @@
+package reliability_test
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	admissionv1 "k8s.io/api/admissionregistration/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/funnel-operator/funnel-operator/api/funnel"
+	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
+	"github.com/funnel-operator/funnel-operator/test/harness"
+	"github.com/funnel-operator/funnel-operator/test/testenv"
+)
+
+// notAuditable are grants the flow exercises but the audit log cannot show, with why.
+var notAuditable = map[harness.Permission]string{
+	{Group: funnelv1.GroupVersion.Group, Resource: "funnelevents/finalizers", Verb: "update"}: "checked by the OwnerReferencesPermissionEnforcement admission plugin " +
+		"(enabled on this API server) when a Job owned by an event with blockOwnerDeletion is created: an authorization check, not a request; the Job's creation proves it",
+}
+
+// holdLabel marks an event whose status writes a ValidatingAdmissionPolicy refuses.
+const holdLabel = "reliability.funnel.leasing.dev/hold-status"
+
+// Scenario 6 (RBAC): the operator binary runs with a token of its ServiceAccount
+// (TokenRequest) and exactly the RBAC of config/rbac, through the whole flow. The
+// permissions it used (the API server's audit log) are compared with those granted: a
+// refused request or a grant never used fails the spec.
+var _ = Describe("The operator with exactly config/rbac", func() {
+	It("works end to end and uses every permission it is granted", func() {
+		requireLong()
+		start := time.Now()
+		rbacDir := filepath.Join(testenv.Root(), "config", "rbac")
+		if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "funnel-system"}}); !apierrors.IsAlreadyExists(err) {
+			Expect(err).NotTo(HaveOccurred())
+		}
+		out, err := testenv.Kubectl(cp.Env(), "apply", "-k", rbacDir)
+		Expect(err).NotTo(HaveOccurred(), out)
+
+		By("requesting a token of the ServiceAccount")
+		cs, err := kubernetes.NewForConfig(cp.Config)
+		Expect(err).NotTo(HaveOccurred())
+		tr, err := cs.CoreV1().ServiceAccounts("funnel-system").CreateToken(ctx, "funnel-operator",
+			&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](3600)}}, metav1.CreateOptions{})
+		Expect(err).NotTo(HaveOccurred())
+		saToken := tr.Status.Token
+		kubeconfig := filepath.Join(workDir, "operator-sa.kubeconfig")
+		Expect(cp.WriteTokenKubeconfig(kubeconfig, "funnel-operator", saToken)).To(Succeed())
+
+		f := newFixture("rbac", fixtureOptions{subscriptions: []string{"pms"}, leaderElect: true, noStart: true,
+			kubeconfig: kubeconfig, leaseNamespace: "funnel-system", args: []string{"--zap-log-level=debug"}})
+		Expect(k8s.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: "crm"},
+			StringData: map[string]string{"api-key": "k-" + randomSecret(), "signing-key": randomSecret()}})).To(Succeed())
+		Expect(k8s.Create(ctx, &funnelv1.FunnelSubscription{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: "crm"},
+			Spec: funnelv1.FunnelSubscriptionSpec{EventTypes: []string{"renter.*"}, Action: funnelv1.Action{HTTP: &funnelv1.HTTPAction{
+				URL:              f.sink.URL + "/crm",
+				HeadersFrom:      []funnelv1.HTTPHeaderFromSecret{{Name: "X-Api-Key", SecretRef: funnelv1.SecretKeyRef{Name: "crm", Key: "api-key"}}},
+				SigningSecretRef: &funnelv1.SecretKeyRef{Name: "crm", Key: "signing-key"},
+			}}}})).To(Succeed())
+		Expect(k8s.Create(ctx, &funnelv1.FunnelSubscription{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: "move-in"},
+			Spec: funnelv1.FunnelSubscriptionSpec{EventTypes: []string{funnel.TypeMoveIn}, Action: funnelv1.Action{Job: &funnelv1.JobAction{
+				Template: batchv1.JobTemplateSpec{Spec: batchv1.JobSpec{Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{
+					RestartPolicy: corev1.RestartPolicyNever, Containers: []corev1.Container{{Name: "c", Image: "example.com/c:1"}}}}}}}}}})).To(Succeed())
+
+		By("holding the status of one event, so that a failed pass records the same Event twice (an Event series: a patch)")
+		held := holdStatus(f.ns)
+
+		f.start()
+		op := f.ops[0]
+		Eventually(func(g Gomega) bool { return isLeader(g, op) }).Should(BeTrue(), "leader")
+		Eventually(func(g Gomega) {
+			var rcv funnelv1.FunnelReceiver
+			g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: f.ns, Name: receiverName}, &rcv)).To(Succeed())
+			g.Expect(rcv.Status.Conditions).To(ContainElement(HaveField("Reason", funnelv1.ReasonAccepting)))
+			for _, name := range []string{"pms", "crm", "move-in"} {
+				var sub funnelv1.FunnelSubscription
+				g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: f.ns, Name: name}, &sub)).To(Succeed())
+				g.Expect(sub.Status.Conditions).To(ContainElement(HaveField("Reason", funnelv1.ReasonReady)), name)
+			}
+		}).Should(Succeed())
+
+		By("receiving events, twice each (duplicates), processing and delivering them")
+		bs := bodies(32) // two of each documented type, lease.move_in included
+		sent := f.sender().SendAll(ctx, append(bs, bs...), 4)
+		for _, r := range sent {
+			Expect(r.Acked()).To(BeTrue(), "%v", r.Attempts)
+		}
+		By("an invalid event: a Warning Event")
+		Expect(k8s.Create(ctx, &funnelv1.FunnelEvent{
+			ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: "evt-invalid", Labels: map[string]string{
+				funnelv1.LabelReceiver: receiverName, funnelv1.LabelEventType: funnel.TypeQuoteCreated}},
+			Spec: funnelv1.FunnelEventSpec{Receiver: receiverName, Format: funnelv1.FormatClassic, Type: funnel.TypeQuoteCreated,
+				EventID: "1", ReceivedAt: metav1.NowMicro(), Data: runtime.RawExtension{Raw: []byte(`{"lease_transaction_id":"x"}`)}},
+		})).To(Succeed())
+
+		Eventually(func(g Gomega) []batchv1.Job {
+			var jobs batchv1.JobList
+			g.Expect(k8s.List(ctx, &jobs, client.InNamespace(f.ns))).To(Succeed())
+			return jobs.Items
+		}).Should(HaveLen(2), "a Job per move-in")
+		Eventually(func(g Gomega) []eventsv1.Event {
+			var list eventsv1.EventList
+			g.Expect(k8s.List(ctx, &list, client.InNamespace(f.ns))).To(Succeed())
+			return list.Items
+		}).Should(SatisfyAll(
+			ContainElement(SatisfyAll(HaveField("Regarding.Name", "evt-invalid"), HaveField("Reason", "InvalidPayload"))),
+			ContainElement(SatisfyAll(HaveField("Regarding.Name", held), HaveField("Reason", "Replayed"), HaveField("Series", Not(BeNil()))))))
+		releaseStatus(f.ns, held)
+
+		waitFinishedButMoveIns(f)
+
+		By("again with client-go's list fallback (informers list, then watch, where streaming lists are off or unsupported), at --zap-log-level=10")
+		op.Stop(20 * time.Second)
+		Expect(op.Err()).NotTo(HaveOccurred(), "a clean exit")
+		op.Env = append(op.Env, "KUBE_FEATURE_WatchListClient=false")
+		// And at the highest verbosity: the ServiceAccount token must not show there either.
+		op.Args = append(op.Args, "--zap-log-level=10")
+		f.start()
+		Eventually(func(g Gomega) bool { return isLeader(g, op) }).Should(BeTrue(), "leader again")
+		again := f.sender().SendAll(ctx, bodies(4), 4)
+		for _, r := range again {
+			Expect(r.Acked()).To(BeTrue(), "%v", r.Attempts)
+		}
+		sent = append(sent, again...)
+		waitFinishedButMoveIns(f)
+
+		// The two events the test created itself count as sent, never acknowledged.
+		o := f.checkStored(append(sent, harness.Result{Event: "evt-held"}, harness.Result{Event: "evt-invalid"}))
+		Expect(o.stored).To(Equal(36 + 2))
+		Expect(f.sink.Len()).To(BeNumerically(">=", 36-2), "deliveries to pms (all but the move-ins) and crm (renter.*)")
+
+		By("retention: keep one finished event")
+		Expect(k8s.Patch(ctx, &funnelv1.FunnelReceiver{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: receiverName}},
+			client.RawPatch(types.MergePatchType, []byte(`{"spec":{"retention":{"maxEvents":1}}}`)))).To(Succeed())
+		Eventually(func(g Gomega) int {
+			n := 0
+			for _, c := range f.finishedByPhase(g) {
+				n += c
+			}
+			return n
+		}).Should(Equal(1))
+
+		By("stopping the operator (SIGTERM: subscription counts flushed, lease released)")
+		op.Stop(20 * time.Second)
+		Expect(op.Err()).NotTo(HaveOccurred(), "a clean exit")
+		log, err := op.Log()
+		Expect(err).NotTo(HaveOccurred())
+		// An RBAC refusal reads `User "<user>" cannot <verb> resource …` (quotes escaped in JSON).
+		Expect(string(log)).NotTo(MatchRegexp(`funnel-operator\\?" cannot`), "no request was refused by RBAC")
+		expectNoSecrets(log, map[string]string{"ServiceAccount token": saToken, "receiver token": f.token})
+
+		By("comparing the permissions used (audit log) with those granted (config/rbac)")
+		used, err := harness.UsedPermissions(cp.AuditLog, operatorUser)
+		Expect(err).NotTo(HaveOccurred())
+		granted, err := harness.GrantedPermissions(filepath.Join(rbacDir, "role.yaml"), filepath.Join(rbacDir, "leader_election_role.yaml"))
+		Expect(err).NotTo(HaveOccurred())
+		var report strings.Builder
+		var unused, refused, usedOK []string
+		fmt.Fprintf(&report, "granted by config/rbac (%d):\n", len(granted))
+		for _, p := range harness.SortedPermissions(granted) {
+			u := used[p]
+			state := fmt.Sprintf("used %d×", u.Allowed)
+			switch {
+			case u.Allowed > 0:
+				usedOK = append(usedOK, p.String())
+			case notAuditable[p] != "":
+				state = "exercised, not auditable: " + notAuditable[p]
+			default:
+				state = "NEVER USED"
+				unused = append(unused, p.String())
+			}
+			fmt.Fprintf(&report, "  %-50s %s\n", p, state)
+		}
+		fmt.Fprintf(&report, "used by the operator (%d):\n", len(used))
+		for _, p := range harness.SortedPermissions(used) {
+			u := used[p]
+			fmt.Fprintf(&report, "  %-50s allowed %d, forbidden %d\n", p, u.Allowed, u.Forbidden)
+			if u.Forbidden > 0 || !granted[p] {
+				refused = append(refused, p.String())
+			}
+		}
+		GinkgoWriter.Print(report.String())
+		AddReportEntry("permissions", report.String())
+		record(o.row("6. RBAC of config/rbac, ServiceAccount token", time.Since(start),
+			fmt.Sprintf("%d permissions granted, %d used, %d not auditable; never used: %s; refused: %s",
+				len(granted), len(usedOK), len(notAuditable), orNone(unused), orNone(refused))))
+		Expect(refused).To(BeEmpty(), "requests refused, or allowed by something other than config/rbac")
+		Expect(unused).To(BeEmpty(), "granted by config/rbac but never used by the whole flow: extra permissions\n%s", report.String())
+	})
+})
+
+// waitFinishedButMoveIns waits until every event but the move-ins is in a final phase:
+// their Jobs never run here (no kubelet), so their deliveries stay Running.
+func waitFinishedButMoveIns(f *fixture) {
+	GinkgoHelper()
+	Eventually(func(g Gomega) []string {
+		var left []string
+		for name, ev := range f.events(g) {
+			if !ev.Status.Phase.Finished() && ev.Spec.Type != funnel.TypeMoveIn {
+				left = append(left, name+"="+string(ev.Status.Phase))
+			}
+		}
+		return left
+	}).WithTimeout(2 * time.Minute).Should(BeEmpty())
+}
+
+func orNone(s []string) string {
+	if len(s) == 0 {
+		return "none"
+	}
+	return strings.Join(s, ", ")
+}
+
+// holdStatus makes the API server refuse status writes of events labelled holdLabel in ns
+// (a ValidatingAdmissionPolicy), and creates such an event, asking for a replay so that
+// each failed pass records a Replayed Event on the same object version. It returns the
+// event's name.
+func holdStatus(ns string) string {
+	GinkgoHelper()
+	policy := &admissionv1.ValidatingAdmissionPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: "hold-status-" + ns},
+		Spec: admissionv1.ValidatingAdmissionPolicySpec{
+			FailurePolicy: ptr.To(admissionv1.Fail),
+			MatchConstraints: &admissionv1.MatchResources{ResourceRules: []admissionv1.NamedRuleWithOperations{{
+				RuleWithOperations: admissionv1.RuleWithOperations{Operations: []admissionv1.OperationType{admissionv1.Update},
+					Rule: admissionv1.Rule{APIGroups: []string{funnelv1.GroupVersion.Group}, APIVersions: []string{"*"}, Resources: []string{"funnelevents/status"}}},
+			}}},
+			Validations: []admissionv1.Validation{{
+				Expression: fmt.Sprintf(`!has(object.metadata.labels) || !(%q in object.metadata.labels)`, holdLabel),
+				Message:    "status held by the reliability suite",
+			}},
+		},
+	}
+	Expect(k8s.Create(ctx, policy)).To(Succeed())
+	DeferCleanup(func() { _ = k8s.Delete(ctx, policy) })
+	binding := &admissionv1.ValidatingAdmissionPolicyBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: policy.Name},
+		Spec: admissionv1.ValidatingAdmissionPolicyBindingSpec{PolicyName: policy.Name,
+			ValidationActions: []admissionv1.ValidationAction{admissionv1.Deny},
+			MatchResources: &admissionv1.MatchResources{NamespaceSelector: &metav1.LabelSelector{
+				MatchLabels: map[string]string{"kubernetes.io/metadata.name": ns}}}},
+	}
+	Expect(k8s.Create(ctx, binding)).To(Succeed())
+	DeferCleanup(func() { _ = k8s.Delete(ctx, binding) })
+
+	name := "evt-held"
+	ev := &funnelv1.FunnelEvent{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name,
+			Labels:      map[string]string{funnelv1.LabelReceiver: receiverName, funnelv1.LabelEventType: funnel.TypeRenterCreated, holdLabel: "true"},
+			Annotations: map[string]string{funnelv1.AnnotationReplay: "1"}},
+		Spec: funnelv1.FunnelEventSpec{Receiver: receiverName, Format: funnelv1.FormatPartnerV2, Type: funnel.TypeRenterCreated,
+			ReceivedAt: metav1.NowMicro(), Data: runtime.RawExtension{Raw: []byte(`{"funnel_renter_id":1}`)}},
+	}
+	Expect(k8s.Create(ctx, ev)).To(Succeed())
+	// The policy is in force once a (dry-run) status write is refused.
+	Eventually(func() error {
+		probe := ev.DeepCopy()
+		probe.Status.Phase = funnelv1.PhasePending
+		return k8s.Status().Update(ctx, probe, client.DryRunAll)
+	}).Should(MatchError(ContainSubstring("held by the reliability suite")))
+	return name
+}
+
+// releaseStatus lifts the hold and asks for another pass of the held event.
+func releaseStatus(ns, name string) {
+	GinkgoHelper()
+	Expect(k8s.Delete(ctx, &admissionv1.ValidatingAdmissionPolicyBinding{ObjectMeta: metav1.ObjectMeta{Name: "hold-status-" + ns}})).To(Succeed())
+	Eventually(func() error {
+		var ev funnelv1.FunnelEvent
+		if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &ev); err != nil {
+			return err
+		}
+		ev.Status.Phase = funnelv1.PhasePending
+		return k8s.Status().Update(ctx, &ev, client.DryRunAll)
+	}).Should(Succeed())
+	Expect(k8s.Patch(ctx, &funnelv1.FunnelEvent{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}},
+		client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"annotations":{"`+funnelv1.AnnotationReplay+`":"2"}}}`)))).To(Succeed())
+}
