@@ -10,6 +10,8 @@ import (
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+
+	"github.com/funnel-operator/funnel-operator/test/harness"
 )
 
 // The namespaces of the phases; each has its own FunnelReceiver, so every phase's events
@@ -83,8 +85,8 @@ func run(ctx context.Context, o options) error {
 			return err
 		}
 	}
-	logf("starting the operator: %s (log in %s)", o.manager, b.op.logPath)
-	if err := b.op.start(); err != nil {
+	logf("starting the operator: %s (log in %s)", o.manager, b.op.LogPath)
+	if err := b.op.Start(); err != nil {
 		return err
 	}
 	defer b.op.stop()
@@ -92,7 +94,7 @@ func run(ctx context.Context, o options) error {
 		// Kept next to the profiles: the temporary directory goes at the end.
 		defer b.op.keepLog(filepath.Join(o.operatorPprof, "operator.log"))
 	}
-	if err := b.op.waitReady(ctx, 90*time.Second); err != nil {
+	if err := b.op.waitReady(ctx); err != nil {
 		return err
 	}
 	for _, ns := range b.watched() {
@@ -100,7 +102,7 @@ func run(ctx context.Context, o options) error {
 			continue
 		}
 		if err := cl.waitReceiverReady(ctx, ns, 60*time.Second); err != nil {
-			return errors.Join(err, b.op.alive())
+			return errors.Join(err, b.op.Alive())
 		}
 	}
 
@@ -123,9 +125,9 @@ func run(ctx context.Context, o options) error {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			return fmt.Errorf("%s phase: %w", s.phase, errors.Join(err, b.op.alive()))
+			return fmt.Errorf("%s phase: %w", s.phase, errors.Join(err, b.op.Alive()))
 		}
-		if err := b.op.alive(); err != nil {
+		if err := b.op.Alive(); err != nil {
 			return fmt.Errorf("after the %s phase: %w", s.phase, err)
 		}
 	}
@@ -193,7 +195,7 @@ func (b *bench) checkOther(what string, cores map[string]float64) {
 
 // webhookURL is the receiver URL of ns.
 func (b *bench) webhookURL(ns string) string {
-	return "http://" + b.op.webhookAddr + "/webhooks/" + ns + "/" + receiverName
+	return "http://" + b.op.WebhookAddr + "/webhooks/" + ns + "/" + receiverName
 }
 
 // profiles starts CPU profiles of the operator and the API server (as requested by the
@@ -214,12 +216,12 @@ func (b *bench) profiles(ctx context.Context, name string, d time.Duration) func
 	}
 	if b.o.operatorPprof != "" {
 		file := filepath.Join(b.o.operatorPprof, "operator-"+name+".pprof")
-		start(func() error { return b.op.profile(ctx, fmt.Sprintf("/debug/pprof/profile?seconds=%d", secs), file) }, "operator")
+		start(func() error { return b.op.Profile(ctx, fmt.Sprintf("/debug/pprof/profile?seconds=%d", secs), file) }, "operator")
 	}
 	if b.o.apiserverPprof != "" {
 		file := filepath.Join(b.o.apiserverPprof, "apiserver-"+name+".pprof")
 		url := strings.TrimSuffix(b.cl.cfg.Host, "/") + fmt.Sprintf("/debug/pprof/profile?seconds=%d", secs)
-		start(func() error { return fetchTo(ctx, b.cl.http, url, file) }, "API server")
+		start(func() error { return harness.FetchTo(ctx, b.cl.http, url, file) }, "API server")
 	}
 	return func() {
 		for _, ch := range done {

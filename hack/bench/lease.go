@@ -235,10 +235,10 @@ func (b *bench) follow(ctx context.Context) error {
 	if err := b.lease.hold(ctx, 60*time.Second); err != nil {
 		return err
 	}
-	if err := b.op.start(); err != nil {
+	if err := b.op.Start(); err != nil {
 		return err
 	}
-	return b.op.waitReady(ctx, 90*time.Second)
+	return b.op.waitReady(ctx)
 }
 
 // lead releases the Lease the bench holds and waits (up to 30 s) until the operator holds
@@ -256,7 +256,7 @@ func (b *bench) lead(ctx context.Context) error {
 		if h != "" && h != benchIdentity {
 			return nil
 		}
-		if err := b.op.alive(); err != nil {
+		if err := b.op.Alive(); err != nil {
 			return err
 		}
 		if time.Now().After(deadline) {

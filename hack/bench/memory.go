@@ -93,10 +93,10 @@ func (b *bench) memoryPoint(ctx context.Context, want int, name string) (*memory
 	}
 
 	logf("memory %s: starting the operator with %d finished events stored in the namespaces it watches", name, stored)
-	if err := b.op.start(); err != nil {
+	if err := b.op.Start(); err != nil {
 		return nil, err
 	}
-	if err := b.op.waitReady(ctx, 90*time.Second); err != nil {
+	if err := b.op.waitReady(ctx); err != nil {
 		return nil, err
 	}
 	readyAt := time.Now()
@@ -117,11 +117,11 @@ func (b *bench) memoryPoint(ctx context.Context, want int, name string) (*memory
 		heapFile = filepath.Join(b.o.operatorPprof, "operator-heap-"+name+".pprof")
 	}
 	gcForced := true
-	if err := b.op.profile(ctx, "/debug/pprof/heap?gc=1", heapFile); err != nil {
+	if err := b.op.Profile(ctx, "/debug/pprof/heap?gc=1", heapFile); err != nil {
 		logf("forcing a GC in the operator: %v", err)
 		gcForced = false
 	}
-	rss, err := b.op.rss()
+	rss, err := b.op.RSS()
 	if err != nil {
 		return nil, err
 	}
@@ -205,7 +205,7 @@ func (b *bench) waitIdle(ctx context.Context, timeout time.Duration) error {
 			return ctx.Err()
 		case <-time.After(time.Second):
 		}
-		if err := b.op.alive(); err != nil {
+		if err := b.op.Alive(); err != nil {
 			return err
 		}
 		fams, err := b.op.metrics(ctx)

@@ -75,12 +75,12 @@ func StartControlPlane(opts ControlPlaneOptions) (*ControlPlane, error) {
 		}
 	}
 	// A fixed port: a restarted API server must come back where its clients look for it.
-	port, err := freePort()
+	addrs, err := FreeAddrs(1)
 	if err != nil {
 		return nil, fmt.Errorf("harness: finding a free port for the API server: %w", err)
 	}
 	api := &envtest.APIServer{CertDir: certDir}
-	api.SecureServing.Address, api.SecureServing.Port = "127.0.0.1", strconv.Itoa(port)
+	api.SecureServing.Address, api.SecureServing.Port, _ = net.SplitHostPort(addrs[0])
 	args := api.Configure()
 	cp := &ControlPlane{dir: opts.Dir, Kubeconfig: filepath.Join(opts.Dir, "kubeconfig")}
 	if opts.AuditPolicy != "" {
@@ -235,12 +235,22 @@ func (cp *ControlPlane) WaitHealthy(ctx context.Context) error {
 	}
 }
 
-// freePort returns a loopback TCP port that is free right now.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
+// FreeAddrs returns n distinct 127.0.0.1:port addresses free right now.
+func FreeAddrs(n int) ([]string, error) {
+	var out []string
+	var lns []net.Listener
+	defer func() {
+		for _, l := range lns {
+			_ = l.Close()
+		}
+	}()
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		lns = append(lns, l)
+		out = append(out, l.Addr().String())
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return out, nil
 }

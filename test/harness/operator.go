@@ -48,12 +48,15 @@ type OperatorOptions struct {
 	Args []string
 	// Env adds NAME=value entries to the operator's environment.
 	Env []string
+	// Pprof also serves net/http/pprof on a free port (Operator.PprofAddr).
+	Pprof bool
 }
 
 // Operator is the manager binary run as a child process on free loopback ports.
 type Operator struct {
-	// WebhookAddr, ProbeAddr and MetricsAddr are host:port, fixed across restarts.
-	WebhookAddr, ProbeAddr, MetricsAddr string
+	// WebhookAddr, ProbeAddr and MetricsAddr are host:port, fixed across restarts;
+	// PprofAddr too, with OperatorOptions.Pprof ("" without).
+	WebhookAddr, ProbeAddr, MetricsAddr, PprofAddr string
 	// LogPath is where the output goes.
 	LogPath string
 	// Args and Env are the flags and extra environment of the next start; change them
@@ -74,16 +77,15 @@ func NewOperator(opts OperatorOptions) (*Operator, error) {
 	if opts.Binary == "" || opts.Kubeconfig == "" || opts.LogPath == "" {
 		return nil, errors.New("harness: OperatorOptions needs Binary, Kubeconfig and LogPath")
 	}
-	var addrs [3]string
-	for i := range addrs {
-		p, err := freePort()
-		if err != nil {
-			return nil, err
-		}
-		addrs[i] = "127.0.0.1:" + strconv.Itoa(p)
+	addrs, err := FreeAddrs(4)
+	if err != nil {
+		return nil, fmt.Errorf("harness: finding free loopback ports: %w", err)
 	}
 	op := &Operator{WebhookAddr: addrs[0], ProbeAddr: addrs[1], MetricsAddr: addrs[2], LogPath: opts.LogPath,
 		Args: slices.Clone(opts.Args), Env: slices.Clone(opts.Env), bin: opts.Binary, kubeconfig: opts.Kubeconfig}
+	if opts.Pprof {
+		op.PprofAddr = addrs[3]
+	}
 	return op, nil
 }
 
@@ -105,11 +107,15 @@ func (o *Operator) Start() error {
 		return err
 	}
 	o.starts++
-	args := append([]string{
+	args := []string{
 		"--webhook-bind-address=" + o.WebhookAddr,
 		"--health-probe-bind-address=" + o.ProbeAddr,
 		"--metrics-bind-address=" + o.MetricsAddr,
-	}, o.Args...)
+	}
+	if o.PprofAddr != "" {
+		args = append(args, "--pprof-bind-address="+o.PprofAddr)
+	}
+	args = append(args, o.Args...)
 	fmt.Fprintf(logFile, "=== harness: start %d: %s %s\n", o.starts, o.bin, strings.Join(args, " "))
 	cmd := exec.Command(o.bin, args...)
 	cmd.Env = append(append(os.Environ(), "KUBECONFIG="+o.kubeconfig), o.Env...)
@@ -222,6 +228,55 @@ func (o *Operator) WaitReady(ctx context.Context, timeout time.Duration) error {
 	}
 }
 
+// Alive is nil while the process runs, else an error with how it exited and the end of
+// its log.
+func (o *Operator) Alive() error {
+	if o.Running() {
+		return nil
+	}
+	err := o.Err()
+	if err == nil {
+		err = errors.New("exit status 0")
+	}
+	return fmt.Errorf("harness: the operator exited (%v); its log ends with:\n%s", err, o.LogTail(15))
+}
+
+// Profile saves a net/http/pprof profile (path such as "/debug/pprof/heap?gc=1") to file;
+// it needs OperatorOptions.Pprof.
+func (o *Operator) Profile(ctx context.Context, path, file string) error {
+	if o.PprofAddr == "" {
+		return errors.New("harness: the operator runs without --pprof-bind-address (OperatorOptions.Pprof)")
+	}
+	return FetchTo(ctx, http.DefaultClient, "http://"+o.PprofAddr+path, file)
+}
+
+// FetchTo GETs url with c and writes the body to file.
+func FetchTo(ctx context.Context, c *http.Client, url, file string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return fmt.Errorf("GET %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		line, _, _ := strings.Cut(string(b), "\n")
+		return fmt.Errorf("GET %s: %s: %s", url, resp.Status, line)
+	}
+	f, err := os.Create(file)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		_ = f.Close()
+		return fmt.Errorf("GET %s: %w", url, err)
+	}
+	return f.Close()
+}
+
 // Metrics scrapes /metrics.
 func (o *Operator) Metrics(ctx context.Context) (map[string]*dto.MetricFamily, error) {
 	code, body, err := get(ctx, "http://"+o.MetricsAddr+"/metrics")
@@ -290,7 +345,7 @@ func RSSOf(pid int) (int64, error) {
 // Log returns everything the operator wrote so far, every start included.
 func (o *Operator) Log() ([]byte, error) { return os.ReadFile(o.LogPath) }
 
-// LogTail returns the last n lines of the log, for failure messages.
+// LogTail returns the last n lines of the log, for failure messages, each cut at 400 bytes.
 func (o *Operator) LogTail(n int) string {
 	b, err := o.Log()
 	if err != nil {
@@ -299,6 +354,11 @@ func (o *Operator) LogTail(n int) string {
 	lines := bytes.Split(bytes.TrimRight(b, "\n"), []byte("\n"))
 	if len(lines) > n {
 		lines = lines[len(lines)-n:]
+	}
+	for i, l := range lines {
+		if len(l) > 400 {
+			lines[i] = append(l[:400:400], "…"...)
+		}
 	}
 	return string(bytes.Join(lines, []byte("\n")))
 }
