@@ -202,6 +202,27 @@ var _ = Describe("Event processing", func() {
 			HaveField("Note", ContainSubstring("previously Succeeded")))))
 	})
 
+	It("replays a finished event when only the annotation changes, as kubectl annotate does", func() {
+		createEvent(ns, "evt-annotate", "renter.status-change", `{"funnel_renter_id": 9, "funnel_team_id": 8, "status": "Applicant"}`)
+		Eventually(getEvent(ns, "evt-annotate")).Should(finished(funnelv1.PhaseSucceeded))
+		annotate := func(value string) {
+			GinkgoHelper()
+			Expect(k8s.Patch(ctx, &funnelv1.FunnelEvent{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "evt-annotate"}},
+				client.RawPatch(types.MergePatchType, fmt.Appendf(nil, `{"metadata":{"annotations":{%q:%q}}}`, funnelv1.AnnotationReplay, value)))).To(Succeed())
+		}
+		// Twice: the watch of finished events sees the first change, and the second after
+		// the event finished again.
+		for _, value := range []string{"a1", "a2"} {
+			annotate(value)
+			Eventually(getEvent(ns, "evt-annotate")).Should(SatisfyAll(
+				finished(funnelv1.PhaseSucceeded), HaveField("Status.ObservedReplay", value)))
+		}
+		Eventually(kubeEvents(ns, "evt-annotate")).Should(HaveLen(2))
+		for _, e := range kubeEvents(ns, "evt-annotate")(Default) {
+			Expect(e.Reason).To(Equal("Replayed"))
+		}
+	})
+
 	It("re-evaluates an event whose phase was reset without a new replay value, without a Replayed Event", func() {
 		createEvent(ns, "evt-reset", "renter.status-change", `{"funnel_renter_id": 7, "funnel_team_id": 8, "status": "Applicant"}`)
 		Eventually(getEvent(ns, "evt-reset")).Should(finished(funnelv1.PhaseSucceeded))

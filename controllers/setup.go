@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/selection"
+	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -57,6 +58,8 @@ type Options struct {
 	RetentionDeletesPerSecond float64
 	// RetentionRecheck is the longest wait between retention passes; DefaultRetentionRecheck when 0.
 	RetentionRecheck time.Duration
+	// Namespaces are the watched namespaces (--namespaces); all when empty.
+	Namespaces []string
 }
 
 // CacheOptions are the manager's cache settings: FunnelEvents are cached only while
@@ -86,6 +89,16 @@ func UnfinishedEvents() fields.Selector {
 		fields.OneTermNotEqualSelector(funnelv1.FieldPhase, string(funnelv1.PhaseSucceeded)),
 		fields.OneTermNotEqualSelector(funnelv1.FieldPhase, string(funnelv1.PhaseFailed)),
 		fields.OneTermNotEqualSelector(funnelv1.FieldPhase, string(funnelv1.PhaseIgnored)),
+	)
+}
+
+// FinishedEvents selects the FunnelEvents in a final phase: the complement of
+// UnfinishedEvents (an event not yet processed has no phase).
+func FinishedEvents() fields.Selector {
+	return fields.AndSelectors(
+		fields.OneTermNotEqualSelector(funnelv1.FieldPhase, ""),
+		fields.OneTermNotEqualSelector(funnelv1.FieldPhase, string(funnelv1.PhasePending)),
+		fields.OneTermNotEqualSelector(funnelv1.FieldPhase, string(funnelv1.PhaseProcessing)),
 	)
 }
 
@@ -122,6 +135,14 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		if err := r.SetupWithManager(mgr, concurrency); err != nil {
 			return fmt.Errorf("setting up the %s event controller: %w", f, err)
 		}
+	}
+
+	meta, err := metadata.NewForConfig(mgr.GetConfig())
+	if err != nil {
+		return fmt.Errorf("creating the metadata client: %w", err)
+	}
+	if err := mgr.Add(&ReplayWatcher{Metadata: meta, Reader: mgr.GetAPIReader(), Client: mgr.GetClient(), Namespaces: opts.Namespaces}); err != nil {
+		return fmt.Errorf("adding the replay watcher: %w", err)
 	}
 
 	deletes := opts.RetentionDeletesPerSecond

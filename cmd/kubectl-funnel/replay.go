@@ -59,12 +59,15 @@ a subscription that should have seen past events.
 Each event gets two merge patches, in this order: one of its metadata that
 sets the annotation ` + funnelv1.AnnotationReplay + ` to a fresh value (the time of
 the request), then one of its status subresource that sets status.phase to
-Pending. Finished events (Succeeded, Failed, Ignored) are outside the
-operator's cache, and the Pending phase is what brings them back. The
-operator starts the event's status over, processes it, and records the value
-in status.observedReplay. Spec, labels and other annotations are untouched.
-An event whose status patch fails is not replayed, and reported as failed.
-Replaying needs the RBAC verb patch on funnelevents and funnelevents/status.
+Pending. The annotation alone is a replay request (the operator watches
+finished events for it); the Pending phase hands a finished event back to the
+operator's controllers at once. The operator starts the event's status over,
+processes it, and records the value in status.observedReplay. Spec, labels
+and other annotations are untouched. A status patch that fails is reported
+(the exit code is non-zero) and --wait does not follow that event; the
+operator still replays it when its watch sees the annotation.
+Replaying needs the RBAC verb patch on funnelevents (and on
+funnelevents/status for the faster start).
 
 Name the events (in the namespace of -n or the kubeconfig), or select them
 with -l (labels) and/or --field-selector (status.phase, spec.type and
@@ -281,8 +284,8 @@ func (r *replayer) replaySelected(ctx context.Context, sel eventSelector) error 
 }
 
 // replay patches one event, annotation first and status.phase second, or
-// says it would. Only both patches make a replay: the annotation alone does
-// not bring a finished event back into the operator's cache.
+// says it would. The annotation is the request; the phase saves the operator
+// the wait for its watch of finished events.
 func (r *replayer) replay(ctx context.Context, ev *funnelv1.FunnelEvent) {
 	r.tried++
 	ref, was := eventRef(client.ObjectKeyFromObject(ev), r.scope), eventPhase(ev)
@@ -295,7 +298,7 @@ func (r *replayer) replay(ctx context.Context, ev *funnelv1.FunnelEvent) {
 		return
 	}
 	if err := r.c.Status().Patch(ctx, ev, r.statusPatch); err != nil {
-		r.fail(fmt.Sprintf("replaying %s: setting status.phase to %s failed after the replay annotation was set, so the replay did not happen (run replay again): %v",
+		r.fail(fmt.Sprintf("replaying %s: the replay annotation is set, but setting status.phase to %s failed (the operator replays the event once its watch sees the annotation; --wait does not follow it): %v",
 			ref, funnelv1.PhasePending, err))
 		return
 	}

@@ -208,7 +208,7 @@ func TestReplayPatchesAnnotationThenPhase(t *testing.T) {
 	}
 }
 
-func TestReplayFailedStatusPatchIsAFailedReplay(t *testing.T) {
+func TestReplayFailedStatusPatchIsReported(t *testing.T) {
 	log := &patchLog{
 		operator: processes(funnelv1.PhaseSucceeded, ""),
 		failStatus: func(name string) error {
@@ -225,14 +225,14 @@ func TestReplayFailedStatusPatchIsAFailedReplay(t *testing.T) {
 	if code != 1 {
 		t.Errorf("exit %d, want 1", code)
 	}
-	// b is not waited for: its replay did not happen.
+	// b is not waited for: its phase could not be reset.
 	wantOut := "funnelevent/a replay requested (was Failed)\nfunnelevent/c replay requested (was Ignored)\n" +
 		"funnelevent/a replayed: Succeeded (Application 74824: Submitted → Approved)\n" +
 		"funnelevent/c replayed: Succeeded (Application 74824: Submitted → Approved)\n"
 	if out != wantOut {
 		t.Errorf("output\n%s\nwant\n%s", out, wantOut)
 	}
-	wantErr := "error: replaying funnelevent/b: setting status.phase to Pending failed after the replay annotation was set, so the replay did not happen (run replay again): " +
+	wantErr := "error: replaying funnelevent/b: the replay annotation is set, but setting status.phase to Pending failed (the operator replays the event once its watch sees the annotation; --wait does not follow it): " +
 		`funnelevents.funnel.leasing.dev "b" is forbidden: User "dev" cannot patch resource "funnelevents/status" in API group "funnel.leasing.dev" in the namespace "default"` + "\n" +
 		"error: 1 of 3 events could not be replayed\n"
 	if errOut != wantErr {
@@ -245,7 +245,7 @@ func TestReplayFailedStatusPatchIsAFailedReplay(t *testing.T) {
 		t.Errorf("status patches %v", got)
 	}
 	if b := getEvent(t, c, ns, "b"); b.Status.Phase != funnelv1.PhaseFailed || b.Status.ObservedReplay != "" {
-		t.Errorf("b: status %+v, want it not replayed", b.Status)
+		t.Errorf("b: status %+v, want it untouched (the fake client has no operator watching annotations)", b.Status)
 	}
 }
 

@@ -104,6 +104,7 @@ func run(cfg config) error {
 		Webhook:                   receiver.Options{Addr: cfg.webhookAddr, MaxInFlight: cfg.maxInFlight},
 		EventConcurrency:          concurrency,
 		RetentionDeletesPerSecond: cfg.retentionDeletes,
+		Namespaces:                splitList(cfg.namespaces),
 	}); err != nil {
 		return err
 	}

@@ -14,13 +14,13 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/apimachinery/pkg/watch"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/funnel-operator/funnel-operator/api/funnel"
 	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
+	"github.com/funnel-operator/funnel-operator/controllers"
 )
 
 const subscriptionResource = "funnelsubscriptions"
@@ -312,17 +312,6 @@ type watcher struct {
 	err    error
 }
 
-// finishedEvents selects events in a final phase. The watch then gets one ADDED per event,
-// when it finishes, instead of every change: the API server serializes less for the
-// measurement itself, which the raw baseline (nobody watching) does not pay either.
-func finishedEvents() fields.Selector {
-	return fields.AndSelectors(
-		fields.OneTermNotEqualSelector(funnelv1.FieldPhase, ""),
-		fields.OneTermNotEqualSelector(funnelv1.FieldPhase, string(funnelv1.PhasePending)),
-		fields.OneTermNotEqualSelector(funnelv1.FieldPhase, string(funnelv1.PhaseProcessing)),
-	)
-}
-
 // watch starts a watcher of ns from now on (events existing before are not reported).
 func (b *bench) watch(ctx context.Context, ns string) (*watcher, error) {
 	list := &funnelv1.FunnelEventList{}
@@ -340,7 +329,7 @@ func (w *watcher) run(ctx context.Context, c client.WithWatch, ns, rv string) {
 	defer close(w.done)
 	for ctx.Err() == nil {
 		wi, err := c.Watch(ctx, &funnelv1.FunnelEventList{}, client.InNamespace(ns),
-			&client.ListOptions{FieldSelector: finishedEvents(), Raw: &metav1.ListOptions{ResourceVersion: rv, AllowWatchBookmarks: true}})
+			&client.ListOptions{FieldSelector: controllers.FinishedEvents(), Raw: &metav1.ListOptions{ResourceVersion: rv, AllowWatchBookmarks: true}})
 		if err != nil {
 			if ctx.Err() == nil {
 				w.setErr(fmt.Errorf("watching FunnelEvents in %s: %w", ns, err))
