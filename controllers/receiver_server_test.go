@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -171,6 +172,21 @@ var _ = Describe("Webhook receiver", func() {
 		var list funnelv1.FunnelEventList
 		Expect(k8s.List(ctx, &list, client.InNamespace(ns))).To(Succeed())
 		return list.Items
+	}
+
+	// startReceiver runs a second webhook server on the manager's cache whose writes go
+	// through the given interceptor, so specs can make the API server fail or hang.
+	startReceiver := func(funcs interceptor.Funcs, deadline time.Duration) string {
+		GinkgoHelper()
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		Expect(err).NotTo(HaveOccurred())
+		srv := receiver.NewServer(receiver.Options{Listener: ln, AnswerDeadline: deadline}, mgrCache, interceptor.NewClient(must(client.NewWithWatch(cfg, client.Options{Scheme: testenv.Scheme()})), funcs))
+		srvCtx, stop := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- srv.Start(srvCtx) }()
+		DeferCleanup(func() { stop(); Expect(<-done).To(Succeed()) })
+		Eventually(func() error { return srv.ReadyCheck(nil) }).Should(Succeed())
+		return "http://" + ln.Addr().String()
 	}
 
 	BeforeEach(func() {
@@ -543,22 +559,43 @@ var _ = Describe("Webhook receiver", func() {
 		})
 	})
 
-	Describe("when the API server does not confirm the write", func() {
-		// startReceiver runs a second webhook server on the manager's cache whose writes go
-		// through the given interceptor, so specs can make the API server fail or hang.
-		startReceiver := func(funcs interceptor.Funcs, deadline time.Duration) string {
-			GinkgoHelper()
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			Expect(err).NotTo(HaveOccurred())
-			srv := receiver.NewServer(receiver.Options{Listener: ln, AnswerDeadline: deadline}, mgrCache, interceptor.NewClient(must(client.NewWithWatch(cfg, client.Options{Scheme: testenv.Scheme()})), funcs))
-			srvCtx, stop := context.WithCancel(ctx)
-			done := make(chan error, 1)
-			go func() { done <- srv.Start(srvCtx) }()
-			DeferCleanup(func() { stop(); Expect(<-done).To(Succeed()) })
-			Eventually(func() error { return srv.ReadyCheck(nil) }).Should(Succeed())
-			return "http://" + ln.Addr().String()
-		}
+	Describe("a receipt of an event this replica created lately", func() {
+		BeforeEach(func() { createReceiver(nil) })
 
+		It("reads the stored event instead of creating it again, and creates it again if it was deleted", func() {
+			var creates atomic.Int32
+			url := startReceiver(interceptor.Funcs{Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
+				if _, ok := obj.(*funnelv1.FunnelEvent); ok {
+					creates.Add(1)
+				}
+				return c.Create(ctx, obj, opts...)
+			}}, time.Second)
+			body := example("v3-lease.move_in.json")
+			for range 3 {
+				Expect(post(url, path, body, nil).code).To(Equal(http.StatusOK))
+			}
+			Expect(creates.Load()).To(Equal(int32(1)), "creates sent to the API server")
+			Eventually(func(g Gomega) int64 {
+				evs := events()
+				g.Expect(evs).To(HaveLen(1))
+				return evs[0].Status.Duplicates
+			}).Should(Equal(int64(2)))
+
+			By("a different payload under the same id is still a conflict")
+			changed := bytes.Replace(body, []byte(`"pms_identifier"`), []byte(`"pms_identifier_x"`), 1)
+			Expect(changed).NotTo(Equal(body))
+			Expect(post(url, path, changed, nil).code).To(Equal(http.StatusConflict))
+
+			By("deleted since (retention), the event is created again")
+			Expect(k8s.Delete(ctx, &events()[0])).To(Succeed())
+			Eventually(events).Should(BeEmpty())
+			Expect(post(url, path, body, nil).code).To(Equal(http.StatusOK))
+			Expect(creates.Load()).To(Equal(int32(2)))
+			Expect(events()).To(HaveLen(1))
+		})
+	})
+
+	Describe("when the API server does not confirm the write", func() {
 		BeforeEach(func() { createReceiver(nil) })
 
 		It("answers 503 with Retry-After when the API server refuses, and stores nothing", func() {

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-logr/logr"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -113,43 +114,67 @@ func isJSON(contentType string) bool {
 func (s *Server) store(ctx context.Context, rcv *funnelv1.FunnelReceiver, env *funnel.Envelope, body []byte) reply {
 	ev := NewEvent(rcv, env, body, s.opts.Clock.Now())
 	typ := metricType(env.Type)
-	log := logger(ctx).WithValues("funnelevent", klog.KObj(ev), "type", env.Type, "id", env.ID)
+	// Built only when a line is written: zap encodes values as soon as they are added.
+	log := func() logr.Logger {
+		return logger(ctx).WithValues("funnelevent", klog.KObj(ev), "type", env.Type, "id", env.ID)
+	}
 
+	key := types.NamespacedName{Namespace: ev.Namespace, Name: ev.Name}
+	if s.recent.has(key) {
+		// Created here lately: most likely stored; compare with it. Deleted since, it is
+		// created again below.
+		if r, found := s.duplicate(ctx, ev, typ); found {
+			return r
+		}
+	}
 	err := s.writer.Create(ctx, ev)
 	switch {
 	case err == nil:
+		s.recent.add(key)
 		eventsCreated.WithLabelValues(typ).Inc()
-		log.V(1).Info("Stored event")
+		if v := logger(ctx).V(1); v.Enabled() {
+			log().V(1).Info("Stored event")
+		}
 		return reply{code: http.StatusOK}
 	case apierrors.IsAlreadyExists(err):
-		return s.duplicate(ctx, ev, typ)
+		r, found := s.duplicate(ctx, ev, typ)
+		if !found {
+			// Deleted between the create and the read (retention): let Funnel retry.
+			logger(ctx).Info("The existing event was deleted while being compared; answering 503", "funnelevent", key)
+			return reply{http.StatusServiceUnavailable, "event not stored in time, retry later"}
+		}
+		return r
 	case apierrors.IsInvalid(err) || apierrors.IsBadRequest(err):
-		log.Info("The API server refused the event", "reason", err.Error())
+		log().Info("The API server refused the event", "reason", err.Error())
 		return reply{http.StatusBadRequest, "event cannot be stored: " + err.Error()}
 	default:
-		log.Error(err, "Storing event failed; answering 503 so Funnel retries")
+		log().Error(err, "Storing event failed; answering 503 so Funnel retries")
 		return reply{http.StatusServiceUnavailable, "event not stored in time, retry later"}
 	}
 }
 
-// duplicate answers a receipt of an event whose object already exists: 200 if it is the
-// same event (and count it), 409 if the id was reused for different content.
-func (s *Server) duplicate(ctx context.Context, ev *funnelv1.FunnelEvent, typ string) reply {
+// duplicate answers a receipt of an event whose object exists: 200 if it is the same
+// event (and count it), 409 if the id was reused for different content. found is false
+// when there is no such object.
+func (s *Server) duplicate(ctx context.Context, ev *funnelv1.FunnelEvent, typ string) (r reply, found bool) {
 	key := types.NamespacedName{Namespace: ev.Namespace, Name: ev.Name}
 	var existing funnelv1.FunnelEvent
 	if err := s.writer.Get(ctx, key, &existing); err != nil {
-		// Deleted since (retention) or the API server is struggling: let Funnel retry.
+		if apierrors.IsNotFound(err) {
+			return reply{}, false
+		}
+		// The API server is struggling: let Funnel retry.
 		logger(ctx).Error(err, "Reading the existing event failed; answering 503", "funnelevent", key)
-		return reply{http.StatusServiceUnavailable, "event not stored in time, retry later"}
+		return reply{http.StatusServiceUnavailable, "event not stored in time, retry later"}, true
 	}
 	if !sameEvent(&existing, ev) {
 		eventsConflicting.WithLabelValues(typ).Inc()
 		logger(ctx).Info("Event id received again with different content", "funnelevent", key, "type", ev.Spec.Type, "id", ev.Spec.EventID)
-		return reply{http.StatusConflict, fmt.Sprintf("event %s was already received with different content", key.Name)}
+		return reply{http.StatusConflict, fmt.Sprintf("event %s was already received with different content", key.Name)}, true
 	}
 	eventsDuplicate.WithLabelValues(typ).Inc()
 	s.duplicates.add(&existing)
-	return reply{code: http.StatusOK}
+	return reply{code: http.StatusOK}, true
 }
 
 // sameEvent compares by the receiver's digest when the stored object has one; objects

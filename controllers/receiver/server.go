@@ -66,6 +66,7 @@ type Server struct {
 
 	inFlight   chan struct{}
 	duplicates *duplicateCounter
+	recent     *recentNames
 	serving    atomic.Bool
 
 	limitersMu sync.Mutex
@@ -91,6 +92,7 @@ func NewServer(opts Options, c cache.Cache, w client.Client) *Server {
 		writer:     w,
 		inFlight:   make(chan struct{}, opts.MaxInFlight),
 		duplicates: newDuplicateCounter(w),
+		recent:     newRecentNames(recentCapacity),
 		limiters:   map[types.NamespacedName]*rate.Limiter{},
 	}
 }

@@ -155,7 +155,9 @@ func (b *bench) namespaces() []string {
 			out = append(out, ns...)
 		}
 	}
-	add(phaseRaw, nsRaw)
+	if b.o.has(phaseRaw) || (b.o.adjacentRaw && (b.o.has(phaseIngest) || b.o.has(phaseE2E))) {
+		out = append(out, nsRaw)
+	}
 	if b.o.rawProcessed {
 		add(phaseRaw, nsRawProcessed)
 	}

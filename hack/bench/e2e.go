@@ -146,6 +146,13 @@ func (s *sink) distinct() int {
 // e2eStep runs the throughput run (with the API writes it costs) and the paced run in ns.
 func (b *bench) e2eStep(ctx context.Context, name, ns string, stream uint64) (*e2eStep, error) {
 	step := &e2eStep{Name: name, BaselineConcurrency: b.o.e2eConcurrency, RawCreatesPerSecond: b.rawBaseline(b.o.e2eConcurrency)}
+	adjacent, err := b.adjacentBaseline(ctx, newSource(b.o.seed, 100+stream, 0), b.o.e2eConcurrency, "e2e "+name)
+	if err != nil {
+		return nil, err
+	}
+	if adjacent != nil {
+		step.RawPhasePerSecond, step.RawCreatesPerSecond, step.BaselineAdjacent = step.RawCreatesPerSecond, adjacent, true
+	}
 	w, err := b.watch(ctx, ns)
 	if err != nil {
 		return nil, err

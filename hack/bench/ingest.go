@@ -21,6 +21,7 @@ import (
 //     processing).
 func (b *bench) ingest(ctx context.Context) error {
 	src := newSource(b.o.seed, 2, b.o.duplicates)
+	rawSrc := newSource(b.o.seed, 11, 0)
 	for _, c := range b.o.concurrency {
 		l := ingestLevel{Concurrency: c, RawCreatesPerSecond: b.rawBaseline(c), RawProcessedPerSecond: rateAt(b.res.RawProcessed, c)}
 
@@ -28,6 +29,13 @@ func (b *bench) ingest(ctx context.Context) error {
 		logf("ingest c=%d: restarting the operator as a follower (the bench holds the Lease)", c)
 		if err := b.follow(ctx); err != nil {
 			return err
+		}
+		adjacent, err := b.adjacentBaseline(ctx, rawSrc, c, fmt.Sprintf("ingest c=%d", c))
+		if err != nil {
+			return err
+		}
+		if adjacent != nil {
+			l.RawPhasePerSecond, l.RawCreatesPerSecond, l.BaselineAdjacent = l.RawCreatesPerSecond, adjacent, true
 		}
 		run, err := b.ingestRun(ctx, src, c, fmt.Sprintf("ingest-c%d", c), fmt.Sprintf("ingest c=%d", c), true)
 		if err != nil {

@@ -55,6 +55,7 @@ type options struct {
 
 	rawDuration    time.Duration
 	rawProcessed   bool
+	adjacentRaw    bool
 	ingestDuration time.Duration
 	warmup         time.Duration
 	duplicates     float64
@@ -114,6 +115,7 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&concurrency, "concurrency", "1,8,32,64", "Concurrencies of the raw and ingest phases.")
 	fs.DurationVar(&o.rawDuration, "raw-duration", 10*time.Second, "Duration of each raw concurrency level.")
 	fs.BoolVar(&o.rawProcessed, "raw-processed-baseline", true, "Also measure raw creates in a namespace the operator watches (processed by the controllers, like ingested events): the baseline of ingest with processing.")
+	fs.BoolVar(&o.adjacentRaw, "adjacent-raw", true, "Measure the raw baseline of each ingest level and end-to-end step again right before it (seconds apart, not minutes): the baseline of their ratios.")
 	fs.DurationVar(&o.ingestDuration, "ingest-duration", 10*time.Second, "Duration of each ingest concurrency level.")
 	fs.DurationVar(&o.warmup, "warmup", 2*time.Second, "Unmeasured warm-up before the raw phase, and after each restart of the operator as a follower (ingest levels, scaling steps).")
 	fs.Float64Var(&o.duplicates, "duplicates", 0.10, "Fraction of ingest and scaling requests that repeat an event already sent.")

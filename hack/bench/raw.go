@@ -49,12 +49,12 @@ func (b *bench) raw(ctx context.Context) error {
 	src := newSource(b.o.seed, 1, 0)
 	if b.o.warmup > 0 {
 		logf("raw: warm-up %s", b.o.warmup)
-		if _, err := b.rawLevel(ctx, src, nsRaw, 8, b.o.warmup, ""); err != nil {
+		if _, err := b.rawLevel(ctx, src, nsRaw, 8, b.o.warmup, "", false); err != nil {
 			return err
 		}
 	}
 	for _, c := range b.o.concurrency {
-		l, err := b.rawLevel(ctx, src, nsRaw, c, b.o.rawDuration, fmt.Sprintf("raw-c%d", c))
+		l, err := b.rawLevel(ctx, src, nsRaw, c, b.o.rawDuration, fmt.Sprintf("raw-c%d", c), true)
 		if err != nil {
 			return err
 		}
@@ -66,7 +66,7 @@ func (b *bench) raw(ctx context.Context) error {
 		return nil
 	}
 	for _, c := range b.o.concurrency {
-		l, err := b.rawLevel(ctx, src, nsRawProcessed, c, b.o.rawDuration, fmt.Sprintf("raw-processed-c%d", c))
+		l, err := b.rawLevel(ctx, src, nsRawProcessed, c, b.o.rawDuration, fmt.Sprintf("raw-processed-c%d", c), true)
 		if err != nil {
 			return err
 		}
@@ -80,13 +80,14 @@ func (b *bench) raw(ctx context.Context) error {
 	return nil
 }
 
-// rawLevel runs one level in ns; profile names the profiles taken during it ("" for none).
-func (b *bench) rawLevel(ctx context.Context, src *source, ns string, conc int, dur time.Duration, profile string) (*rawLevel, error) {
+// rawLevel runs one level in ns; label names it in notes and, with profile, the profiles
+// taken during it.
+func (b *bench) rawLevel(ctx context.Context, src *source, ns string, conc int, dur time.Duration, label string, profile bool) (*rawLevel, error) {
 	feedCtx, stop := context.WithCancel(ctx)
 	items, feedErr := rawFeed(feedCtx, ns, src, 0)
 	wait := func() {}
-	if profile != "" {
-		wait = b.profiles(ctx, profile, dur)
+	if profile {
+		wait = b.profiles(ctx, label, dur)
 	}
 	cpu := sampleCPU()
 	t := b.createItems(ctx, conc, dur, items)
@@ -102,7 +103,7 @@ func (b *bench) rawLevel(ctx context.Context, src *source, ns string, conc int, 
 	if t.acked == 0 {
 		return nil, fmt.Errorf("no FunnelEvent could be created at concurrency %d: %v", conc, topReasons(t.reasons, 3))
 	}
-	b.checkOther(profile, cores)
+	b.checkOther(label, cores)
 	return &rawLevel{
 		Concurrency:      conc,
 		Created:          t.acked,
@@ -113,6 +114,22 @@ func (b *bench) rawLevel(ctx context.Context, src *source, ns string, conc int, 
 		CPUCores:         cores,
 		Failures:         topReasons(t.reasons, 5),
 	}, nil
+}
+
+// adjacentBaseline measures raw creates at concurrency c in nsRaw now, right before the
+// level whose baseline it is: the two sides of the ratio are then seconds apart, not
+// minutes (a shared machine drifts, and etcd grows through the run). nil without
+// --adjacent-raw.
+func (b *bench) adjacentBaseline(ctx context.Context, src *source, c int, label string) (*float64, error) {
+	if !b.o.adjacentRaw {
+		return nil, nil
+	}
+	l, err := b.rawLevel(ctx, src, nsRaw, c, b.o.rawDuration, label+" raw baseline", false)
+	if err != nil {
+		return nil, fmt.Errorf("%s, raw baseline right before: %w", label, err)
+	}
+	logf("%s: raw baseline right before: %.1f creates/s  CPU: %s", label, l.CreatesPerSecond, fmtCores(l.CPUCores))
+	return ptrTo(l.CreatesPerSecond), nil
 }
 
 // rawBaseline is the raw creates/s at concurrency c, nil when not measured.

@@ -105,8 +105,13 @@ type ingestRun struct {
 type ingestLevel struct {
 	Concurrency int `json:"concurrency"`
 	ingestRun
-	// RawCreatesPerSecond is the baseline: raw creates/s at the same concurrency.
+	// RawCreatesPerSecond is the baseline: raw creates/s at the same concurrency,
+	// measured right before this level (--adjacent-raw), else in the raw phase.
 	RawCreatesPerSecond *float64 `json:"raw_creates_per_second"`
+	// BaselineAdjacent says the baseline was measured right before this level;
+	// RawPhasePerSecond then keeps the raw phase's figure (when it ran).
+	BaselineAdjacent  bool     `json:"baseline_adjacent"`
+	RawPhasePerSecond *float64 `json:"raw_phase_creates_per_second,omitempty"`
 	// Ratio is the follower's acked/s over RawCreatesPerSecond: the target.
 	Ratio *float64 `json:"ratio"`
 	// WithProcessing is the same level with the operator as the leader: its controllers
@@ -138,9 +143,13 @@ type e2eStep struct {
 	// UnexpectedWrites are the writes other than POST 201 and PUT/status or PATCH/status
 	// 200 (with a subscription, its deliveries may add some).
 	UnexpectedWrites map[string]float64 `json:"unexpected_writes,omitempty"`
-	// RawCreatesPerSecond is the baseline: raw creates/s at BaselineConcurrency.
+	// RawCreatesPerSecond is the baseline: raw creates/s at BaselineConcurrency, measured
+	// right before this step (--adjacent-raw), else in the raw phase (RawPhasePerSecond
+	// then keeps the raw phase's figure).
 	BaselineConcurrency int      `json:"baseline_concurrency,omitempty"`
 	RawCreatesPerSecond *float64 `json:"raw_creates_per_second"`
+	BaselineAdjacent    bool     `json:"baseline_adjacent"`
+	RawPhasePerSecond   *float64 `json:"raw_phase_creates_per_second,omitempty"`
 	Ratio               *float64 `json:"ratio"`
 	// SinkRequests and SinkDistinctKeys are what the local HTTP sink received.
 	// Diagnostics are mean durations in seconds during the throughput run: the API
