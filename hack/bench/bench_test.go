@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -239,11 +241,33 @@ func TestParseFlags(t *testing.T) {
 		{"--duplicates=1"},
 		{"--memory-small=10", "--memory-large=10"},
 		{"--raw-duration=0s"},
+		{"--rounds=0"},
+		{"--rounds=30", "--ingest-duration=10s"},
 		{"stray"},
 	} {
 		if _, err := parseFlags(bad); err == nil {
 			t.Errorf("parseFlags(%q): want an error", bad)
 		}
+	}
+}
+
+func TestTallyMerge(t *testing.T) {
+	a, b := newTally(), newTally()
+	a.add(outcome{status: 200, ack: true, latency: time.Millisecond, it: item{name: "evt-a"}})
+	a.elapsed = time.Second
+	b.add(outcome{status: 200, ack: true, latency: 3 * time.Millisecond, it: item{name: "evt-b", dup: true}})
+	b.add(outcome{status: 503, err: errors.New("overloaded"), latency: 2 * time.Millisecond})
+	b.add(outcome{err: errors.New("timeout")})
+	b.elapsed = 2 * time.Second
+	a.merge(b)
+	if a.sent != 4 || a.acked != 2 || a.ackedDups != 1 || a.noAnswer != 1 || a.elapsed != 3*time.Second {
+		t.Errorf("sent %d acked %d dups %d no answer %d elapsed %s", a.sent, a.acked, a.ackedDups, a.noAnswer, a.elapsed)
+	}
+	if a.byStatus[200] != 2 || a.byStatus[503] != 1 || a.reasons["overloaded"] != 1 || a.reasons["timeout"] != 1 {
+		t.Errorf("by status %v, reasons %v", a.byStatus, a.reasons)
+	}
+	if !slices.Equal(a.ackedNames, []string{"evt-a", "evt-b"}) || len(a.latencies) != 3 {
+		t.Errorf("acked %v, %d latencies", a.ackedNames, len(a.latencies))
 	}
 }
 

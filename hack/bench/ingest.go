@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"math"
 	"net/http"
 	"slices"
 	"time"
@@ -30,16 +31,17 @@ func (b *bench) ingest(ctx context.Context) error {
 		if err := b.follow(ctx); err != nil {
 			return err
 		}
-		adjacent, err := b.adjacentBaseline(ctx, rawSrc, c, fmt.Sprintf("ingest c=%d", c))
+		var raw *interleavedRaw
+		if b.o.adjacentRaw {
+			raw = &interleavedRaw{b: b, src: rawSrc, c: c, label: fmt.Sprintf("ingest c=%d", c)}
+		}
+		run, err := b.ingestRun(ctx, src, c, fmt.Sprintf("ingest-c%d", c), fmt.Sprintf("ingest c=%d", c), true, raw)
 		if err != nil {
 			return err
 		}
-		if adjacent != nil {
-			l.RawPhasePerSecond, l.RawCreatesPerSecond, l.BaselineAdjacent = l.RawCreatesPerSecond, adjacent, true
-		}
-		run, err := b.ingestRun(ctx, src, c, fmt.Sprintf("ingest-c%d", c), fmt.Sprintf("ingest c=%d", c), true)
-		if err != nil {
-			return err
+		if raw != nil {
+			l.RawPhasePerSecond, l.RawCreatesPerSecond, l.BaselineAdjacent = l.RawCreatesPerSecond, ptrTo(raw.rate()), true
+			logf("ingest c=%d: raw baseline interleaved with it: %.1f creates/s over %d rounds", c, raw.rate(), b.o.rounds)
 		}
 		if run.BacklogDrainSeconds, run.TakeoverSeconds, err = b.leadAndDrain(ctx, nsIngest, fmt.Sprintf("ingest c=%d", c)); err != nil {
 			return err
@@ -51,7 +53,7 @@ func (b *bench) ingest(ctx context.Context) error {
 		b.logIngest(fmt.Sprintf("ingest c=%-3d (follower)", c), run, l.Ratio, "raw")
 
 		// The leader, processing meanwhile.
-		led, err := b.ingestRun(ctx, src, c, fmt.Sprintf("ingest-processing-c%d", c), fmt.Sprintf("ingest with processing c=%d", c), false)
+		led, err := b.ingestRun(ctx, src, c, fmt.Sprintf("ingest-processing-c%d", c), fmt.Sprintf("ingest with processing c=%d", c), false, nil)
 		if err != nil {
 			return err
 		}
@@ -82,10 +84,36 @@ func (b *bench) logIngest(what string, r *ingestRun, rat *float64, against strin
 		fmtSeconds(r.Latency.Max), r.Requests-r.Acked, r.Missing, r.Reconciles, r.BacklogDrainSeconds, takeover, fmtCores(r.CPUCores))
 }
 
+// interleavedRaw is the raw baseline of an ingest level, measured in segments that
+// alternate with the level's own (raw, ingest, raw, ingest, …): both sides then see the
+// same moments of a machine whose speed drifts by ±20% within a minute.
+type interleavedRaw struct {
+	b       *bench
+	src     *source
+	c       int
+	label   string
+	created int
+	seconds float64
+}
+
+// segment measures raw creates for d and adds them up.
+func (r *interleavedRaw) segment(ctx context.Context, d time.Duration) error {
+	l, err := r.b.rawLevel(ctx, r.src, nsRaw, r.c, d, r.label+" raw baseline", false)
+	if err != nil {
+		return fmt.Errorf("%s, raw baseline: %w", r.label, err)
+	}
+	r.created += l.Created
+	r.seconds += l.Seconds
+	return nil
+}
+
+func (r *interleavedRaw) rate() float64 { return round3(float64(r.created) / r.seconds) }
+
 // ingestRun measures one closed-loop level in nsIngest (after a warm-up when follower:
 // the operator was just restarted) and verifies that every acknowledged event exists. It
-// leaves the backlog to the caller.
-func (b *bench) ingestRun(ctx context.Context, src *source, c int, profile, label string, follower bool) (*ingestRun, error) {
+// leaves the backlog to the caller. With raw, the level runs in --rounds segments, each
+// after a raw segment of the same length.
+func (b *bench) ingestRun(ctx context.Context, src *source, c int, profile, label string, follower bool, raw *interleavedRaw) (*ingestRun, error) {
 	p := newPoster(b.webhookURL(nsIngest), b.tokens[nsIngest], slices.Max(b.o.concurrency))
 	defer p.close()
 	var warmNames []string
@@ -100,7 +128,13 @@ func (b *bench) ingestRun(ctx context.Context, src *source, c int, profile, labe
 	if err != nil {
 		return nil, err
 	}
-	t, cores, err := b.closedLevel(ctx, src, p, c, b.o.ingestDuration, profile)
+	var t *tally
+	var cores map[string]float64
+	if raw == nil {
+		t, cores, err = b.closedLevel(ctx, src, p, c, b.o.ingestDuration, profile)
+	} else {
+		t, cores, err = b.interleaved(ctx, src, p, c, profile, raw)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", label, err)
 	}
@@ -158,6 +192,32 @@ func (b *bench) closedLevel(ctx context.Context, src *source, p *poster, conc in
 		return nil, nil, fmt.Errorf("no request was acknowledged at concurrency %d: %v", conc, topReasons(t.reasons, 3))
 	}
 	return t, cores, nil
+}
+
+// interleaved runs the level in --rounds segments, each after a raw segment of the same
+// length; the CPU use is the mean of the segments'. Profiles cover the first segment.
+func (b *bench) interleaved(ctx context.Context, src *source, p *poster, c int, profile string, raw *interleavedRaw) (*tally, map[string]float64, error) {
+	seg := b.o.ingestDuration / time.Duration(b.o.rounds)
+	total := newTally()
+	cores := map[string]float64{}
+	for i := range b.o.rounds {
+		if err := raw.segment(ctx, seg); err != nil {
+			return nil, nil, err
+		}
+		t, cs, err := b.closedLevel(ctx, src, p, c, seg, profile)
+		if err != nil {
+			return nil, nil, fmt.Errorf("round %d: %w", i+1, err)
+		}
+		profile = ""
+		total.merge(t)
+		for k, v := range cs {
+			cores[k] += v / float64(b.o.rounds)
+		}
+	}
+	for k, v := range cores {
+		cores[k] = math.Round(v*100) / 100
+	}
+	return total, cores, nil
 }
 
 // shed counts the 503 answers of a tally.

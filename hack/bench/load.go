@@ -144,6 +144,22 @@ func (t *tally) add(o outcome) {
 	}
 }
 
+// merge adds the counts of o, a later run of the same level, to t.
+func (t *tally) merge(o *tally) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.sent, t.acked, t.ackedDups, t.noAnswer = t.sent+o.sent, t.acked+o.acked, t.ackedDups+o.ackedDups, t.noAnswer+o.noAnswer
+	for k, v := range o.byStatus {
+		t.byStatus[k] += v
+	}
+	for k, v := range o.reasons {
+		t.reasons[k] += v
+	}
+	t.latencies = append(t.latencies, o.latencies...)
+	t.ackedNames = append(t.ackedNames, o.ackedNames...)
+	t.elapsed += o.elapsed
+}
+
 // latencyStats are percentiles of answer times, in seconds.
 type latencyStats struct {
 	P50 float64 `json:"p50"`

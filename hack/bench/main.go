@@ -56,6 +56,7 @@ type options struct {
 	rawDuration    time.Duration
 	rawProcessed   bool
 	adjacentRaw    bool
+	rounds         int
 	ingestDuration time.Duration
 	warmup         time.Duration
 	duplicates     float64
@@ -115,7 +116,8 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&concurrency, "concurrency", "1,8,32,64", "Concurrencies of the raw and ingest phases.")
 	fs.DurationVar(&o.rawDuration, "raw-duration", 10*time.Second, "Duration of each raw concurrency level.")
 	fs.BoolVar(&o.rawProcessed, "raw-processed-baseline", true, "Also measure raw creates in a namespace the operator watches (processed by the controllers, like ingested events): the baseline of ingest with processing.")
-	fs.BoolVar(&o.adjacentRaw, "adjacent-raw", true, "Measure the raw baseline of each ingest level and end-to-end step again right before it (seconds apart, not minutes): the baseline of their ratios.")
+	fs.BoolVar(&o.adjacentRaw, "adjacent-raw", true, "Measure the raw baseline of each ingest level again, interleaved with it (--rounds), and of each end-to-end step right before it: the baseline of their ratios.")
+	fs.IntVar(&o.rounds, "rounds", 4, "Segments of an ingest level, each after a raw segment of the same length (with --adjacent-raw).")
 	fs.DurationVar(&o.ingestDuration, "ingest-duration", 10*time.Second, "Duration of each ingest concurrency level.")
 	fs.DurationVar(&o.warmup, "warmup", 2*time.Second, "Unmeasured warm-up before the raw phase, and after each restart of the operator as a follower (ingest levels, scaling steps).")
 	fs.Float64Var(&o.duplicates, "duplicates", 0.10, "Fraction of ingest and scaling requests that repeat an event already sent.")
@@ -176,6 +178,8 @@ func parseFlags(args []string) (options, error) {
 		return o, fmt.Errorf("--memory-small %d, --memory-large %d: want 0 < small < large", o.memorySmall, o.memoryLarge)
 	case o.scalingMaxClients < 1:
 		return o, fmt.Errorf("--scaling-max-in-flight %d: want at least 1", o.scalingMaxClients)
+	case o.rounds < 1 || o.ingestDuration/time.Duration(max(o.rounds, 1)) < 500*time.Millisecond:
+		return o, fmt.Errorf("--rounds %d: want at least 1, and segments of --ingest-duration of at least 500ms", o.rounds)
 	}
 	for name, d := range map[string]time.Duration{"raw-duration": o.rawDuration, "ingest-duration": o.ingestDuration,
 		"e2e-duration": o.e2eDuration, "scaling-duration": o.scalingDuration, "drain-timeout": o.drainTimeout} {
