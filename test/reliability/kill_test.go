@@ -8,7 +8,11 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
 	"github.com/funnel-operator/funnel-operator/test/harness"
 )
 
@@ -55,8 +59,24 @@ var _ = Describe("Operator killed mid-load", func() {
 			}
 		}
 		Expect(after).To(BeNumerically(">", 0), "deliveries after the last restart")
+
+		By("asking for a replay by annotation while the operator is down")
+		op.Kill()
+		var victim string
+		for name := range f.events(Default) {
+			victim = name
+			break
+		}
+		Expect(k8s.Patch(ctx, &funnelv1.FunnelEvent{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: victim}},
+			client.RawPatch(types.MergePatchType, fmt.Appendf(nil, `{"metadata":{"annotations":{%q:"while-down"}}}`, funnelv1.AnnotationReplay)))).To(Succeed())
+		Expect(op.Start()).To(Succeed())
+		Expect(op.WaitReady(ctx, time.Minute)).To(Succeed())
+		Eventually(func(g Gomega) funnelv1.FunnelEventStatus {
+			return f.events(g)[victim].Status
+		}).Should(SatisfyAll(HaveField("ObservedReplay", "while-down"), HaveField("Phase", funnelv1.PhaseSucceeded)),
+			"the replay asked for while the operator was down")
 		record(o.row(fmt.Sprintf("1. operator SIGKILLed %d× mid-load", kills), time.Since(start),
-			fmt.Sprintf("%d events, %d deliveries after the last restart, %d redelivered (same key), codes %s",
+			fmt.Sprintf("%d events, %d deliveries after the last restart, %d redelivered (same key); a replay annotated while the operator was down ran after its restart; codes %s",
 				n, after, redelivered, codes(sent))))
 	})
 })
