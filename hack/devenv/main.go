@@ -72,6 +72,14 @@ func main() {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// Stop like on Ctrl-C when make itself is terminated (SIGTERM reaches make, not us):
+	// nothing this started may outlive it. If make is gone already, stop at once.
+	parent := os.Getppid()
+	if _, _, errno := syscall.RawSyscall(syscall.SYS_PRCTL, syscall.PR_SET_PDEATHSIG, uintptr(syscall.SIGTERM), 0); errno != 0 {
+		fmt.Fprintf(os.Stderr, "make run: asking to be stopped with make: %v\n", errno)
+	} else if os.Getppid() != parent {
+		stop()
+	}
 	if err := run(ctx, o); err != nil {
 		fmt.Fprintf(os.Stderr, "make run: %v\n", err)
 		os.Exit(1)
