@@ -290,7 +290,7 @@ func (b *bench) reconciles(ctx context.Context) (float64, error) {
 	if err != nil {
 		return 0, err
 	}
-	return counterSum(fams, "controller_runtime_reconcile_total", func(l map[string]string) bool { return families[l["controller"]] }), nil
+	return harness.Sum(fams, "controller_runtime_reconcile_total", func(l map[string]string) bool { return families[l["controller"]] }), nil
 }
 
 // apiCode is the HTTP status of an API error (0 when it has none).

@@ -16,6 +16,7 @@ import (
 
 	"github.com/funnel-operator/funnel-operator/api/funnel"
 	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
+	"github.com/funnel-operator/funnel-operator/test/harness"
 )
 
 func TestPercentile(t *testing.T) {
@@ -71,7 +72,7 @@ apiserver_request_duration_seconds_count{component="apiserver",dry_run="",group=
 `
 
 func TestWritesFromMetrics(t *testing.T) {
-	fams, err := parseMetrics([]byte(apiserverMetrics))
+	fams, err := harness.ParseMetrics([]byte(apiserverMetrics))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,18 +21,17 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/discovery"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
 	"github.com/funnel-operator/funnel-operator/controllers"
+	"github.com/funnel-operator/funnel-operator/test/harness"
+	"github.com/funnel-operator/funnel-operator/test/testenv"
 )
 
 // receiverName is the FunnelReceiver every bench namespace has.
@@ -73,7 +72,7 @@ func startCluster(o options, dir string) (*cluster, error) {
 		BinaryAssetsDirectory: assets,
 		CRDDirectoryPaths:     []string{o.crds},
 		ErrorIfCRDPathMissing: true,
-		Scheme:                scheme(),
+		Scheme:                testenv.Scheme(),
 	}
 	env.ControlPlane.Etcd = &envtest.Etcd{DataDir: etcdDir}
 	cfg, err := env.Start()
@@ -95,7 +94,7 @@ func (cl *cluster) init() error {
 	}
 	fast := rest.CopyConfig(cl.cfg)
 	fast.QPS, fast.Burst = -1, 0
-	c, err := client.NewWithWatch(fast, client.Options{Scheme: scheme()})
+	c, err := client.NewWithWatch(fast, client.Options{Scheme: testenv.Scheme()})
 	if err != nil {
 		return fmt.Errorf("creating the client: %w", err)
 	}
@@ -104,14 +103,6 @@ func (cl *cluster) init() error {
 		return fmt.Errorf("creating the API server's HTTP client: %w", err)
 	}
 	return nil
-}
-
-// scheme knows the built-in kinds and ours.
-func scheme() *runtime.Scheme {
-	s := runtime.NewScheme()
-	utilruntime.Must(clientgoscheme.AddToScheme(s))
-	utilruntime.Must(funnelv1.AddToScheme(s))
-	return s
 }
 
 // stop stops the control plane; envtest removes the directories it created.
@@ -319,7 +310,7 @@ func (cl *cluster) metrics(ctx context.Context) (map[string]*dto.MetricFamily, e
 	if err != nil {
 		return nil, err
 	}
-	return parseMetrics(body)
+	return harness.ParseMetrics(body)
 }
 
 // killChildren SIGKILLs every process (and its process group) whose parent is this

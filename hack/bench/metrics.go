@@ -1,25 +1,14 @@
 package main
 
 import (
-	"bytes"
 	"fmt"
 	"sort"
 	"strings"
 
 	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
-)
 
-// parseMetrics parses the Prometheus text exposition format.
-func parseMetrics(body []byte) (map[string]*dto.MetricFamily, error) {
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(bytes.NewReader(body))
-	if err != nil {
-		return nil, fmt.Errorf("parsing metrics: %w", err)
-	}
-	return fams, nil
-}
+	"github.com/funnel-operator/funnel-operator/test/harness"
+)
 
 // writeVerbs are the apiserver_request_total verbs that change an object. The API server
 // reports HTTP-ish verbs (POST, PUT, PATCH, APPLY, DELETE, DELETECOLLECTION); the
@@ -41,7 +30,7 @@ func writesFromMetrics(fams map[string]*dto.MetricFamily) (events, others map[st
 	}
 	events, others = map[string]float64{}, map[string]float64{}
 	for _, m := range fam.GetMetric() {
-		l := labelMap(m)
+		l := harness.Labels(m)
 		if key := eventWriteKey(l); key != "" {
 			events[key+" "+l["code"]] += m.GetCounter().GetValue()
 		} else if key := writeKey(l); key != "" {
@@ -98,14 +87,6 @@ func sortedKeys[V any](m map[string]V) []string {
 	return keys
 }
 
-func labelMap(m *dto.Metric) map[string]string {
-	out := make(map[string]string, len(m.GetLabel()))
-	for _, lp := range m.GetLabel() {
-		out[lp.GetName()] = lp.GetValue()
-	}
-	return out
-}
-
 // gaugeValue returns the single value of an unlabelled gauge, counter or untyped metric.
 func gaugeValue(fams map[string]*dto.MetricFamily, name string) (float64, bool) {
 	fam, ok := fams[name]
@@ -136,7 +117,7 @@ func histogramSums(fams map[string]*dto.MetricFamily, name string, keyOf func(ma
 		return out
 	}
 	for _, m := range fam.GetMetric() {
-		key := keyOf(labelMap(m))
+		key := keyOf(harness.Labels(m))
 		if key == "" || m.GetHistogram() == nil {
 			continue
 		}
@@ -159,19 +140,4 @@ func meansSince(before, after histSums) map[string]float64 {
 		}
 	}
 	return out
-}
-
-// counterSum adds up the counter name's series that keep accepts (0 when there is none).
-func counterSum(fams map[string]*dto.MetricFamily, name string, keep func(map[string]string) bool) float64 {
-	fam, ok := fams[name]
-	if !ok {
-		return 0
-	}
-	sum := 0.0
-	for _, m := range fam.GetMetric() {
-		if keep(labelMap(m)) {
-			sum += m.GetCounter().GetValue()
-		}
-	}
-	return sum
 }

@@ -286,8 +286,26 @@ func (o *Operator) Metrics(ctx context.Context) (map[string]*dto.MetricFamily, e
 	if code != http.StatusOK {
 		return nil, fmt.Errorf("harness: scraping metrics: HTTP %d", code)
 	}
+	return ParseMetrics([]byte(body))
+}
+
+// ParseMetrics parses the Prometheus text exposition format.
+func ParseMetrics(body []byte) (map[string]*dto.MetricFamily, error) {
 	p := expfmt.NewTextParser(model.UTF8Validation)
-	return p.TextToMetricFamilies(strings.NewReader(body))
+	fams, err := p.TextToMetricFamilies(bytes.NewReader(body))
+	if err != nil {
+		return nil, fmt.Errorf("parsing metrics: %w", err)
+	}
+	return fams, nil
+}
+
+// Labels are the label pairs of one series, as a map.
+func Labels(m *dto.Metric) map[string]string {
+	out := make(map[string]string, len(m.GetLabel()))
+	for _, lp := range m.GetLabel() {
+		out[lp.GetName()] = lp.GetValue()
+	}
+	return out
 }
 
 // Sum adds the values (counter, gauge or untyped) of the family's series whose labels
@@ -299,11 +317,7 @@ func Sum(families map[string]*dto.MetricFamily, name string, match func(labels m
 	}
 	total := 0.0
 	for _, m := range f.GetMetric() {
-		labels := map[string]string{}
-		for _, l := range m.GetLabel() {
-			labels[l.GetName()] = l.GetValue()
-		}
-		if match != nil && !match(labels) {
+		if match != nil && !match(Labels(m)) {
 			continue
 		}
 		switch {

@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
+	"github.com/funnel-operator/funnel-operator/controllers"
 	"github.com/funnel-operator/funnel-operator/test/harness"
 	"github.com/funnel-operator/funnel-operator/test/testenv"
 )
@@ -172,17 +173,13 @@ func (f *fixture) unfinished(g Gomega) []string {
 	return out
 }
 
-// finishedByPhase counts the events in each final phase, selected by the API server on
-// the CRD's selectable status.phase.
-func (f *fixture) finishedByPhase(g Gomega) map[funnelv1.EventPhase]int {
-	out := map[funnelv1.EventPhase]int{}
-	for _, phase := range []funnelv1.EventPhase{funnelv1.PhaseSucceeded, funnelv1.PhaseFailed, funnelv1.PhaseIgnored} {
-		list := &metav1.PartialObjectMetadataList{}
-		list.SetGroupVersionKind(funnelv1.GroupVersion.WithKind("FunnelEventList"))
-		g.Expect(k8s.List(ctx, list, client.InNamespace(f.ns), client.MatchingFields{funnelv1.FieldPhase: string(phase)})).To(Succeed())
-		out[phase] = len(list.Items)
-	}
-	return out
+// finished counts the events in a final phase, selected by the API server on the CRD's
+// selectable status.phase (the operator's own selector of finished events).
+func (f *fixture) finished(g Gomega) int {
+	list := &metav1.PartialObjectMetadataList{}
+	list.SetGroupVersionKind(funnelv1.GroupVersion.WithKind("FunnelEventList"))
+	g.Expect(k8s.List(ctx, list, client.InNamespace(f.ns), client.MatchingFieldsSelector{Selector: controllers.FinishedEvents()})).To(Succeed())
+	return len(list.Items)
 }
 
 // waitFinal waits until every FunnelEvent of the namespace (want of them) is in a final
@@ -192,13 +189,7 @@ func (f *fixture) waitFinal(want int, timeout time.Duration) {
 	Eventually(func(g Gomega) {
 		g.Expect(f.unfinished(g)).To(BeEmpty())
 	}).WithTimeout(timeout).Should(Succeed(), "events not in a final phase")
-	Eventually(func(g Gomega) int {
-		n := 0
-		for _, c := range f.finishedByPhase(g) {
-			n += c
-		}
-		return n
-	}).Should(Equal(want), "events listed with field selector status.phase in (Succeeded, Failed, Ignored)")
+	Eventually(f.finished).Should(Equal(want), "events listed with field selector status.phase in (Succeeded, Failed, Ignored)")
 }
 
 // outcome checks acknowledged ⇒ stored and stored ⊆ sent, and returns the figures of a

@@ -146,13 +146,7 @@ var _ = Describe("The operator with exactly config/rbac", func() {
 		By("retention: keep one finished event")
 		Expect(k8s.Patch(ctx, &funnelv1.FunnelReceiver{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: receiverName}},
 			client.RawPatch(types.MergePatchType, []byte(`{"spec":{"retention":{"maxEvents":1}}}`)))).To(Succeed())
-		Eventually(func(g Gomega) int {
-			n := 0
-			for _, c := range f.finishedByPhase(g) {
-				n += c
-			}
-			return n
-		}).Should(Equal(1))
+		Eventually(f.finished).Should(Equal(1))
 
 		By("stopping the operator (SIGTERM: subscription counts flushed, lease released)")
 		op.Stop(20 * time.Second)
