@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -26,7 +25,6 @@ import (
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
 	"github.com/funnel-operator/funnel-operator/controllers"
@@ -39,75 +37,41 @@ const receiverName = "funnel"
 
 // cluster is the local control plane and the clients the bench uses on it.
 type cluster struct {
-	env        *envtest.Environment
-	cfg        *rest.Config
-	kubeconfig string
+	cp *harness.ControlPlane
+	// cfg is an admin configuration without client-side rate limits.
+	cfg *rest.Config
 	// c writes and reads without client-side rate limits (QPS -1).
 	c client.WithWatch
 	// http talks to the API server's own endpoints (/metrics, /debug/pprof) as admin.
 	http *http.Client
 }
 
-// startCluster starts kube-apiserver and etcd with the data in dir/etcd (a fresh
-// directory), installs the CRDs, and writes an admin kubeconfig to dir/kubeconfig.
+// startCluster starts kube-apiserver and etcd (test/harness) with their data in dir (a
+// fresh directory), installs the CRDs, and writes an admin kubeconfig to dir/kubeconfig.
 func startCluster(o options, dir string) (*cluster, error) {
-	assets := os.Getenv("KUBEBUILDER_ASSETS")
-	if assets == "" {
-		return nil, errors.New("KUBEBUILDER_ASSETS is not set: run through `make bench`, which builds the control plane binaries and points at them")
-	}
-	for _, bin := range []string{"etcd", "kube-apiserver"} {
-		if _, err := os.Stat(filepath.Join(assets, bin)); err != nil {
-			return nil, fmt.Errorf("%s not found in KUBEBUILDER_ASSETS=%s: run `make envtest-assets`", bin, assets)
-		}
-	}
 	if _, err := os.Stat(o.crds); err != nil {
 		return nil, fmt.Errorf("CRD directory: %w (run from the repository root, or set --crds)", err)
 	}
 	logf("starting a local control plane (data in %s)", dir)
-	etcdDir := filepath.Join(dir, "etcd")
-	if err := os.MkdirAll(etcdDir, 0o700); err != nil {
-		return nil, err
-	}
-	env := &envtest.Environment{
-		BinaryAssetsDirectory: assets,
-		CRDDirectoryPaths:     []string{o.crds},
-		ErrorIfCRDPathMissing: true,
-		Scheme:                testenv.Scheme(),
-	}
-	env.ControlPlane.Etcd = &envtest.Etcd{DataDir: etcdDir}
-	cfg, err := env.Start()
+	cp, err := harness.StartControlPlane(harness.ControlPlaneOptions{Dir: dir, CRDDirs: []string{o.crds}})
 	if err != nil {
-		_ = env.Stop()
-		return nil, fmt.Errorf("starting the local control plane from %s: %w", assets, err)
-	}
-	cl := &cluster{env: env, cfg: cfg, kubeconfig: filepath.Join(dir, "kubeconfig")}
-	if err := cl.init(); err != nil {
-		cl.stop()
 		return nil, err
+	}
+	cl := &cluster{cp: cp, cfg: cp.Config}
+	if cl.c, err = client.NewWithWatch(cp.Config, client.Options{Scheme: testenv.Scheme()}); err != nil {
+		cl.stop()
+		return nil, fmt.Errorf("creating the client: %w", err)
+	}
+	if cl.http, err = rest.HTTPClientFor(cp.Config); err != nil {
+		cl.stop()
+		return nil, fmt.Errorf("creating the API server's HTTP client: %w", err)
 	}
 	return cl, nil
 }
 
-func (cl *cluster) init() error {
-	if err := os.WriteFile(cl.kubeconfig, cl.env.KubeConfig, 0o600); err != nil {
-		return fmt.Errorf("writing the kubeconfig: %w", err)
-	}
-	fast := rest.CopyConfig(cl.cfg)
-	fast.QPS, fast.Burst = -1, 0
-	c, err := client.NewWithWatch(fast, client.Options{Scheme: testenv.Scheme()})
-	if err != nil {
-		return fmt.Errorf("creating the client: %w", err)
-	}
-	cl.c = c
-	if cl.http, err = rest.HTTPClientFor(fast); err != nil {
-		return fmt.Errorf("creating the API server's HTTP client: %w", err)
-	}
-	return nil
-}
-
-// stop stops the control plane; envtest removes the directories it created.
+// stop stops the control plane.
 func (cl *cluster) stop() {
-	if err := cl.env.Stop(); err != nil {
+	if err := cl.cp.Stop(); err != nil {
 		logf("stopping the local control plane: %v", err)
 	}
 }
