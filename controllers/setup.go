@@ -85,21 +85,23 @@ func CacheOptions(namespaces []string) cache.Options {
 
 // UnfinishedEvents selects the FunnelEvents whose phase is not final.
 func UnfinishedEvents() fields.Selector {
-	return fields.AndSelectors(
-		fields.OneTermNotEqualSelector(funnelv1.FieldPhase, string(funnelv1.PhaseSucceeded)),
-		fields.OneTermNotEqualSelector(funnelv1.FieldPhase, string(funnelv1.PhaseFailed)),
-		fields.OneTermNotEqualSelector(funnelv1.FieldPhase, string(funnelv1.PhaseIgnored)),
-	)
+	return phaseNotIn(funnelv1.PhaseSucceeded, funnelv1.PhaseFailed, funnelv1.PhaseIgnored)
 }
 
 // FinishedEvents selects the FunnelEvents in a final phase: the complement of
 // UnfinishedEvents (an event not yet processed has no phase).
 func FinishedEvents() fields.Selector {
-	return fields.AndSelectors(
-		fields.OneTermNotEqualSelector(funnelv1.FieldPhase, ""),
-		fields.OneTermNotEqualSelector(funnelv1.FieldPhase, string(funnelv1.PhasePending)),
-		fields.OneTermNotEqualSelector(funnelv1.FieldPhase, string(funnelv1.PhaseProcessing)),
-	)
+	return phaseNotIn("", funnelv1.PhasePending, funnelv1.PhaseProcessing)
+}
+
+// phaseNotIn selects the FunnelEvents whose status.phase is none of phases (field
+// selectors have no "in", and a list of "!=" is what the API server takes).
+func phaseNotIn(phases ...funnelv1.EventPhase) fields.Selector {
+	sels := make([]fields.Selector, 0, len(phases))
+	for _, p := range phases {
+		sels = append(sels, fields.OneTermNotEqualSelector(funnelv1.FieldPhase, string(p)))
+	}
+	return fields.AndSelectors(sels...)
 }
 
 // Setup registers every controller and the webhook receiver with the manager.

@@ -132,7 +132,7 @@ func (s *Server) store(ctx context.Context, rcv *funnelv1.FunnelReceiver, env *f
 	case err == nil:
 		s.recent.add(key)
 		eventsCreated.WithLabelValues(typ).Inc()
-		if v := logger(ctx).V(1); v.Enabled() {
+		if logger(ctx).V(1).Enabled() {
 			log().V(1).Info("Stored event")
 		}
 		return reply{code: http.StatusOK}
