@@ -99,10 +99,15 @@ type FunnelEventSpec struct {
 	// +required
 	ReceivedAt metav1.MicroTime `json:"receivedAt"`
 
-	// data is the event's data object, verbatim.
+	// Atomic because it is written once, as a whole: field ownership then records one
+	// field instead of every key in it, which keeps managedFields, and so every read and
+	// write of the object, smaller (measured with make bench).
+
+	// data is the event's data object, verbatim; one atomic value for field ownership.
 	// +required
 	// +kubebuilder:pruning:PreserveUnknownFields
 	// +kubebuilder:validation:Type=object
+	// +mapType=atomic
 	Data runtime.RawExtension `json:"data"`
 }
 
