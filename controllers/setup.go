@@ -24,6 +24,7 @@ import (
 	"github.com/funnel-operator/funnel-operator/api/funnel"
 	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
 	"github.com/funnel-operator/funnel-operator/controllers/delivery"
+	"github.com/funnel-operator/funnel-operator/controllers/metawrite"
 	"github.com/funnel-operator/funnel-operator/controllers/receiver"
 )
 
@@ -64,16 +65,20 @@ type Options struct {
 
 // CacheOptions are the manager's cache settings: FunnelEvents are cached only while
 // unfinished (a field selector on status.phase), so memory follows in-flight work, not
-// history; Jobs only when our deliveries created them.
+// history; Jobs only when our deliveries created them. managedFields are dropped from
+// every cached object: nothing here reads them, and they are about half of an event.
 func CacheOptions(namespaces []string) cache.Options {
 	ours, err := labels.NewRequirement(delivery.LabelSubscription, selection.Exists, nil)
 	if err != nil {
 		panic(err) // a constant, valid label key
 	}
-	opts := cache.Options{ByObject: map[client.Object]cache.ByObject{
-		&funnelv1.FunnelEvent{}: {Field: UnfinishedEvents()},
-		&batchv1.Job{}:          {Label: labels.NewSelector().Add(*ours)},
-	}}
+	opts := cache.Options{
+		ByObject: map[client.Object]cache.ByObject{
+			&funnelv1.FunnelEvent{}: {Field: UnfinishedEvents()},
+			&batchv1.Job{}:          {Label: labels.NewSelector().Add(*ours)},
+		},
+		DefaultTransform: cache.TransformStripManagedFields(),
+	}
 	for _, ns := range namespaces {
 		if opts.DefaultNamespaces == nil {
 			opts.DefaultNamespaces = map[string]cache.Config{}
@@ -128,12 +133,18 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		return fmt.Errorf("setting up the FunnelReceiver controller: %w", err)
 	}
 
+	// Status patches answered with metadata only: the controllers need the new
+	// resourceVersion, not the whole object back.
+	eventWriter, err := metawrite.New(mgr.GetConfig(), mgr.GetClient())
+	if err != nil {
+		return fmt.Errorf("creating the event controllers' client: %w", err)
+	}
 	for _, f := range Families {
 		concurrency := DefaultEventConcurrency[f]
 		if n, ok := opts.EventConcurrency[f]; ok {
 			concurrency = n
 		}
-		r := &EventReconciler{Client: mgr.GetClient(), Family: f, Dispatcher: opts.Dispatcher, Recorder: rec, Clock: opts.Clock}
+		r := &EventReconciler{Client: eventWriter, Family: f, Dispatcher: opts.Dispatcher, Recorder: rec, Clock: opts.Clock}
 		if err := r.SetupWithManager(mgr, concurrency); err != nil {
 			return fmt.Errorf("setting up the %s event controller: %w", f, err)
 		}
@@ -165,7 +176,13 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	// fairness, and a 20 QPS client-side limit would make Funnel wait for nothing.
 	cfg := rest.CopyConfig(mgr.GetConfig())
 	cfg.QPS, cfg.Burst = -1, 0
-	writer, err := client.New(cfg, client.Options{Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper()})
+	// Creates are answered with metadata only: the receiver needs to know the event is
+	// stored, not to read it back.
+	direct, err := client.New(cfg, client.Options{Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper()})
+	if err != nil {
+		return fmt.Errorf("creating the receiver's client: %w", err)
+	}
+	writer, err := metawrite.New(cfg, direct)
 	if err != nil {
 		return fmt.Errorf("creating the receiver's client: %w", err)
 	}
