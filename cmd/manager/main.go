@@ -15,6 +15,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
@@ -81,6 +82,9 @@ func run(cfg config) error {
 		return fmt.Errorf("loading kubeconfig: %w", err)
 	}
 	restCfg.QPS, restCfg.Burst = float32(cfg.apiQPS), cfg.apiBurst
+	// Client-side API latency (request and client rate limiter, by verb): what a slow
+	// reconcile or a slow acknowledgement waited for, next to the API server's own figure.
+	metrics.RegisterRESTClientMetrics(metrics.MetricRequestLatency, metrics.MetricRateLimiterLatency)
 	shutdown := cfg.shutdownTimeout
 	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
 		Scheme:                        scheme,
