@@ -32,6 +32,11 @@ const accept = "application/vnd.kubernetes.protobuf;as=PartialObjectMetadata;g=m
 // Client is c with Create and Status().Patch answered with metadata. After either, obj
 // has the server's metadata (resourceVersion, uid, generation, managedFields, ...) but
 // its spec and status are what was sent: server-side defaults are not read back.
+//
+// Both skip server-side field validation unless the caller asks for it with
+// client.FieldValidation: what goes through here is built from typed structs, so the
+// API server's default check for unknown and duplicate fields (a strict decode of the
+// whole object) can find nothing and only costs time.
 type Client struct {
 	client.Client
 
@@ -83,6 +88,9 @@ func (c *Client) Create(ctx context.Context, obj client.Object, opts ...client.C
 	}
 	o := &client.CreateOptions{}
 	o.ApplyOptions(opts)
+	if o.FieldValidation == "" {
+		o.FieldValidation = metav1.FieldValidationIgnore
+	}
 	req := c.rest.Post().AbsPath(p.path(obj.GetNamespace())...).
 		SetHeader("Content-Type", runtime.ContentTypeJSON).
 		SpecificallyVersionedParams(o.AsCreateOptions(), c.params, metaV1).
@@ -113,6 +121,9 @@ func (w statusWriter) Patch(ctx context.Context, obj client.Object, patch client
 	}
 	o := &client.SubResourcePatchOptions{}
 	o.ApplyOptions(opts)
+	if o.FieldValidation == "" {
+		o.FieldValidation = metav1.FieldValidationIgnore
+	}
 	req := w.c.rest.Patch(patch.Type()).AbsPath(append(p.path(obj.GetNamespace()), obj.GetName(), "status")...).
 		SpecificallyVersionedParams(o.AsPatchOptions(), w.c.params, metaV1).
 		Body(data)

@@ -2,6 +2,7 @@ package metawrite_test
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
@@ -63,6 +65,11 @@ func event(ns, name string) *funnelv1.FunnelEvent {
 		},
 	}
 }
+
+// warningFunc is a rest.WarningHandler.
+type warningFunc func(msg string)
+
+func (f warningFunc) HandleWarningHeader(_ int, _ string, msg string) { f(msg) }
 
 var _ = Describe("metawrite.Client", func() {
 	var ns string
@@ -120,6 +127,33 @@ var _ = Describe("metawrite.Client", func() {
 		Expect(mw.Create(ctx, event(ns, "evt-dry"), client.DryRunAll)).To(Succeed())
 		err := direct.Get(ctx, types.NamespacedName{Namespace: ns, Name: "evt-dry"}, &funnelv1.FunnelEvent{})
 		Expect(apierrors.IsNotFound(err)).To(BeTrue(), "got %v", err)
+	})
+
+	It("skips the API server's unknown-field check unless asked for it", func() {
+		var mu sync.Mutex
+		var warnings []string
+		warned := rest.CopyConfig(cfg)
+		warned.WarningHandler = warningFunc(func(msg string) {
+			mu.Lock()
+			defer mu.Unlock()
+			warnings = append(warnings, msg)
+		})
+		c, err := metawrite.New(warned, direct)
+		Expect(err).NotTo(HaveOccurred())
+		withUnknownField := func(name string) *unstructured.Unstructured {
+			u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(event(ns, name))
+			Expect(err).NotTo(HaveOccurred())
+			obj := &unstructured.Unstructured{Object: u}
+			obj.SetGroupVersionKind(funnelv1.GroupVersion.WithKind("FunnelEvent"))
+			Expect(unstructured.SetNestedField(obj.Object, "x", "spec", "color")).To(Succeed())
+			return obj
+		}
+
+		Expect(c.Create(ctx, withUnknownField("evt-quiet"))).To(Succeed())
+		Expect(warnings).To(BeEmpty())
+
+		Expect(c.Create(ctx, withUnknownField("evt-warned"), client.FieldValidation(metav1.FieldValidationWarn))).To(Succeed())
+		Expect(warnings).To(ContainElement(ContainSubstring(`unknown field "spec.color"`)))
 	})
 
 	It("creates core and cluster-scoped kinds at their own paths", func() {
