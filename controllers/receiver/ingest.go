@@ -21,6 +21,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	utiljson "k8s.io/apimachinery/pkg/util/json"
 	"k8s.io/klog/v2"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/funnel-operator/funnel-operator/api/funnel"
 	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
@@ -121,9 +122,10 @@ func (s *Server) store(ctx context.Context, rcv *funnelv1.FunnelReceiver, env *f
 
 	key := types.NamespacedName{Namespace: ev.Namespace, Name: ev.Name}
 	if s.recent.has(key) {
-		// Created here lately: most likely stored; compare with it. Deleted since, it is
-		// created again below.
-		if r, found := s.duplicate(ctx, ev, typ); found {
+		// Created here lately: most likely stored; compare with it, as the API server's
+		// watch cache has it (resourceVersion "0": no etcd read). Missing there (deleted
+		// since, or the cache not there yet), the create below settles it.
+		if r, found := s.duplicate(ctx, ev, typ, &client.GetOptions{Raw: &metav1.GetOptions{ResourceVersion: "0"}}); found {
 			return r
 		}
 	}
@@ -155,11 +157,12 @@ func (s *Server) store(ctx context.Context, rcv *funnelv1.FunnelReceiver, env *f
 
 // duplicate answers a receipt of an event whose object exists: 200 if it is the same
 // event (and count it), 409 if the id was reused for different content. found is false
-// when there is no such object.
-func (s *Server) duplicate(ctx context.Context, ev *funnelv1.FunnelEvent, typ string) (r reply, found bool) {
+// when there is no such object. A stale read is harmless: the digest never changes, and
+// the count is written with an optimistic lock that re-reads on conflict.
+func (s *Server) duplicate(ctx context.Context, ev *funnelv1.FunnelEvent, typ string, opts ...client.GetOption) (r reply, found bool) {
 	key := types.NamespacedName{Namespace: ev.Namespace, Name: ev.Name}
 	var existing funnelv1.FunnelEvent
-	if err := s.writer.Get(ctx, key, &existing); err != nil {
+	if err := s.writer.Get(ctx, key, &existing, opts...); err != nil {
 		if apierrors.IsNotFound(err) {
 			return reply{}, false
 		}
