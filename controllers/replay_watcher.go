@@ -25,7 +25,7 @@ import (
 // +kubebuilder:rbac:groups=funnel.leasing.dev,resources=funnelevents/status,verbs=patch
 
 // replayListPage is how many finished events' metadata one list request returns.
-const replayListPage = 500
+const replayListPage = 100
 
 // ReplayWatcher makes a new funnel.leasing.dev/replay value work on finished events too.
 // Those are outside the controllers' cache (it holds unfinished events only, so memory
