@@ -146,12 +146,10 @@ func (s *sink) distinct() int {
 // e2eStep runs the throughput run (with the API writes it costs) and the paced run in ns.
 func (b *bench) e2eStep(ctx context.Context, name, ns string, stream uint64) (*e2eStep, error) {
 	step := &e2eStep{Name: name, BaselineConcurrency: b.o.e2eConcurrency, RawCreatesPerSecond: b.rawBaseline(b.o.e2eConcurrency)}
-	adjacent, err := b.adjacentBaseline(ctx, newSource(b.o.seed, 100+stream, 0), b.o.e2eConcurrency, "e2e "+name)
+	rawSrc := newSource(b.o.seed, 100+stream, 0)
+	before, err := b.adjacentBaseline(ctx, rawSrc, b.o.e2eConcurrency, "e2e "+name, "before")
 	if err != nil {
 		return nil, err
-	}
-	if adjacent != nil {
-		step.RawPhasePerSecond, step.RawCreatesPerSecond, step.BaselineAdjacent = step.RawCreatesPerSecond, adjacent, true
 	}
 	w, err := b.watch(ctx, ns)
 	if err != nil {
@@ -167,7 +165,7 @@ func (b *bench) e2eStep(ctx context.Context, name, ns string, stream uint64) (*e
 	if err := b.waitWritesQuiet(ctx, 15*time.Second); err != nil {
 		return nil, err
 	}
-	before, err := b.snapshot(ctx)
+	snapBefore, err := b.snapshot(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -184,24 +182,36 @@ func (b *bench) e2eStep(ctx context.Context, name, ns string, stream uint64) (*e
 	// The final status write is the last write of an event; a second lets the metrics of
 	// any straggler (a conflict's fallback patch) land.
 	time.Sleep(time.Second)
-	after, err := b.snapshot(ctx)
+	snapAfter, err := b.snapshot(ctx)
 	if err != nil {
 		return nil, err
 	}
-	byVerb, total := diffCounts(before.writes, after.writes)
-	step.OtherWrites, _ = diffCounts(before.otherWrites, after.otherWrites)
-	step.Diagnostics = after.since(before)
+	byVerb, total := diffCounts(snapBefore.writes, snapAfter.writes)
+	step.OtherWrites, _ = diffCounts(snapBefore.otherWrites, snapAfter.otherWrites)
+	step.Diagnostics = snapAfter.since(snapBefore)
 	step.WritesByVerb, step.WritesTotal = byVerb, ptrTo(total)
 	step.WritesPerEvent = ratio(total, float64(run.Events))
 	step.UnexpectedWrites = unexpectedWrites(byVerb)
 	if len(step.UnexpectedWrites) > 0 {
 		b.note("e2e %s: writes on funnelevents other than the receiver's POST 201 and the controllers' PUT/status or PATCH/status 200: %s", name, verbs(step.UnexpectedWrites))
 	}
-	if step.RawCreatesPerSecond != nil {
-		step.Ratio = ratio(run.EventsPerSecond, *step.RawCreatesPerSecond)
-	}
 	if step.Missing, err = b.verify(ctx, ns, t.ackedNames); err != nil {
 		return nil, err
+	}
+	// The baseline again once every event finished: the throughput run lasts tens of
+	// seconds, through which the raw rate drifts; the mean of before and after is the
+	// baseline of the moments between them.
+	after, err := b.adjacentBaseline(ctx, rawSrc, b.o.e2eConcurrency, "e2e "+name, "after")
+	if err != nil {
+		return nil, err
+	}
+	if before != nil && after != nil {
+		step.RawPhasePerSecond, step.BaselineAdjacent = step.RawCreatesPerSecond, true
+		step.RawBeforePerSecond, step.RawAfterPerSecond = before, after
+		step.RawCreatesPerSecond = ptrTo(round3((*before + *after) / 2))
+	}
+	if step.RawCreatesPerSecond != nil {
+		step.Ratio = ratio(run.EventsPerSecond, *step.RawCreatesPerSecond)
 	}
 	logf("e2e %s: %d events, %.1f events/s to Succeeded (POST→Succeeded p50 %s p99 %s), %.2f writes/event %v  CPU: %s",
 		name, run.Events, run.EventsPerSecond, fmtSeconds(run.Latency.P50), fmtSeconds(run.Latency.P99), valueOr(step.WritesPerEvent), byVerb, fmtCores(run.CPUCores))

@@ -116,7 +116,7 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&concurrency, "concurrency", "1,8,32,64", "Concurrencies of the raw and ingest phases.")
 	fs.DurationVar(&o.rawDuration, "raw-duration", 10*time.Second, "Duration of each raw concurrency level.")
 	fs.BoolVar(&o.rawProcessed, "raw-processed-baseline", true, "Also measure raw creates in a namespace the operator watches (processed by the controllers, like ingested events): the baseline of ingest with processing.")
-	fs.BoolVar(&o.adjacentRaw, "adjacent-raw", true, "Measure the raw baseline of each ingest level again, interleaved with it (--rounds), and of each end-to-end step right before it: the baseline of their ratios.")
+	fs.BoolVar(&o.adjacentRaw, "adjacent-raw", true, "Measure the raw baseline of each ingest level again, interleaved with it (--rounds), and of each end-to-end step right before and right after it (the mean): the baseline of their ratios.")
 	fs.IntVar(&o.rounds, "rounds", 4, "Segments of an ingest level, each after a raw segment of the same length (with --adjacent-raw).")
 	fs.DurationVar(&o.ingestDuration, "ingest-duration", 10*time.Second, "Duration of each ingest concurrency level.")
 	fs.DurationVar(&o.warmup, "warmup", 2*time.Second, "Unmeasured warm-up before the raw phase, and after each restart of the operator as a follower (ingest levels, scaling steps).")

@@ -116,19 +116,19 @@ func (b *bench) rawLevel(ctx context.Context, src *source, ns string, conc int, 
 	}, nil
 }
 
-// adjacentBaseline measures raw creates at concurrency c in nsRaw now, right before the
-// level whose baseline it is: the two sides of the ratio are then seconds apart, not
-// minutes (a shared machine drifts, and etcd grows through the run). nil without
-// --adjacent-raw.
-func (b *bench) adjacentBaseline(ctx context.Context, src *source, c int, label string) (*float64, error) {
+// adjacentBaseline measures raw creates at concurrency c in nsRaw now, right before (or
+// after: when says which) the measurement whose baseline it is: the two sides of the
+// ratio are then seconds apart, not minutes (a shared machine drifts, and etcd grows
+// through the run). nil without --adjacent-raw.
+func (b *bench) adjacentBaseline(ctx context.Context, src *source, c int, label, when string) (*float64, error) {
 	if !b.o.adjacentRaw {
 		return nil, nil
 	}
 	l, err := b.rawLevel(ctx, src, nsRaw, c, b.o.rawDuration, label+" raw baseline", false)
 	if err != nil {
-		return nil, fmt.Errorf("%s, raw baseline right before: %w", label, err)
+		return nil, fmt.Errorf("%s, raw baseline right %s: %w", label, when, err)
 	}
-	logf("%s: raw baseline right before: %.1f creates/s  CPU: %s", label, l.CreatesPerSecond, fmtCores(l.CPUCores))
+	logf("%s: raw baseline right %s: %.1f creates/s  CPU: %s", label, when, l.CreatesPerSecond, fmtCores(l.CPUCores))
 	return ptrTo(l.CreatesPerSecond), nil
 }
 

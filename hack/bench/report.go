@@ -272,24 +272,27 @@ func renderTables(r *results) string {
 
 	if len(r.E2E) > 0 {
 		sb.WriteString("\n**End to end: POST → phase Succeeded** (latencies in ms)\n\n")
-		t := &table{head: []string{"step", "events", "events/s", "baseline raw/s", "ratio", "p50", "p99", "controllers alone /s", "paced at /s", "paced p50", "paced p99", "writes/event", "writes by verb", "sink requests"}}
+		t := &table{head: []string{"step", "events", "events/s", "baseline raw/s", "raw before · after /s", "ratio", "p50", "p99", "controllers alone /s", "paced at /s", "paced p50", "paced p99", "writes/event", "writes by verb", "sink requests"}}
 		for _, s := range r.E2E {
 			if s.Skipped != "" {
-				t.add(s.Name, "skipped: "+s.Skipped, "", "", "", "", "", "", "", "", "", "", "", "")
+				t.add(s.Name, "skipped: "+s.Skipped, "", "", "", "", "", "", "", "", "", "", "", "", "")
 				continue
 			}
-			row := []string{s.Name, "", "", fp(s.RawCreatesPerSecond, "%.1f"), fp(s.Ratio, "%.2f"), "", "", "", "", "", "", fp(s.WritesPerEvent, "%.2f"), verbs(s.WritesByVerb), "n/a"}
+			row := []string{s.Name, "", "", fp(s.RawCreatesPerSecond, "%.1f"), "", fp(s.Ratio, "%.2f"), "", "", "", "", "", "", fp(s.WritesPerEvent, "%.2f"), verbs(s.WritesByVerb), "n/a"}
+			if s.RawBeforePerSecond != nil && s.RawAfterPerSecond != nil {
+				row[4] = fp(s.RawBeforePerSecond, "%.1f") + " · " + fp(s.RawAfterPerSecond, "%.1f")
+			}
 			if s.SinkRequests != nil {
-				row[13] = strconv.Itoa(*s.SinkRequests)
+				row[14] = strconv.Itoa(*s.SinkRequests)
 			}
 			if th := s.Throughput; th != nil {
-				row[1], row[2], row[5], row[6] = strconv.Itoa(th.Events), f1(th.EventsPerSecond), ms(th.Latency.P50), ms(th.Latency.P99)
+				row[1], row[2], row[6], row[7] = strconv.Itoa(th.Events), f1(th.EventsPerSecond), ms(th.Latency.P50), ms(th.Latency.P99)
 				if th.Tail != nil {
-					row[7] = f1(th.Tail.EventsPerSecond)
+					row[8] = f1(th.Tail.EventsPerSecond)
 				}
 			}
 			if p := s.Paced; p != nil {
-				row[8], row[9], row[10] = f1(p.OfferedPerSecond), ms(p.Latency.P50), ms(p.Latency.P99)
+				row[9], row[10], row[11] = f1(p.OfferedPerSecond), ms(p.Latency.P50), ms(p.Latency.P99)
 			}
 			t.add(row...)
 		}

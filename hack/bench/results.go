@@ -143,12 +143,15 @@ type e2eStep struct {
 	// UnexpectedWrites are the writes other than POST 201 and PUT/status or PATCH/status
 	// 200 (with a subscription, its deliveries may add some).
 	UnexpectedWrites map[string]float64 `json:"unexpected_writes,omitempty"`
-	// RawCreatesPerSecond is the baseline: raw creates/s at BaselineConcurrency, measured
-	// right before this step (--adjacent-raw), else in the raw phase (RawPhasePerSecond
-	// then keeps the raw phase's figure).
+	// RawCreatesPerSecond is the baseline: raw creates/s at BaselineConcurrency, the mean
+	// of RawBeforePerSecond and RawAfterPerSecond, measured right before the throughput
+	// run and right after its last event finished (--adjacent-raw), else in the raw phase
+	// (RawPhasePerSecond then keeps the raw phase's figure).
 	BaselineConcurrency int      `json:"baseline_concurrency,omitempty"`
 	RawCreatesPerSecond *float64 `json:"raw_creates_per_second"`
 	BaselineAdjacent    bool     `json:"baseline_adjacent"`
+	RawBeforePerSecond  *float64 `json:"raw_before_creates_per_second,omitempty"`
+	RawAfterPerSecond   *float64 `json:"raw_after_creates_per_second,omitempty"`
 	RawPhasePerSecond   *float64 `json:"raw_phase_creates_per_second,omitempty"`
 	Ratio               *float64 `json:"ratio"`
 	// SinkRequests and SinkDistinctKeys are what the local HTTP sink received.
