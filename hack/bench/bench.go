@@ -112,6 +112,7 @@ func run(ctx context.Context, o options) error {
 	}{
 		{phaseMemory, b.memorySmall},
 		{phaseRaw, b.raw},
+		{phaseCosts, b.costs},
 		{phaseIngest, b.ingest},
 		{phaseE2E, b.e2e},
 		{phaseScaling, b.scaling},
@@ -155,7 +156,7 @@ func (b *bench) namespaces() []string {
 			out = append(out, ns...)
 		}
 	}
-	if b.o.has(phaseRaw) || (b.o.adjacentRaw && (b.o.has(phaseIngest) || b.o.has(phaseE2E))) {
+	if b.o.has(phaseRaw) || b.o.has(phaseCosts) || (b.o.adjacentRaw && (b.o.has(phaseIngest) || b.o.has(phaseE2E))) {
 		out = append(out, nsRaw)
 	}
 	if b.o.rawProcessed {

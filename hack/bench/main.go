@@ -35,13 +35,14 @@ import (
 // Phase names, in the order they run (memory's small point runs first, its large one last).
 const (
 	phaseRaw     = "raw"
+	phaseCosts   = "costs"
 	phaseIngest  = "ingest"
 	phaseE2E     = "e2e"
 	phaseScaling = "scaling"
 	phaseMemory  = "memory"
 )
 
-var allPhases = []string{phaseRaw, phaseIngest, phaseE2E, phaseScaling, phaseMemory}
+var allPhases = []string{phaseRaw, phaseCosts, phaseIngest, phaseE2E, phaseScaling, phaseMemory}
 
 // options are the command line.
 type options struct {
@@ -69,6 +70,9 @@ type options struct {
 	scalingDuration   time.Duration
 	scalingMaxClients int
 
+	costsCount  int
+	costsRounds int
+
 	memorySmall  int
 	memoryLarge  int
 	memorySettle time.Duration
@@ -93,6 +97,8 @@ var quickDefaults = map[string]string{
 	"e2e-duration":       "3s",
 	"e2e-paced-duration": "2s",
 	"scaling-duration":   "2s",
+	"costs-count":        "200",
+	"costs-rounds":       "1",
 	"memory-small":       "200",
 	"memory-large":       "10000",
 	"memory-settle":      "2s",
@@ -128,6 +134,8 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&steps, "scaling-steps", "25,50,75,100,125,150,200,300", "Offered rates of the scaling phase, in percent of the best ingest rate on a follower (the open loop gets past what the closed loops reached).")
 	fs.DurationVar(&o.scalingDuration, "scaling-duration", 8*time.Second, "Duration of each scaling step.")
 	fs.IntVar(&o.scalingMaxClients, "scaling-max-in-flight", 2048, "Client-side bound on requests in flight in the scaling phase; arrivals past it are counted as dropped by the client.")
+	fs.IntVar(&o.costsCount, "costs-count", 1000, "Objects per operation and round of the costs phase.")
+	fs.IntVar(&o.costsRounds, "costs-rounds", 3, "Rounds of the costs phase (create, status patch, get, in turn).")
 	fs.IntVar(&o.memorySmall, "memory-small", 1000, "Finished events stored for the memory phase's first point.")
 	fs.IntVar(&o.memoryLarge, "memory-large", 50000, "Finished events stored for the memory phase's second point.")
 	fs.DurationVar(&o.memorySettle, "memory-settle", 5*time.Second, "How long the restarted operator idles before its memory is read.")
@@ -176,6 +184,8 @@ func parseFlags(args []string) (options, error) {
 		return o, fmt.Errorf("--e2e-paced-fraction %v: want a fraction in (0, 2]", o.e2ePacedFraction)
 	case o.memorySmall < 1 || o.memoryLarge <= o.memorySmall:
 		return o, fmt.Errorf("--memory-small %d, --memory-large %d: want 0 < small < large", o.memorySmall, o.memoryLarge)
+	case o.costsCount < 1 || o.costsRounds < 1:
+		return o, fmt.Errorf("--costs-count %d, --costs-rounds %d: want at least 1 each", o.costsCount, o.costsRounds)
 	case o.scalingMaxClients < 1:
 		return o, fmt.Errorf("--scaling-max-in-flight %d: want at least 1", o.scalingMaxClients)
 	case o.rounds < 1 || o.ingestDuration/time.Duration(max(o.rounds, 1)) < 500*time.Millisecond:

@@ -321,6 +321,15 @@ func renderTables(r *results) string {
 		sb.WriteString(t.String())
 	}
 
+	if c := r.Costs; c != nil {
+		fmt.Fprintf(&sb, "\n**What one operation on a FunnelEvent costs** (CPU time per operation, %d workers, %d rounds of create, status patch and get in turn, objects in `bench-raw`)\n\n", c.Concurrency, c.Rounds)
+		t := &table{head: []string{"operation", "operations", "apiserver ms CPU", "× a create", "etcd ms CPU"}}
+		for _, o := range c.Ops {
+			t.add(o.Op, strconv.Itoa(o.Count), fmt.Sprintf("%.2f", o.APIServerMsPerOp), fmt.Sprintf("%.2f", o.TimesCreate), fmt.Sprintf("%.2f", o.EtcdMsPerOp))
+		}
+		sb.WriteString(t.String())
+	}
+
 	if m := r.Memory; m != nil {
 		sb.WriteString("\n**Operator memory** (restarted, idle, after a forced GC)\n\n")
 		t := &table{head: []string{"finished events stored (watched namespaces)", "RSS MiB", "heap in use MiB", "goroutines"}}

@@ -32,6 +32,8 @@ type results struct {
 	E2E          []e2eStep      `json:"e2e"`
 	Scaling      *scalingResult `json:"scaling"`
 	Memory       *memoryResult  `json:"memory"`
+	// Costs are the API server's and etcd's CPU per operation on a FunnelEvent.
+	Costs *costsResult `json:"costs"`
 
 	Machine         machine           `json:"machine"`
 	Date            string            `json:"date"`
@@ -349,4 +351,23 @@ func check(name, field string, v *float64, op string, limit float64) target {
 		t.Met = &met
 	}
 	return t
+}
+
+// costsResult is what one operation on a FunnelEvent costs the API server and etcd.
+type costsResult struct {
+	Concurrency int      `json:"concurrency"`
+	Rounds      int      `json:"rounds"`
+	Ops         []opCost `json:"ops"`
+}
+
+// opCost sums one operation over the rounds of the costs phase.
+type opCost struct {
+	Op               string  `json:"op"`
+	Count            int     `json:"count"`
+	APIServerSeconds float64 `json:"apiserver_cpu_seconds"`
+	EtcdSeconds      float64 `json:"etcd_cpu_seconds"`
+	APIServerMsPerOp float64 `json:"apiserver_cpu_ms_per_op"`
+	EtcdMsPerOp      float64 `json:"etcd_cpu_ms_per_op"`
+	// TimesCreate is the API server's CPU per operation over its CPU per create.
+	TimesCreate float64 `json:"apiserver_times_create"`
 }
