@@ -22,7 +22,7 @@ the same machine, at the same moment.
 ` + "```sh" + `
 make bench                                       # the full run, about 13 minutes on 2 cores; rewrites bench/
 make bench BENCH_FLAGS=--quick                   # a 4-5 minute smoke run of every phase; prints, writes nothing
-make bench BENCH_FLAGS='--phases=raw,ingest'     # a subset (raw, ingest, e2e, scaling, memory)
+make bench BENCH_FLAGS='--phases=raw,ingest'     # a subset (raw, costs, ingest, e2e, scaling, memory)
 make bench BENCH_FLAGS='--quick --out=/tmp/b'    # write the files of a partial run elsewhere
 make bench BENCH_FLAGS='--apiserver-pprof=/tmp/prof --cpuprofile=/tmp/prof/bench.pprof'
 bin/bench --help                                 # every flag: durations, counts, concurrencies, seed
