@@ -85,8 +85,8 @@ func do(req *http.Request) answer {
 	return answer{resp.StatusCode, string(b), resp.Header}
 }
 
-// counterValue reads one series of a counter from controller-runtime's registry.
-func counterValue(name string, labels map[string]string) float64 {
+// metricValue reads one series of a counter or gauge from controller-runtime's registry.
+func metricValue(name string, labels map[string]string) float64 {
 	GinkgoHelper()
 	families, err := metrics.Registry.Gather()
 	Expect(err).NotTo(HaveOccurred())
@@ -101,13 +101,19 @@ func counterValue(name string, labels map[string]string) float64 {
 					continue series
 				}
 			}
-			return counterOf(m)
+			return valueOf(m)
 		}
 	}
 	return 0
 }
 
-func counterOf(m *dto.Metric) float64 { return m.GetCounter().GetValue() }
+// valueOf is the value of a counter or a gauge.
+func valueOf(m *dto.Metric) float64 {
+	if g := m.GetGauge(); g != nil {
+		return g.GetValue()
+	}
+	return m.GetCounter().GetValue()
+}
 
 func partnerName(body []byte) string {
 	sum := sha256.Sum256(body)
@@ -294,12 +300,12 @@ var _ = Describe("Webhook receiver", func() {
 
 		It("answers 409 when an id comes back with different content, and keeps the first", func() {
 			Expect(post(webhookURL, path, example("classic-lease_transaction.status_updated.json"), nil).code).To(Equal(http.StatusOK))
-			conflicts := counterValue("funnel_events_conflicting_total", map[string]string{"type": "lease_transaction.status_updated"})
+			conflicts := metricValue("funnel_events_conflicting_total", map[string]string{"type": "lease_transaction.status_updated"})
 			changed := bytes.Replace(example("classic-lease_transaction.status_updated.json"), []byte(`"Approved"`), []byte(`"Denied"`), 1)
 			a := post(webhookURL, path, changed, nil)
 			Expect(a.code).To(Equal(http.StatusConflict))
 			Expect(a.body).To(ContainSubstring("evt-8932127 was already received with different content"))
-			Expect(counterValue("funnel_events_conflicting_total", map[string]string{"type": "lease_transaction.status_updated"})).To(Equal(conflicts + 1))
+			Expect(metricValue("funnel_events_conflicting_total", map[string]string{"type": "lease_transaction.status_updated"})).To(Equal(conflicts + 1))
 			Expect(events()).To(ConsistOf(HaveField("Spec.Data.Raw", ContainSubstring(`"Approved"`))))
 		})
 
@@ -333,18 +339,20 @@ var _ = Describe("Webhook receiver", func() {
 				g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "evt-8cc87045-1111-4a16-a882-454044e6762a"}, &ev)).To(Succeed())
 				return ev.Status.Duplicates
 			}).Should(Equal(int64(49)))
+			Eventually(func() float64 { return metricValue("funnel_webhook_duplicate_counts_pending", nil) }).
+				Should(BeZero(), "no duplicate count left waiting once they are written")
 		})
 
 		It("counts requests, created events and duplicates in its metrics", func() {
 			receiverLabel := map[string]string{"receiver": ns + "/funnel", "code": "200"}
-			created := counterValue("funnel_events_created_total", map[string]string{"type": "renter.status-change"})
-			dups := counterValue("funnel_events_duplicate_total", map[string]string{"type": "renter.status-change"})
+			created := metricValue("funnel_events_created_total", map[string]string{"type": "renter.status-change"})
+			dups := metricValue("funnel_events_duplicate_total", map[string]string{"type": "renter.status-change"})
 			body := example("partner-renter.status-change.json")
 			Expect(post(webhookURL, path, body, nil).code).To(Equal(http.StatusOK))
 			Expect(post(webhookURL, path, body, nil).code).To(Equal(http.StatusOK))
-			Expect(counterValue("funnel_webhook_requests_total", receiverLabel)).To(Equal(2.0))
-			Expect(counterValue("funnel_events_created_total", map[string]string{"type": "renter.status-change"})).To(Equal(created + 1))
-			Expect(counterValue("funnel_events_duplicate_total", map[string]string{"type": "renter.status-change"})).To(Equal(dups + 1))
+			Expect(metricValue("funnel_webhook_requests_total", receiverLabel)).To(Equal(2.0))
+			Expect(metricValue("funnel_events_created_total", map[string]string{"type": "renter.status-change"})).To(Equal(created + 1))
+			Expect(metricValue("funnel_events_duplicate_total", map[string]string{"type": "renter.status-change"})).To(Equal(dups + 1))
 		})
 	})
 

@@ -55,6 +55,9 @@ func (d *duplicateCounter) add(ev *funnelv1.FunnelEvent) {
 	}
 	d.pending[key] = pendingCount{n: p.n + 1, resourceVersion: ev.ResourceVersion, duplicates: ev.Status.Duplicates}
 	d.mu.Unlock()
+	if !ok {
+		duplicateCountsPending.Inc()
+	}
 	select {
 	case d.wake <- struct{}{}:
 	default:
@@ -63,6 +66,11 @@ func (d *duplicateCounter) add(ev *funnelv1.FunnelEvent) {
 
 // run writes pending counts until ctx ends.
 func (d *duplicateCounter) run(ctx context.Context) {
+	defer func() {
+		d.mu.Lock()
+		duplicateCountsPending.Sub(float64(len(d.pending)))
+		d.mu.Unlock()
+	}()
 	for {
 		select {
 		case <-ctx.Done():
@@ -78,6 +86,7 @@ func (d *duplicateCounter) run(ctx context.Context) {
 				duplicateCountsDropped.Add(float64(p.n))
 				ctrl.LoggerFrom(ctx).V(1).Info("Could not record duplicate receipts", "event", key, "count", p.n, "error", err.Error())
 			}
+			duplicateCountsPending.Dec()
 		}
 	}
 }

@@ -35,6 +35,11 @@ var (
 		Help: "Receipts of an event id already stored with different content (answered 409), by event type.",
 	}, []string{"type"})
 
+	duplicateCountsPending = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "funnel_webhook_duplicate_counts_pending",
+		Help: "Events whose duplicate receipts wait to be added to status.duplicates (written in the background, one event after the other).",
+	})
+
 	duplicateCountsDropped = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "funnel_webhook_duplicate_counts_dropped_total",
 		Help: "Duplicate receipts not added to status.duplicates because the counter's queue was full or the update failed.",
@@ -43,5 +48,5 @@ var (
 
 func init() {
 	metrics.Registry.MustRegister(requestsTotal, requestDuration, eventsCreated, eventsDuplicate,
-		eventsConflicting, duplicateCountsDropped)
+		eventsConflicting, duplicateCountsPending, duplicateCountsDropped)
 }
