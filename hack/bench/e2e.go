@@ -146,6 +146,12 @@ func (s *sink) distinct() int {
 // e2eStep runs the throughput run (with the API writes it costs) and the paced run in ns.
 func (b *bench) e2eStep(ctx context.Context, name, ns string, stream uint64) (*e2eStep, error) {
 	step := &e2eStep{Name: name, BaselineConcurrency: b.o.e2eConcurrency, RawCreatesPerSecond: b.rawBaseline(b.o.e2eConcurrency)}
+	// Background writes of earlier phases (the receiver's duplicate counts, written one
+	// after the other, still draining after an ingest level with processing) would slow
+	// the baseline down and flatter the ratio: it starts when they are over.
+	if err := b.waitWritesQuiet(ctx, time.Minute); err != nil {
+		return nil, err
+	}
 	rawSrc := newSource(b.o.seed, 100+stream, 0)
 	before, err := b.adjacentBaseline(ctx, rawSrc, b.o.e2eConcurrency, "e2e "+name, "before")
 	if err != nil {
@@ -160,8 +166,7 @@ func (b *bench) e2eStep(ctx context.Context, name, ns string, stream uint64) (*e
 	p := newPoster(b.webhookURL(ns), b.tokens[ns], b.o.e2eConcurrency)
 	defer p.close()
 
-	// Background writes of earlier phases (the receiver's duplicate counts, written one
-	// after the other) must not be counted as this run's.
+	// Nor counted as this run's.
 	if err := b.waitWritesQuiet(ctx, 15*time.Second); err != nil {
 		return nil, err
 	}
@@ -542,7 +547,7 @@ func (b *bench) waitWritesQuiet(ctx context.Context, timeout time.Duration) erro
 			return nil
 		}
 		if time.Now().After(deadline) {
-			b.note("writes on funnelevents were still going on %s after the previous phase; the e2e write count may include some of them", timeout)
+			b.note("writes on funnelevents were still going on %s after the previous phase; the e2e baseline and write count may include some of them", timeout)
 			return nil
 		}
 		last = total
