@@ -222,17 +222,17 @@ func renderTables(r *results) string {
 			"drain = from the release of the Lease until the leader finished the backlog. Secondary, on the right: the operator as the leader, " +
 			"processing on the same API server meanwhile; ratio⁺ = ingest with processing ÷ raw with processing)\n\n")
 		t := &table{head: []string{"concurrency", "raw creates/s", "raw p50", "raw p99", "raw right before /s", "ingest acked/s", "ratio",
-			"ingest p50", "p95", "p99", "max", "not acked", "missing", "backlog drain s",
+			"ingest p50", "p95", "p99", "max", "not acked", "missing", "backlog drain s", "duplicate counts drain s",
 			"raw with processing /s", "ingest with processing /s", "ratio⁺"}}
 		for _, c := range concurrencies(r) {
-			row := []string{strconv.Itoa(c), "n/a", "", "", "n/a", "n/a", "n/a", "", "", "", "", "", "", "", "n/a", "n/a", "n/a"}
+			row := []string{strconv.Itoa(c), "n/a", "", "", "n/a", "n/a", "n/a", "", "", "", "", "", "", "", "", "n/a", "n/a", "n/a"}
 			for _, l := range r.Raw {
 				if l.Concurrency == c {
 					row[1], row[2], row[3] = f1(l.CreatesPerSecond), ms(l.Latency.P50), ms(l.Latency.P99)
 				}
 			}
 			if p := rateAt(r.RawProcessed, c); p != nil {
-				row[14] = f1(*p)
+				row[15] = f1(*p)
 			}
 			for _, l := range r.Ingest {
 				if l.Concurrency == c {
@@ -242,8 +242,9 @@ func renderTables(r *results) string {
 					row[5], row[6] = f1(l.AckedPerSecond), fp(l.Ratio, "%.2f")
 					row[7], row[8], row[9], row[10] = ms(l.Latency.P50), ms(l.Latency.P95), ms(l.Latency.P99), ms(l.Latency.Max)
 					row[11], row[12], row[13] = strconv.Itoa(l.Requests-l.Acked), strconv.Itoa(l.Missing), f1(l.BacklogDrainSeconds)
+					row[14] = f1(l.DuplicateDrainSeconds)
 					if w := l.WithProcessing; w != nil {
-						row[15], row[16] = f1(w.AckedPerSecond), fp(l.RatioProcessed, "%.2f")
+						row[16], row[17] = f1(w.AckedPerSecond), fp(l.RatioProcessed, "%.2f")
 					}
 				}
 			}

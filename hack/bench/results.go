@@ -96,9 +96,13 @@ type ingestRun struct {
 	TakeoverSeconds float64 `json:"leader_takeover_seconds,omitempty"`
 	// Reconciles counts the event controllers' reconciles during the run: 0 when the
 	// operator was a follower.
-	Reconciles float64            `json:"reconciles"`
-	CPUCores   map[string]float64 `json:"cpu_cores"`
-	Failures   []string           `json:"failures,omitempty"`
+	Reconciles float64 `json:"reconciles"`
+	// DuplicateDrainSeconds (interleaved follower runs) is the time spent after the ingest
+	// segments until the receiver had written its duplicate counts: drained before each
+	// raw segment, not counted in the ingest rate.
+	DuplicateDrainSeconds float64            `json:"duplicate_count_drain_seconds,omitempty"`
+	CPUCores              map[string]float64 `json:"cpu_cores"`
+	Failures              []string           `json:"failures,omitempty"`
 }
 
 // ingestLevel is the receiver at one concurrency, measured on a follower (the operator
