@@ -41,7 +41,6 @@ type Client struct {
 	client.Client
 
 	rest     rest.Interface
-	scheme   *runtime.Scheme
 	json     runtime.Encoder
 	params   runtime.ParameterCodec
 	mu       sync.Mutex
@@ -69,7 +68,6 @@ func New(cfg *rest.Config, c client.Client) (*Client, error) {
 	return &Client{
 		Client:   c,
 		rest:     rc,
-		scheme:   c.Scheme(),
 		json:     json.NewSerializerWithOptions(json.DefaultMetaFactory, c.Scheme(), c.Scheme(), json.SerializerOptions{}),
 		params:   runtime.NewParameterCodec(params),
 		prefixes: map[schema.GroupVersionKind]prefix{},
@@ -82,7 +80,7 @@ func (c *Client) Create(ctx context.Context, obj client.Object, opts ...client.C
 	if err != nil {
 		return err
 	}
-	body, err := runtime.Encode(runtime.WithVersionEncoder{Version: gvk.GroupVersion(), Encoder: c.json, ObjectTyper: c.scheme}, obj)
+	body, err := runtime.Encode(runtime.WithVersionEncoder{Version: gvk.GroupVersion(), Encoder: c.json, ObjectTyper: c.Scheme()}, obj)
 	if err != nil {
 		return fmt.Errorf("metawrite: encoding %s: %w", gvk.Kind, err)
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"math"
 	"sync"
 	"time"
 
@@ -65,7 +64,7 @@ func (b *bench) costs(ctx context.Context) error {
 			if err := forEach(ctx, evs, costsConcurrency, s.do); err != nil {
 				return fmt.Errorf("costs: %s: %w", s.op, err)
 			}
-			used := cpuSince(cpu)
+			used := sampleCPU().secondsSince(cpu)
 			c := sums[s.op]
 			c.Count += len(evs)
 			c.APIServerSeconds += used["apiserver"]
@@ -143,14 +142,4 @@ func forEach(ctx context.Context, evs []*funnelv1.FunnelEvent, conc int, do func
 		return first
 	}
 	return ctx.Err()
-}
-
-// cpuSince is the CPU seconds each component used since before.
-func cpuSince(before cpuSample) map[string]float64 {
-	after := sampleCPU()
-	out := map[string]float64{}
-	for k, v := range after.seconds {
-		out[k] = math.Max(v-before.seconds[k], 0)
-	}
-	return out
 }

@@ -109,13 +109,21 @@ func coresSince(before cpuSample) map[string]float64 {
 		return out
 	}
 	ours := 0.0
-	for k, v := range after.seconds {
-		d := v - before.seconds[k]
+	for k, d := range after.secondsSince(before) {
 		ours += d
 		out[k] = math.Round(d/secs*100) / 100
 	}
 	if other := after.total - before.total - ours; !math.IsNaN(other) {
 		out[otherKey] = math.Round(max(other, 0)/secs*100) / 100
+	}
+	return out
+}
+
+// secondsSince is the CPU seconds each component of s used since before.
+func (s cpuSample) secondsSince(before cpuSample) map[string]float64 {
+	out := make(map[string]float64, len(s.seconds))
+	for k, v := range s.seconds {
+		out[k] = v - before.seconds[k]
 	}
 	return out
 }
