@@ -4,16 +4,15 @@ import (
 	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
-	"crypto/sha512"
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/hex"
-	"hash"
 	"net"
 	"net/http"
 	"net/netip"
 	"strings"
 
+	"github.com/funnel-operator/funnel-operator/api/funnel"
 	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
 )
 
@@ -40,10 +39,6 @@ func tokenMatches(header string, want []byte) bool {
 // base64 (standard or URL alphabet, padded or not), optionally prefixed with
 // "<algorithm>=" as GitHub-style senders do.
 func signatureMatches(header string, body, key []byte, algo funnelv1.HMACAlgorithm) bool {
-	newHash := sha256.New
-	if algo == funnelv1.HMACSHA512 {
-		newHash = sha512.New
-	}
 	sig := strings.TrimSpace(header)
 	if prefix, rest, ok := strings.Cut(sig, "="); ok && strings.EqualFold(prefix, string(algo)) {
 		sig = rest
@@ -51,7 +46,7 @@ func signatureMatches(header string, body, key []byte, algo funnelv1.HMACAlgorit
 	if sig == "" {
 		return false
 	}
-	mac := computeMAC(newHash, key, body)
+	mac := funnel.MAC(string(algo), key, body)
 	for _, decode := range []func(string) ([]byte, error){
 		hex.DecodeString,
 		base64.StdEncoding.DecodeString,
@@ -64,12 +59,6 @@ func signatureMatches(header string, body, key []byte, algo funnelv1.HMACAlgorit
 		}
 	}
 	return false
-}
-
-func computeMAC(newHash func() hash.Hash, key, body []byte) []byte {
-	m := hmac.New(newHash, key)
-	m.Write(body)
-	return m.Sum(nil)
 }
 
 // clientAddr is the address allowedCIDRs are checked against: the direct peer, or, when

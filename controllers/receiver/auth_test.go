@@ -1,14 +1,13 @@
 package receiver
 
 import (
-	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
-	"hash"
 	"net/http"
 	"net/netip"
 	"testing"
 
+	"github.com/funnel-operator/funnel-operator/api/funnel"
 	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
 )
 
@@ -39,7 +38,7 @@ func TestTokenMatches(t *testing.T) {
 
 func TestSignatureMatches(t *testing.T) {
 	body := []byte(`{"event":"renter.created","data":{}}`)
-	mac := computeMAC(newSHA256, []byte("key"), body)
+	mac := funnel.MAC(funnel.HMACSHA256, []byte("key"), body)
 	for _, tc := range []struct {
 		name, header string
 		algo         funnelv1.HMACAlgorithm
@@ -125,6 +124,5 @@ func TestIsJSON(t *testing.T) {
 	}
 }
 
-func newSHA256() hash.Hash  { return sha256.New() }
 func hexOf(b []byte) string { return hex.EncodeToString(b) }
 func b64(b []byte) string   { return base64.StdEncoding.EncodeToString(b) }

@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/funnel-operator/funnel-operator/api/funnel"
 	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
 )
 
@@ -183,8 +184,6 @@ type reply struct {
 	msg  string
 }
 
-const ackBody = "Funnel Event Received"
-
 // serveWebhook handles POST /webhooks/{namespace}/{receiver}.
 func (s *Server) serveWebhook(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
@@ -217,7 +216,7 @@ func (s *Server) answer(w http.ResponseWriter, receiver string, start time.Time,
 	}
 	body := rep.msg
 	if rep.code == http.StatusOK {
-		body = ackBody
+		body = funnel.AckBody
 	} else {
 		body += "\n"
 	}
