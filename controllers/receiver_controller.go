@@ -22,6 +22,8 @@ type ReceiverReconciler struct {
 	// ExternalURL, when set (e.g. https://funnel.example.com), is prefixed to the webhook
 	// path in status.url so users can hand the full URL to Funnel support.
 	ExternalURL string
+	// Policy is what receivers may ask for, as the webhook server applies it.
+	Policy receiver.Policy
 }
 
 // +kubebuilder:rbac:groups=funnel.leasing.dev,resources=funnelreceivers,verbs=list;watch
@@ -40,7 +42,7 @@ func (r *ReceiverReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 	}
 
 	base := rcv.DeepCopy()
-	cfg, err := receiver.Resolve(ctx, r.Client, &rcv)
+	cfg, err := receiver.Resolve(ctx, r.Client, &rcv, r.Policy)
 	if err != nil {
 		return ctrl.Result{}, err
 	}

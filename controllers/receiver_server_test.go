@@ -133,7 +133,7 @@ func awaitReceiver(ns, reason string) {
 	Eventually(func(g Gomega) string {
 		var rcv funnelv1.FunnelReceiver
 		g.Expect(mgrCache.Get(ctx, client.ObjectKey{Namespace: ns, Name: "funnel"}, &rcv)).To(Succeed())
-		cfg, err := receiver.Resolve(ctx, mgrCache, &rcv)
+		cfg, err := receiver.Resolve(ctx, mgrCache, &rcv, receiver.Policy{AllowInsecure: true})
 		g.Expect(err).NotTo(HaveOccurred())
 		return cfg.Ready.Reason
 	}).Should(Equal(reason))
@@ -181,12 +181,14 @@ var _ = Describe("Webhook receiver", func() {
 	}
 
 	// startReceiver runs a second webhook server on the manager's cache whose writes go
-	// through the given interceptor, so specs can make the API server fail or hang.
-	startReceiver := func(funcs interceptor.Funcs, deadline time.Duration) string {
+	// through the given interceptor, so specs can make the API server fail or hang, or
+	// run it with other options.
+	startReceiver := func(funcs interceptor.Funcs, opts receiver.Options) string {
 		GinkgoHelper()
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		Expect(err).NotTo(HaveOccurred())
-		srv := receiver.NewServer(receiver.Options{Listener: ln, AnswerDeadline: deadline}, mgrCache, interceptor.NewClient(must(client.NewWithWatch(cfg, client.Options{Scheme: testenv.Scheme()})), funcs))
+		opts.Listener = ln
+		srv := receiver.NewServer(opts, mgrCache, interceptor.NewClient(must(client.NewWithWatch(cfg, client.Options{Scheme: testenv.Scheme()})), funcs))
 		srvCtx, stop := context.WithCancel(ctx)
 		done := make(chan error, 1)
 		go func() { done <- srv.Start(srvCtx) }()
@@ -545,6 +547,21 @@ var _ = Describe("Webhook receiver", func() {
 			Expect(events()).To(BeEmpty())
 		})
 
+		It("ignores insecureSkipAuth unless the operator allows unauthenticated receivers", func() {
+			Expect(k8s.Create(ctx, &funnelv1.FunnelReceiver{
+				ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "funnel"},
+				Spec:       funnelv1.FunnelReceiverSpec{Auth: funnelv1.ReceiverAuth{InsecureSkipAuth: true}},
+			})).To(Succeed())
+			awaitReceiver(ns, funnelv1.ReasonAccepting) // this suite's operator allows them
+			strict := startReceiver(interceptor.Funcs{}, receiver.Options{})
+			body := example("partner-renter.status-change.json")
+			a := post(strict, path, body, map[string]string{"Authorization": ""})
+			Expect(a.code).To(Equal(http.StatusServiceUnavailable))
+			Expect(a.body).To(ContainSubstring(funnelv1.ReasonInsecureNotAllowed))
+			Expect(events()).To(BeEmpty())
+			Expect(post(webhookURL, path, body, map[string]string{"Authorization": ""}).code).To(Equal(http.StatusOK))
+		})
+
 		It("refuses envelope formats the receiver does not accept", func() {
 			createReceiver(func(s *funnelv1.FunnelReceiverSpec) { s.Formats = []funnelv1.EventFormat{funnelv1.FormatV3} })
 			a := post(webhookURL, path, example("classic-lease_transaction.status_updated.json"), nil)
@@ -577,7 +594,7 @@ var _ = Describe("Webhook receiver", func() {
 					creates.Add(1)
 				}
 				return c.Create(ctx, obj, opts...)
-			}}, time.Second)
+			}}, receiver.Options{AnswerDeadline: time.Second})
 			body := example("v3-lease.move_in.json")
 			for range 3 {
 				Expect(post(url, path, body, nil).code).To(Equal(http.StatusOK))
@@ -609,7 +626,7 @@ var _ = Describe("Webhook receiver", func() {
 		It("answers 503 with Retry-After when the API server refuses, and stores nothing", func() {
 			url := startReceiver(interceptor.Funcs{Create: func(context.Context, client.WithWatch, client.Object, ...client.CreateOption) error {
 				return apierrors.NewServiceUnavailable("etcd is down")
-			}}, time.Second)
+			}}, receiver.Options{AnswerDeadline: time.Second})
 			a := post(url, path, example("v3-lease.move_in.json"), nil)
 			Expect(a.code).To(Equal(http.StatusServiceUnavailable))
 			Expect(a.header.Get("Retry-After")).NotTo(BeEmpty())
@@ -620,7 +637,7 @@ var _ = Describe("Webhook receiver", func() {
 			url := startReceiver(interceptor.Funcs{Create: func(ctx context.Context, _ client.WithWatch, _ client.Object, _ ...client.CreateOption) error {
 				<-ctx.Done()
 				return fmt.Errorf("creating: %w", ctx.Err())
-			}}, 500*time.Millisecond)
+			}}, receiver.Options{AnswerDeadline: 500 * time.Millisecond})
 			start := time.Now()
 			a := post(url, path, example("v3-lease.move_in.json"), nil)
 			Expect(a.code).To(Equal(http.StatusServiceUnavailable))
@@ -635,7 +652,7 @@ var _ = Describe("Webhook receiver", func() {
 					return errors.New("connection reset")
 				}
 				return c.Get(ctx, key, obj, opts...)
-			}}, time.Second)
+			}}, receiver.Options{AnswerDeadline: time.Second})
 			Expect(post(url, path, example("v3-lease.move_in.json"), nil).code).To(Equal(http.StatusServiceUnavailable))
 		})
 	})

@@ -129,7 +129,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	if err := (&SubscriptionReconciler{Client: mgr.GetClient()}).SetupWithManager(ctx, mgr); err != nil {
 		return fmt.Errorf("setting up the FunnelSubscription controller: %w", err)
 	}
-	if err := (&ReceiverReconciler{Client: mgr.GetClient(), ExternalURL: opts.ExternalURL}).SetupWithManager(ctx, mgr); err != nil {
+	if err := (&ReceiverReconciler{Client: mgr.GetClient(), ExternalURL: opts.ExternalURL, Policy: opts.Webhook.Policy}).SetupWithManager(ctx, mgr); err != nil {
 		return fmt.Errorf("setting up the FunnelReceiver controller: %w", err)
 	}
 

@@ -64,7 +64,7 @@ var _ = BeforeSuite(func() {
 	webhookURL = "http://" + ln.Addr().String()
 	Expect(controllers.Setup(ctx, mgr, controllers.Options{
 		ExternalURL:   "https://funnel.example.com",
-		Webhook:       receiver.Options{Listener: ln},
+		Webhook:       receiver.Options{Listener: ln, Policy: receiver.Policy{AllowInsecure: true}},
 		StatsInterval: 200 * time.Millisecond,
 	})).To(Succeed())
 	mgrCache = mgr.GetCache()

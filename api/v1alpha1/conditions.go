@@ -20,6 +20,9 @@ const (
 	ReasonSuspended = "Suspended"
 	// ReasonNoAuth means neither token nor HMAC is configured and insecureSkipAuth is not set.
 	ReasonNoAuth = "NoAuthentication"
+	// ReasonInsecureNotAllowed means insecureSkipAuth is set but the operator runs without
+	// --allow-insecure-receivers.
+	ReasonInsecureNotAllowed = "InsecureNotAllowed"
 	// ReasonSecretNotFound means a referenced Secret does not exist.
 	ReasonSecretNotFound = "SecretNotFound"
 	// ReasonSecretKeyMissing means a referenced Secret lacks the key, or its value is empty.

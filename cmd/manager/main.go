@@ -39,6 +39,7 @@ type config struct {
 	apiBurst                int
 	pprofAddr               string
 	maxInFlight             int
+	allowInsecureReceivers  bool
 }
 
 func main() {
@@ -56,6 +57,7 @@ func main() {
 	flag.IntVar(&cfg.apiBurst, "kube-api-burst", 400, "Client-side burst of the controllers towards the API server.")
 	flag.StringVar(&cfg.pprofAddr, "pprof-bind-address", "0", "Address of the Go pprof endpoints (/debug/pprof); \"0\" disables them.")
 	flag.IntVar(&cfg.maxInFlight, "webhook-max-in-flight", receiver.DefaultMaxInFlight, "Webhook requests handled at once; more are shed at once with 503 rather than queued past Funnel's timeout.")
+	flag.BoolVar(&cfg.allowInsecureReceivers, "allow-insecure-receivers", false, "Let FunnelReceivers with spec.auth.insecureSkipAuth: true accept unauthenticated requests; without it they are not Ready.")
 	flag.DurationVar(&cfg.shutdownTimeout, "graceful-shutdown-timeout", 30*time.Second, "How long in-flight work may take to finish after SIGTERM.")
 	zapOpts := zap.Options{Development: false}
 	zapOpts.BindFlags(flag.CommandLine)
@@ -104,8 +106,9 @@ func run(cfg config) error {
 
 	ctx := ctrl.SetupSignalHandler()
 	if err := controllers.Setup(ctx, mgr, controllers.Options{
-		ExternalURL:               strings.TrimSuffix(cfg.externalURL, "/"),
-		Webhook:                   receiver.Options{Addr: cfg.webhookAddr, MaxInFlight: cfg.maxInFlight},
+		ExternalURL: strings.TrimSuffix(cfg.externalURL, "/"),
+		Webhook: receiver.Options{Addr: cfg.webhookAddr, MaxInFlight: cfg.maxInFlight,
+			Policy: receiver.Policy{AllowInsecure: cfg.allowInsecureReceivers}},
 		EventConcurrency:          concurrency,
 		RetentionDeletesPerSecond: cfg.retentionDeletes,
 		Namespaces:                splitList(cfg.namespaces),

@@ -39,6 +39,15 @@ type Config struct {
 	RateLimit    funnelv1.RateLimit
 }
 
+// Policy is what the operator's administrator allows receivers to ask for, whatever their
+// spec says (manager flags).
+type Policy struct {
+	// AllowInsecure lets spec.auth.insecureSkipAuth take effect (--allow-insecure-receivers).
+	// Without it such a receiver is not Ready: whoever may create a FunnelReceiver must not
+	// be able to open an unauthenticated door into the cluster on their own.
+	AllowInsecure bool
+}
+
 // SecretUse is one Secret key a receiver depends on, with the spec field naming it.
 type SecretUse struct {
 	Field string
@@ -63,7 +72,7 @@ func SecretUses(rcv *funnelv1.FunnelReceiver) []SecretUse {
 // problems become a False condition whose reason and message the user can act on; only
 // unexpected API errors are returned. The FunnelReceiver controller and the HTTP server
 // share it, so the status users see is exactly what requests are checked against.
-func Resolve(ctx context.Context, r client.Reader, rcv *funnelv1.FunnelReceiver) (*Config, error) {
+func Resolve(ctx context.Context, r client.Reader, rcv *funnelv1.FunnelReceiver, policy Policy) (*Config, error) {
 	spec := rcv.Spec
 	cfg := &Config{
 		TokenHeader:   funnelv1.DefaultTokenHeader,
@@ -112,6 +121,10 @@ func Resolve(ctx context.Context, r client.Reader, rcv *funnelv1.FunnelReceiver)
 	if spec.Auth.Token == nil && spec.Auth.HMAC == nil && !spec.Auth.InsecureSkipAuth {
 		return notReady(funnelv1.ReasonNoAuth,
 			"No authentication configured: set spec.auth.token or spec.auth.hmac, or spec.auth.insecureSkipAuth: true to accept unauthenticated requests")
+	}
+	if spec.Auth.InsecureSkipAuth && !policy.AllowInsecure {
+		return notReady(funnelv1.ReasonInsecureNotAllowed,
+			"spec.auth.insecureSkipAuth is set, but the operator does not allow unauthenticated receivers (--allow-insecure-receivers): set spec.auth.token or spec.auth.hmac")
 	}
 	for _, use := range SecretUses(rcv) {
 		var secret corev1.Secret

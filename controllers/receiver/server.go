@@ -46,6 +46,8 @@ type Options struct {
 	MaxInFlight int
 	// Clock stamps receivedAt; tests inject a fake one.
 	Clock clock.PassiveClock
+	// Policy is what receivers may ask for; the FunnelReceiver controller reports the same.
+	Policy Policy
 }
 
 // The receiver creates events, reads one back to compare a duplicate, and patches
