@@ -1,6 +1,7 @@
 package controllers_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/hmac"
@@ -439,6 +440,49 @@ var _ = Describe("Webhook receiver", func() {
 			a := do(must(http.NewRequest(http.MethodGet, webhookURL+path, nil)))
 			Expect(a.code).To(Equal(http.StatusMethodNotAllowed))
 			Expect(a.header.Get("Allow")).To(Equal("POST"))
+		})
+	})
+
+	Describe("odd paths and methods", func() {
+		BeforeEach(func() { createReceiver(nil) })
+
+		// rawRequest sends the request line exactly as given (Go's client would tidy it)
+		// and returns the status code.
+		rawRequest := func(method, target string, body []byte) int {
+			GinkgoHelper()
+			conn, err := net.Dial("tcp", strings.TrimPrefix(webhookURL, "http://"))
+			Expect(err).NotTo(HaveOccurred())
+			defer func() { _ = conn.Close() }()
+			Expect(conn.SetDeadline(time.Now().Add(10 * time.Second))).To(Succeed())
+			_, err = fmt.Fprintf(conn, "%s %s HTTP/1.1\r\nHost: funnel.example.com\r\nAuthorization: Bearer %s\r\n"+
+				"Content-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", method, target, token, len(body), body)
+			Expect(err).NotTo(HaveOccurred())
+			resp, err := http.ReadResponse(bufio.NewReader(conn), &http.Request{Method: method})
+			Expect(err).NotTo(HaveOccurred())
+			_ = resp.Body.Close()
+			return resp.StatusCode
+		}
+
+		It("never answers 3xx, whatever the path and method; a doubled slash reaches the receiver", func() {
+			body := example("v3-lease.move_in.json")
+			paths := []string{
+				"//webhooks/{ns}/funnel", "/webhooks//{ns}/funnel", "/webhooks/{ns}//funnel", "/webhooks/{ns}/funnel/",
+				"/webhooks/{ns}/funnel//", "/webhooks/./{ns}/funnel", "/webhooks/{ns}/./funnel", "/webhooks/../webhooks/{ns}/funnel",
+				"/webhooks/{ns}/funnel/..", "/webhooks/{ns}/funnel/extra", "/%77ebhooks/{ns}/funnel", "/WEBHOOKS/{ns}/funnel",
+				"/webhooks/{ns}/funnel?x=1", "/webhooks/{ns}", "/webhooks", "/", "/index.html", "*",
+				"http://funnel.example.com/webhooks/{ns}/funnel", "http://funnel.example.com//webhooks/{ns}/funnel",
+			}
+			methods := []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "PROPFIND"}
+			for _, p := range paths {
+				for _, m := range methods {
+					code := rawRequest(m, strings.ReplaceAll(p, "{ns}", ns), body)
+					Expect(code/100).NotTo(Equal(3), "%s %s answered %d", m, p, code)
+				}
+			}
+			for _, p := range []string{"//webhooks/{ns}/funnel", "/webhooks//{ns}//funnel/"} {
+				Expect(rawRequest("POST", strings.ReplaceAll(p, "{ns}", ns), body)).To(Equal(http.StatusOK), p)
+			}
+			Expect(events()).To(HaveLen(1), "every accepted POST was the same event")
 		})
 	})
 

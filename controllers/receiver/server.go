@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -103,14 +104,41 @@ func NewServer(opts Options, c cache.Cache, w client.Client) *Server {
 // NeedLeaderElection is false: the receiver serves on every replica.
 func (s *Server) NeedLeaderElection() bool { return false }
 
-// Handler is the HTTP handler, exposed for tests.
+// Handler is the HTTP handler, exposed for tests. It routes by hand rather than with
+// http.ServeMux, which answers an unclean path ("//webhooks/ns/name", what a base URL
+// ending in "/" gives) with a redirect and stores nothing: Funnel's V3 sender counts any
+// 3xx as delivered. This handler never answers 3xx.
 func (s *Server) Handler() http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("/webhooks/{namespace}/{receiver}", s.serveWebhook)
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		s.answer(w, "", time.Now(), reply{code: http.StatusNotFound, msg: "not found: Funnel must POST to /webhooks/{namespace}/{receiver}"})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		key, ok := webhookKey(r.URL.Path)
+		if !ok {
+			s.answer(w, "", time.Now(), reply{code: http.StatusNotFound, msg: "not found: Funnel must POST to /webhooks/{namespace}/{receiver}"})
+			return
+		}
+		s.serveWebhook(w, r, key)
 	})
-	return mux
+}
+
+// webhookKey reads the receiver out of a path /webhooks/{namespace}/{receiver}. Empty
+// segments (doubled or trailing slashes) are skipped, so a callback URL written with an
+// extra slash still reaches its receiver; any other shape is not a webhook path.
+func webhookKey(path string) (types.NamespacedName, bool) {
+	var segs [3]string
+	n := 0
+	for seg := range strings.SplitSeq(path, "/") {
+		if seg == "" {
+			continue
+		}
+		if n == len(segs) {
+			return types.NamespacedName{}, false
+		}
+		segs[n] = seg
+		n++
+	}
+	if n != len(segs) || segs[0] != "webhooks" {
+		return types.NamespacedName{}, false
+	}
+	return types.NamespacedName{Namespace: segs[1], Name: segs[2]}, true
 }
 
 // Start waits for the caches it reads, then serves until ctx ends, and finally lets
@@ -186,10 +214,9 @@ type reply struct {
 	msg  string
 }
 
-// serveWebhook handles POST /webhooks/{namespace}/{receiver}.
-func (s *Server) serveWebhook(w http.ResponseWriter, r *http.Request) {
+// serveWebhook handles a request to the webhook path of receiver key.
+func (s *Server) serveWebhook(w http.ResponseWriter, r *http.Request, key types.NamespacedName) {
 	start := time.Now()
-	key := types.NamespacedName{Namespace: r.PathValue("namespace"), Name: r.PathValue("receiver")}
 
 	select {
 	case s.inFlight <- struct{}{}:
