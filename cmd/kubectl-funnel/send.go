@@ -9,6 +9,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -24,6 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/funnel-operator/funnel-operator/api/funnel"
+	"github.com/funnel-operator/funnel-operator/api/funnel/send"
 	"github.com/funnel-operator/funnel-operator/api/funnel/synth"
 	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
 )
@@ -31,8 +33,7 @@ import (
 const (
 	defaultEventType = funnel.TypeStatusUpdated
 	defaultReceiver  = "funnel"
-	// defaultTimeout is Funnel's own: it gives up on an answer after 5 s.
-	defaultTimeout = 5 * time.Second
+	userAgent        = "kubectl-funnel"
 	// maxFileBytes bounds --file; far above any receiver's limit (1 MiB),
 	// so that oversized bodies can still be sent to test the 413.
 	maxFileBytes = 16 << 20
@@ -40,8 +41,8 @@ const (
 
 // seededClock is the instant every event is stamped with under --seed: with
 // the clock fixed too, a seed gives the same bodies byte for byte, so
-// sending them again is a pure duplicate (200, nothing new) rather than a
-// conflict (409, same id with another timestamp).
+// sending them again is a pure duplicate (200, nothing new) rather than the
+// same id with other content.
 var seededClock = time.Date(2024, 10, 9, 13, 49, 31, 658518000, time.UTC)
 
 // sendOptions are send's flags and arguments.
@@ -149,7 +150,7 @@ is non-zero unless every request was acknowledged.`,
 	f.IntVar(&o.count, "count", 1, "Number of events to send")
 	f.IntVar(&o.concurrency, "concurrency", 1, "Number of events in flight at once")
 	f.IntVar(&o.duplicate, "duplicate", 1, "Send each event this many times, the copies at once, to exercise de-duplication")
-	f.DurationVar(&o.timeout, "timeout", defaultTimeout, "Deadline of each request (Funnel's is 5s)")
+	f.DurationVar(&o.timeout, "timeout", send.FunnelTimeout, "Deadline of each request (Funnel's is 5s)")
 	f.StringVar(&o.token, "token", "", "Receiver token to send instead of the one in its Secret")
 	f.StringVar(&o.hmacKey, "hmac-key", "", "HMAC key to sign with instead of the one in the receiver's Secret")
 	f.Uint64Var(&o.seed, "seed", 0, "Seed for reproducible bodies (also fixes their timestamps); random when unset")
@@ -191,34 +192,36 @@ func (o *sendOptions) run(ctx context.Context) error {
 		return err
 	}
 
-	httpClient := newHTTPClient(o.concurrency * o.duplicate)
-	defer httpClient.CloseIdleConnections()
-	s := &sender{client: httpClient, url: tgt.url, auth: tgt.auth, timeout: o.timeout}
+	s := &send.Sender{URLs: []string{tgt.url}, Auth: tgt.auth, Timeout: o.timeout,
+		Client: send.NewClient(o.concurrency * o.duplicate), UserAgent: userAgent}
+	defer s.Client.CloseIdleConnections()
 
 	if o.count == 1 {
 		return o.sendOne(ctx, s, tgt, first, firstEnv, parseErr)
 	}
 	used := false
-	rep, err := runLoad(ctx, s, load{
-		Count: o.count, Concurrency: o.concurrency, Duplicate: o.duplicate,
-		Next: func() ([]byte, error) {
-			if !used {
-				used = true
-				return first, nil
-			}
-			return next()
-		},
+	rep := send.NewReport()
+	st, err := send.Run(ctx, send.Load{Count: o.count, Concurrency: o.concurrency}, func() ([]byte, error) {
+		if !used {
+			used = true
+			return first, nil
+		}
+		return next()
+	}, func(ctx context.Context, body []byte) {
+		for _, r := range s.SendCopies(ctx, body, o.duplicate) {
+			rep.Add(r)
+		}
 	})
 	if !o.quiet {
-		if werr := rep.write(o.streams.Out, tgt.url, o.duplicate); werr != nil {
+		if werr := writeSummary(o.streams.Out, rep, st, tgt.url, o.duplicate); werr != nil {
 			return fmt.Errorf("writing the summary: %w", werr)
 		}
 	}
 	switch {
 	case err != nil:
 		return err
-	case rep.Interrupted:
-		return fmt.Errorf("sent %d of %d events: %w", rep.Events, o.count, interrupted(ctx))
+	case st.Interrupted:
+		return fmt.Errorf("sent %d of %d events: %w", st.Started, o.count, interrupted(ctx))
 	case rep.NotAcknowledged() > 0:
 		return fmt.Errorf("%d of %d requests were not acknowledged", rep.NotAcknowledged(), rep.Sent)
 	}
@@ -336,7 +339,7 @@ func (o *sendOptions) printBodies(next func() ([]byte, error)) error {
 // target is where and how to send.
 type target struct {
 	url  string
-	auth requestAuth
+	auth send.Auth
 	// namespace is the receiver's, where its FunnelEvents are created; ""
 	// when no receiver was read.
 	namespace string
@@ -387,7 +390,7 @@ func offlineTarget(ov overrides) (*target, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--url: %w", err)
 	}
-	auth := requestAuth{TokenHeader: funnelv1.DefaultTokenHeader, HMACHeader: funnelv1.DefaultHMACHeader, HMACAlgorithm: funnelv1.HMACSHA256}
+	var auth send.Auth
 	if ov.token != nil {
 		auth.Token = *ov.token
 	}
@@ -443,7 +446,7 @@ func resolveReceiver(ctx context.Context, c client.Reader, key types.NamespacedN
 	}
 	if h := spec.HMAC; h != nil {
 		tgt.auth.HMACHeader = or(h.Header, funnelv1.DefaultHMACHeader)
-		tgt.auth.HMACAlgorithm = funnelv1.HMACAlgorithm(or(string(h.Algorithm), string(funnelv1.HMACSHA256)))
+		tgt.auth.HMACAlgorithm = string(h.Algorithm)
 		if ov.hmacKey != nil {
 			tgt.auth.HMACKey = []byte(*ov.hmacKey)
 		} else if tgt.auth.HMACKey, err = secretValue(ctx, c, &rcv, "HMAC", "--hmac-key", h.SecretRef); err != nil {
@@ -451,7 +454,7 @@ func resolveReceiver(ctx context.Context, c client.Reader, key types.NamespacedN
 		}
 	} else if ov.hmacKey != nil {
 		fmt.Fprintf(warn, "Warning: FunnelReceiver %s has no spec.auth.hmac; signing with --hmac-key in %s anyway\n", key, funnelv1.DefaultHMACHeader)
-		tgt.auth.HMACHeader, tgt.auth.HMACAlgorithm, tgt.auth.HMACKey = funnelv1.DefaultHMACHeader, funnelv1.HMACSHA256, []byte(*ov.hmacKey)
+		tgt.auth.HMACHeader, tgt.auth.HMACKey = funnelv1.DefaultHMACHeader, []byte(*ov.hmacKey)
 	}
 
 	if ov.format != "" && len(rcv.Spec.Formats) > 0 && !slices.Contains(rcv.Spec.Formats, funnelv1.EventFormat(ov.format)) {
@@ -515,39 +518,33 @@ func or(s, def string) string {
 }
 
 // sendOne sends one event (Duplicate copies) and says what became of it.
-func (o *sendOptions) sendOne(ctx context.Context, s *sender, tgt *target, body []byte, env *funnel.Envelope, parseErr error) error {
+func (o *sendOptions) sendOne(ctx context.Context, s *send.Sender, tgt *target, body []byte, env *funnel.Envelope, parseErr error) error {
 	out := o.streams.Out
-	name := ""
-	if parseErr == nil {
-		name = env.ObjectName(body)
-	}
 	if !o.quiet {
 		if parseErr == nil {
-			fmt.Fprintf(out, "POST %s  %s (%s)\n", s.url, env.Type, env.Format)
+			fmt.Fprintf(out, "POST %s  %s (%s)\n", tgt.url, env.Type, env.Format)
 		} else {
-			fmt.Fprintf(out, "POST %s  (not a Funnel envelope: %v; expect 400)\n", s.url, parseErr)
+			fmt.Fprintf(out, "POST %s  (not a Funnel envelope: %v; expect 400)\n", tgt.url, parseErr)
 		}
 	}
-	results := s.sendCopies(ctx, body, o.duplicate)
-	failed := 0
-	for _, res := range results {
-		if !res.acknowledged() {
-			failed++
+	results := s.SendCopies(ctx, body, o.duplicate)
+	var failed []string
+	for _, r := range results {
+		a := r.Attempts[0]
+		if !a.Acknowledged() {
+			failed = append(failed, a.Failure())
 		}
-		if o.quiet {
-			continue
+		switch {
+		case o.quiet:
+		case a.Code == 0:
+			fmt.Fprintf(out, "no answer after %s: %v\n", roundDuration(a.Duration), a.Err)
+		case a.Err != nil:
+			fmt.Fprintf(out, "%d %s in %s: %s (%v)\n", a.Code, http.StatusText(a.Code), roundDuration(a.Duration), send.Snippet(a.Body), a.Err)
+		default:
+			fmt.Fprintf(out, "%d %s in %s: %s\n", a.Code, http.StatusText(a.Code), roundDuration(a.Duration), send.Snippet(a.Body))
 		}
-		if res.Status == 0 {
-			fmt.Fprintf(out, "no answer after %s: %v\n", roundDuration(res.Latency), res.Err)
-			continue
-		}
-		line := fmt.Sprintf("%d %s in %s: %s", res.Status, http.StatusText(res.Status), roundDuration(res.Latency), snippet(res.Body))
-		if res.Err != nil {
-			line += fmt.Sprintf(" (%v)", res.Err)
-		}
-		fmt.Fprintln(out, line)
 	}
-	if name != "" && failed < len(results) {
+	if name := results[0].Event; name != "" && len(failed) < len(results) {
 		if o.quiet {
 			fmt.Fprintln(out, name)
 		} else {
@@ -557,12 +554,32 @@ func (o *sendOptions) sendOne(ctx context.Context, s *sender, tgt *target, body 
 	switch {
 	case ctx.Err() != nil:
 		return fmt.Errorf("sending the event: %w", interrupted(ctx))
-	case failed == 1 && len(results) == 1:
-		return fmt.Errorf("the receiver did not acknowledge the event: %s", failureReason(results[0]))
-	case failed > 0:
-		return fmt.Errorf("%d of %d copies of the event were not acknowledged", failed, len(results))
+	case len(failed) == 1 && len(results) == 1:
+		return fmt.Errorf("the receiver did not acknowledge the event: %s", failed[0])
+	case len(failed) > 0:
+		return fmt.Errorf("%d of %d copies of the event were not acknowledged", len(failed), len(results))
 	}
 	return nil
+}
+
+// webhookURL returns base with path appended when base has no path of its
+// own, so that --url can be just the receiver's address. path "" means no
+// default is known, and base must then name the endpoint in full.
+func webhookURL(base, path string) (string, error) {
+	u, err := url.Parse(base)
+	if err != nil {
+		return "", fmt.Errorf("invalid URL %q (want an absolute http:// or https:// URL, e.g. http://127.0.0.1:8080): %w", base, err)
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return "", fmt.Errorf("URL %q must be absolute, http:// or https://, e.g. http://127.0.0.1:8080", base)
+	}
+	if u.Path == "" || u.Path == "/" {
+		if path == "" {
+			return "", fmt.Errorf("URL %q has no path and no FunnelReceiver gives one: add the webhook path, e.g. %s/webhooks/default/funnel", base, strings.TrimSuffix(base, "/"))
+		}
+		u.Path, u.RawPath = path, ""
+	}
+	return u.String(), nil
 }
 
 func nsFlag(ns string) string {

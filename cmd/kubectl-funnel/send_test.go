@@ -3,8 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"crypto/sha512"
 	"io"
 	"net/http"
 	"os"
@@ -19,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	"github.com/funnel-operator/funnel-operator/api/funnel"
+	"github.com/funnel-operator/funnel-operator/api/funnel/send"
 	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
 )
 
@@ -81,14 +80,14 @@ func TestResolveReceiver(t *testing.T) {
 			objs: []client.Object{receiver("funnel", tokenAuth("tok", "")), secret("tok", map[string]string{"token": "abc"})},
 			ov:   overrides{url: base},
 			want: target{url: base + "/webhooks/default/funnel", namespace: ns,
-				auth: requestAuth{TokenHeader: "Authorization", Token: "abc"}},
+				auth: send.Auth{TokenHeader: "Authorization", Token: "abc"}},
 		},
 		{
 			name: "hmac sha512 in a custom header",
 			objs: []client.Object{receiver("funnel", hmacAuth("sig", "X-Sig", funnelv1.HMACSHA512)), secret("sig", map[string]string{"key": "k\n"})},
 			ov:   overrides{url: base},
 			want: target{url: base + "/webhooks/default/funnel", namespace: ns,
-				auth: requestAuth{HMACHeader: "X-Sig", HMACKey: []byte("k\n"), HMACAlgorithm: funnelv1.HMACSHA512}},
+				auth: send.Auth{HMACHeader: "X-Sig", HMACKey: []byte("k\n"), HMACAlgorithm: "sha512"}},
 		},
 		{
 			name: "both, defaults",
@@ -97,24 +96,24 @@ func TestResolveReceiver(t *testing.T) {
 				secret("tok", map[string]string{"token": "abc"}), secret("sig", map[string]string{"key": "k"}),
 			},
 			ov: overrides{url: base},
-			want: target{url: base + "/webhooks/default/funnel", namespace: ns, auth: requestAuth{
+			want: target{url: base + "/webhooks/default/funnel", namespace: ns, auth: send.Auth{
 				TokenHeader: "Authorization", Token: "abc",
-				HMACHeader: "X-Funnel-Signature", HMACKey: []byte("k"), HMACAlgorithm: funnelv1.HMACSHA256}},
+				HMACHeader: "X-Funnel-Signature", HMACKey: []byte("k")}},
 		},
 		{
 			name: "overrides need no Secret",
 			objs: []client.Object{receiver("funnel", all(tokenAuth("missing", "X-Token"), hmacAuth("missing", "", funnelv1.HMACSHA256)))},
 			ov:   overrides{url: base, token: ptr("t"), hmacKey: ptr("h")},
-			want: target{url: base + "/webhooks/default/funnel", namespace: ns, auth: requestAuth{
+			want: target{url: base + "/webhooks/default/funnel", namespace: ns, auth: send.Auth{
 				TokenHeader: "X-Token", Token: "t",
-				HMACHeader: "X-Funnel-Signature", HMACKey: []byte("h"), HMACAlgorithm: funnelv1.HMACSHA256}},
+				HMACHeader: "X-Funnel-Signature", HMACKey: []byte("h"), HMACAlgorithm: "sha256"}},
 		},
 		{
 			name: "token Secret with a trailing newline",
 			objs: []client.Object{receiver("funnel", tokenAuth("tok", "")), secret("tok", map[string]string{"token": "abc\n"})},
 			ov:   overrides{url: base},
 			want: target{url: base + "/webhooks/default/funnel", namespace: ns,
-				auth: requestAuth{TokenHeader: "Authorization", Token: "abc"}},
+				auth: send.Auth{TokenHeader: "Authorization", Token: "abc"}},
 			wantWarn: "surrounding whitespace",
 		},
 		{
@@ -169,7 +168,7 @@ func TestResolveReceiver(t *testing.T) {
 			objs: []client.Object{receiver("funnel", func(r *funnelv1.FunnelReceiver) { r.Spec.Auth.InsecureSkipAuth = true })},
 			ov:   overrides{url: base, token: ptr("t")},
 			want: target{url: base + "/webhooks/default/funnel", namespace: ns,
-				auth: requestAuth{TokenHeader: "Authorization", Token: "t"}},
+				auth: send.Auth{TokenHeader: "Authorization", Token: "t"}},
 			wantWarn: "has no spec.auth.token; sending --token in Authorization anyway",
 		},
 		{
@@ -238,7 +237,7 @@ func TestSendOneEvent(t *testing.T) {
 	if got := req.Header.Get("Authorization"); got != "Bearer abc" {
 		t.Errorf("Authorization %q", got)
 	}
-	if got, want := req.Header.Get("X-Funnel-Signature"), "sha512="+hexMAC(sha512.New, []byte("k"), req.Body); got != want {
+	if got, want := req.Header.Get("X-Funnel-Signature"), funnel.Signature(funnel.HMACSHA512, []byte("k"), req.Body); got != want {
 		t.Errorf("X-Funnel-Signature %q, want %q", got, want)
 	}
 	env, err := funnel.Parse(req.Body)
@@ -249,7 +248,7 @@ func TestSendOneEvent(t *testing.T) {
 		t.Errorf("sent %s %s, want lease.move_in V3", env.Type, env.Format)
 	}
 	name := env.ObjectName(req.Body)
-	for _, want := range []string{"200 OK", ackBody, "FunnelEvent " + name + ": kubectl get fev " + name + " -n default"} {
+	for _, want := range []string{"200 OK", funnel.AckBody, "FunnelEvent " + name + ": kubectl get fev " + name + " -n default"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
@@ -299,7 +298,7 @@ func TestSendLoadAndExitStatus(t *testing.T) {
 						http.Error(w, "rate limited", http.StatusTooManyRequests)
 						return
 					}
-					_, _ = io.WriteString(w, ackBody)
+					_, _ = io.WriteString(w, funnel.AckBody)
 				}
 			}(),
 			wantCode: 1,
@@ -347,7 +346,7 @@ func TestSendFile(t *testing.T) {
 			if string(r.Body) != body {
 				t.Errorf("%v: sent %q, want the file verbatim", args, r.Body)
 			}
-			if got, want := r.Header.Get("X-Funnel-Signature"), "sha256="+hexMAC(sha256.New, []byte("k"), []byte(body)); got != want {
+			if got, want := r.Header.Get("X-Funnel-Signature"), funnel.Signature(funnel.HMACSHA256, []byte("k"), []byte(body)); got != want {
 				t.Errorf("%v: signature %q, want %q", args, got, want)
 			}
 		}

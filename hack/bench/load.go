@@ -1,21 +1,16 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"math"
-	"net/http"
-	"net/url"
 	"slices"
 	"sync"
 	"time"
-)
 
-// ackBody is the only answer that acknowledges an event (design §4).
-const ackBody = "Funnel Event Received"
+	"github.com/funnel-operator/funnel-operator/api/funnel/send"
+)
 
 // answerTimeout is how long the bench waits for an answer: longer than the 4 s the
 // receiver promises, so a late answer is seen and counted rather than cut off.
@@ -33,66 +28,23 @@ type outcome struct {
 	latency time.Duration
 }
 
-// poster POSTs webhook bodies the way Funnel does.
-type poster struct {
-	client *http.Client
-	url    string
-	token  string
-}
+// poster POSTs webhook bodies the way Funnel does (api/funnel/send), without retries.
+type poster struct{ s *send.Sender }
 
 func newPoster(url, token string, conns int) *poster {
-	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.MaxIdleConns = conns
-	t.MaxIdleConnsPerHost = conns
-	return &poster{
-		client: &http.Client{Transport: t, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
-		url:    url,
-		token:  token,
-	}
+	return &poster{s: &send.Sender{URLs: []string{url}, Auth: send.Auth{Token: token}, Timeout: answerTimeout, Client: send.NewClient(conns)}}
 }
 
-func (p *poster) close() { p.client.CloseIdleConnections() }
+func (p *poster) close() { p.s.Client.CloseIdleConnections() }
 
 // post sends one body and reads the answer.
 func (p *poster) post(ctx context.Context, it item) outcome {
-	ctx, cancel := context.WithTimeout(ctx, answerTimeout)
-	defer cancel()
-	o := outcome{it: it, start: time.Now()}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.url, bytes.NewReader(it.body))
-	if err != nil {
-		o.err = err
-		return o
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+p.token)
-	resp, err := p.client.Do(req)
-	if err != nil {
-		o.latency = time.Since(o.start)
-		o.err = unwrapURLError(err)
-		return o
-	}
-	answer, err := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	_ = resp.Body.Close()
-	o.latency = time.Since(o.start)
-	o.status = resp.StatusCode
-	if err != nil {
-		o.err = fmt.Errorf("reading the answer: %w", err)
-		return o
-	}
-	o.ack = resp.StatusCode == http.StatusOK && string(answer) == ackBody
-	if !o.ack {
-		o.err = fmt.Errorf("%d %s", resp.StatusCode, firstLine(string(answer)))
+	a := p.s.Post(ctx, p.s.URLs[0], it.body, nil)
+	o := outcome{it: it, status: a.Code, ack: a.Acknowledged(), err: a.Err, start: a.Start, latency: a.Duration}
+	if !o.ack && o.err == nil {
+		o.err = errors.New(a.Failure())
 	}
 	return o
-}
-
-// unwrapURLError drops the "Post <url>:" prefix every transport error repeats.
-func unwrapURLError(err error) error {
-	var u *url.Error
-	if errors.As(err, &u) {
-		return u.Err
-	}
-	return err
 }
 
 // tally sums up the outcomes of a run.

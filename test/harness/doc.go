@@ -1,6 +1,6 @@
 // Package harness runs the real processes of funnel-operator for tests and benchmarks:
 // a local control plane, the operator binary as a child process, an HTTP target that
-// records deliveries, and a sender that posts realistic Funnel events the way Funnel does.
+// records deliveries, and realistic Funnel events to send.
 // Everything listens on loopback only.
 //
 // # Control plane
@@ -33,17 +33,16 @@
 //	op.Start(); op.WaitReady(ctx, time.Minute)
 //	op.WebhookURL(ns, "funnel")           // where Funnel would post
 //
-// # Sink and Sender
+// # Sink and events
 //
 // Sink is an HTTP target for FunnelSubscription actions that records every request with
-// its Idempotency-Key and event headers. Sender posts bodies (Events makes them with
-// api/funnel/synth) with the receiver's token and HMAC, records for each request the
-// answer code and time and the FunnelEvent name the body maps to (funnel.Parse and
-// ObjectName), and retries like Funnel: up to three more times on anything but 200.
+// its Idempotency-Key and event headers. Events makes realistic bodies (api/funnel/synth)
+// for the project's one sender, api/funnel/send, which posts them like Funnel does:
 //
 //	bodies, err := harness.Events(seed, 100)
-//	results := sender.SendAll(ctx, bodies, 8)
-//	harness.Acknowledged(results)          // names that got a 200
+//	s := &send.Sender{URLs: []string{op.WebhookURL(ns, "funnel")}, Auth: send.Auth{Token: token}, Retries: send.FunnelRetries}
+//	results := s.SendAll(ctx, bodies, 8)
+//	send.Acknowledged(results)              // names answered 200 "Funnel Event Received"
 //
 // Nothing here uses Ginkgo or testing: a benchmark program can use it as well.
 package harness

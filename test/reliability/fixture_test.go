@@ -17,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/funnel-operator/funnel-operator/api/funnel/send"
 	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
 	"github.com/funnel-operator/funnel-operator/controllers"
 	"github.com/funnel-operator/funnel-operator/test/harness"
@@ -137,13 +138,13 @@ func (f *fixture) url(i int) string { return f.ops[i].WebhookURL(f.ns, receiverN
 
 // sender posts to the given replicas (all when none) with the fixture's credentials and
 // Funnel's retries.
-func (f *fixture) sender(replicas ...int) *harness.Sender {
+func (f *fixture) sender(replicas ...int) *send.Sender {
 	if len(replicas) == 0 {
 		for i := range f.ops {
 			replicas = append(replicas, i)
 		}
 	}
-	s := &harness.Sender{Token: f.token, HMACKey: f.hmacKey, Retries: harness.FunnelRetries}
+	s := &send.Sender{Auth: send.Auth{Token: f.token, HMACKey: f.hmacKey}, Retries: send.FunnelRetries}
 	for _, i := range replicas {
 		s.URLs = append(s.URLs, f.url(i))
 	}
@@ -199,13 +200,13 @@ type outcome struct {
 	duplicates                int64
 }
 
-func (f *fixture) checkStored(sent []harness.Result) outcome {
+func (f *fixture) checkStored(sent []send.Result) outcome {
 	GinkgoHelper()
 	names := map[string]bool{}
 	for _, r := range sent {
 		names[r.Event] = true
 	}
-	acked := harness.Acknowledged(sent)
+	acked := send.Acknowledged(sent)
 	stored := f.events(Default)
 	var lost, unknown []string
 	for name := range acked {
@@ -220,7 +221,7 @@ func (f *fixture) checkStored(sent []harness.Result) outcome {
 		}
 		dups += ev.Status.Duplicates
 	}
-	o := outcome{sent: harness.Requests(sent), acked: len(acked), stored: len(stored) - len(unknown), lost: len(lost), duplicates: dups}
+	o := outcome{sent: send.Requests(sent), acked: len(acked), stored: len(stored) - len(unknown), lost: len(lost), duplicates: dups}
 	Expect(lost).To(BeEmpty(), "acknowledged with 200 but not stored")
 	Expect(unknown).To(BeEmpty(), "stored but never sent")
 	return o

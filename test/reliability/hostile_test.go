@@ -17,7 +17,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 
-	"github.com/funnel-operator/funnel-operator/test/harness"
+	"github.com/funnel-operator/funnel-operator/api/funnel/send"
 )
 
 // tally counts outcomes by label, concurrently.
@@ -115,7 +115,7 @@ var _ = Describe("Slow and hostile clients", func() {
 		good.Retries = 0
 		warm := good.SendAll(ctx, bodies(20), 4)
 		for _, r := range warm {
-			Expect(r.Acked()).To(BeTrue(), "warm-up: %v", r.Attempts)
+			Expect(r.Acknowledged()).To(BeTrue(), "warm-up: %v", r.Attempts)
 		}
 		rssBefore, err := op.RSS()
 		Expect(err).NotTo(HaveOccurred())
@@ -175,7 +175,7 @@ var _ = Describe("Slow and hostile clients", func() {
 			return fmt.Sprintf("closed by server (%v)", err != nil)
 		})
 		post := func(body []byte) func(context.Context) string {
-			s := &harness.Sender{Token: f.token}
+			s := &send.Sender{Auth: send.Auth{Token: f.token}}
 			return func(ctx context.Context) string {
 				a := s.Post(ctx, f.url(0), body, nil)
 				if a.Code == 0 {
@@ -189,7 +189,7 @@ var _ = Describe("Slow and hostile clients", func() {
 		attack(actx, &wg, 2, size(100, 1000), &badUTF8, post([]byte("{\"event\":\"renter.\xff\xfe\",\"data\":{\"name\":\"\xc3\x28\"}}")))
 
 		// The good sender, paced, and the memory, sampled, for the whole attack.
-		var goodResults []harness.Result
+		var goodResults []send.Result
 		var peak int64
 		goodBodies := bodies(int(duration / (40 * time.Millisecond)))
 		tick := time.NewTicker(40 * time.Millisecond)
@@ -219,11 +219,12 @@ var _ = Describe("Slow and hostile clients", func() {
 		var failed []string
 		for _, r := range goodResults {
 			ds = append(ds, r.Attempts[0].Duration)
-			if !r.Acked() {
+			if !r.Acknowledged() {
 				failed = append(failed, r.Attempts[0].String())
 			}
 		}
-		p50, p99 := harness.Percentile(ds, 50), harness.Percentile(ds, 99)
+		lat := send.LatencyOf(ds)
+		p50, p99 := lat.P50, lat.P99
 		notes := fmt.Sprintf("good: %d, p50 %s, p99 %s; RSS %d → peak %d → %d MiB; slowloris {%s}; slow body {%s}; 2 MiB bodies {%s}; idle conns (max %d open) {%s}; deep nesting {%s}; invalid UTF-8 {%s}",
 			len(goodResults), p50.Round(time.Millisecond), p99.Round(time.Millisecond), rssBefore>>20, peak>>20, rssAfter>>20,
 			&slowloris, &slowBody, &oversized, maxOpen.Load(), &idle, &deep, &badUTF8)

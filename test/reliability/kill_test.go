@@ -2,7 +2,6 @@ package reliability_test
 
 import (
 	"fmt"
-	"net/http"
 	"sync/atomic"
 	"time"
 
@@ -12,8 +11,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/funnel-operator/funnel-operator/api/funnel/send"
 	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
-	"github.com/funnel-operator/funnel-operator/test/harness"
 )
 
 // Scenario 1: the operator is SIGKILLed mid-load and restarted. Every event that got a
@@ -28,12 +27,12 @@ var _ = Describe("Operator killed mid-load", func() {
 
 		var acks atomic.Int64
 		s := f.sender()
-		s.OnAttempt = func(_ string, a harness.Attempt) {
-			if a.Code == http.StatusOK {
+		s.OnAttempt = func(_ string, a send.Attempt) {
+			if a.Acknowledged() {
 				acks.Add(1)
 			}
 		}
-		done := make(chan []harness.Result, 1)
+		done := make(chan []send.Result, 1)
 		go func() { done <- s.SendAll(ctx, bodies(n), 8) }()
 
 		var restarted time.Time

@@ -9,7 +9,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 
-	"github.com/funnel-operator/funnel-operator/test/harness"
+	"github.com/funnel-operator/funnel-operator/api/funnel/send"
 )
 
 // Scenario 2: kube-apiserver stopped mid-load for 10 s, then started again on the same
@@ -29,14 +29,14 @@ var _ = Describe("API server outage", func() {
 		f := newFixture("outage", fixtureOptions{subscriptions: []string{"pms"}})
 		s := f.sender()
 		// Funnel-like spacing: the Retry-After (5 s) of a 503, else 4 s, 8 s, 16 s.
-		s.RetryDelay = func(n int, last harness.Attempt) time.Duration {
-			return max(harness.DefaultRetryDelay(n, last), 4*time.Second<<(n-1))
+		s.RetryDelay = func(n int, last send.Attempt) time.Duration {
+			return max(send.RetryAfterOrBackoff(n, last), 4*time.Second<<(n-1))
 		}
 		bs := bodies(n)
 		start := time.Now()
 
 		var mu sync.Mutex
-		var sent []harness.Result
+		var sent []send.Result
 		var wg sync.WaitGroup
 		go func() {
 			defer GinkgoRecover()
@@ -84,7 +84,7 @@ var _ = Describe("API server outage", func() {
 					got503 = true
 				}
 			}
-			if got503 && r.Acked() {
+			if got503 && r.Acknowledged() {
 				retried++
 			}
 		}
@@ -94,7 +94,7 @@ var _ = Describe("API server outage", func() {
 		Expect(retried).To(BeNumerically(">", 0), "events answered 503, then acknowledged on a retry")
 		var notAcked []string
 		for _, r := range sent {
-			if !r.Acked() {
+			if !r.Acknowledged() {
 				notAcked = append(notAcked, fmt.Sprint(r.Event, r.Attempts))
 			}
 		}

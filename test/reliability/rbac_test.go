@@ -22,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/funnel-operator/funnel-operator/api/funnel"
+	"github.com/funnel-operator/funnel-operator/api/funnel/send"
 	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
 	"github.com/funnel-operator/funnel-operator/test/harness"
 	"github.com/funnel-operator/funnel-operator/test/testenv"
@@ -97,7 +98,7 @@ var _ = Describe("The operator with exactly config/rbac", func() {
 		bs := bodies(32) // two of each documented type, lease.move_in included
 		sent := f.sender().SendAll(ctx, append(bs, bs...), 4)
 		for _, r := range sent {
-			Expect(r.Acked()).To(BeTrue(), "%v", r.Attempts)
+			Expect(r.Acknowledged()).To(BeTrue(), "%v", r.Attempts)
 		}
 		By("an invalid event: a Warning Event")
 		Expect(k8s.Create(ctx, &funnelv1.FunnelEvent{
@@ -133,13 +134,13 @@ var _ = Describe("The operator with exactly config/rbac", func() {
 		Eventually(func(g Gomega) bool { return isLeader(g, op) }).Should(BeTrue(), "leader again")
 		again := f.sender().SendAll(ctx, bodies(4), 4)
 		for _, r := range again {
-			Expect(r.Acked()).To(BeTrue(), "%v", r.Attempts)
+			Expect(r.Acknowledged()).To(BeTrue(), "%v", r.Attempts)
 		}
 		sent = append(sent, again...)
 		waitFinishedButMoveIns(f)
 
 		// The two events the test created itself count as sent, never acknowledged.
-		o := f.checkStored(append(sent, harness.Result{Event: "evt-held"}, harness.Result{Event: "evt-invalid"}))
+		o := f.checkStored(append(sent, send.Result{Event: "evt-held"}, send.Result{Event: "evt-invalid"}))
 		Expect(o.stored).To(Equal(36 + 2))
 		Expect(f.sink.Len()).To(BeNumerically(">=", 36-2), "deliveries to pms (all but the move-ins) and crm (renter.*)")
 

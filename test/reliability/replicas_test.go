@@ -50,7 +50,7 @@ var _ = Describe("Two replicas with leader election", func() {
 		// The survivor still receives; the new events wait for a leader.
 		more := f.sender(follower).SendAll(ctx, bodies(m), 8)
 		for _, r := range more {
-			Expect(r.Acked()).To(BeTrue(), "acknowledged by the survivor: %v", r.Attempts)
+			Expect(r.Acknowledged()).To(BeTrue(), "acknowledged by the survivor: %v", r.Attempts)
 		}
 		Eventually(func(g Gomega) bool { return isLeader(g, f.ops[follower]) }).
 			WithTimeout(2 * leaseDuration).WithPolling(50 * time.Millisecond).Should(BeTrue())

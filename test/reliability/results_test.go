@@ -13,7 +13,7 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 
-	"github.com/funnel-operator/funnel-operator/test/harness"
+	"github.com/funnel-operator/funnel-operator/api/funnel/send"
 )
 
 // row is one line of the results table.
@@ -128,12 +128,17 @@ func printResults(r Report) {
 }
 
 // codes formats the answers of results by status code, e.g. "200×150, 503×12, error×3".
-func codes(results []harness.Result) string {
-	m := harness.Codes(results)
-	keys := slices.Sorted(maps.Keys(m))
-	parts := make([]string, 0, len(keys))
-	for _, k := range keys {
-		parts = append(parts, fmt.Sprintf("%s×%d", k, m[k]))
+func codes(results []send.Result) string {
+	rep := send.NewReport()
+	for _, r := range results {
+		rep.Add(r)
+	}
+	var parts []string
+	for _, code := range slices.Sorted(maps.Keys(rep.ByStatus)) {
+		parts = append(parts, fmt.Sprintf("%d×%d", code, rep.ByStatus[code]))
+	}
+	if rep.NoAnswer > 0 {
+		parts = append(parts, fmt.Sprintf("error×%d", rep.NoAnswer))
 	}
 	return strings.Join(parts, ", ")
 }

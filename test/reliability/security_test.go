@@ -3,6 +3,7 @@ package reliability_test
 import (
 	"bytes"
 	"encoding/base64"
+	"encoding/hex"
 	"fmt"
 	"go/ast"
 	"go/parser"
@@ -18,8 +19,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/funnel-operator/funnel-operator/api/funnel"
+	"github.com/funnel-operator/funnel-operator/api/funnel/send"
 	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
-	"github.com/funnel-operator/funnel-operator/test/harness"
 	"github.com/funnel-operator/funnel-operator/test/testenv"
 )
 
@@ -43,7 +45,7 @@ var _ = Describe("Security", func() {
 		f.subs = []string{"pms"}
 		start := time.Now()
 
-		var all []harness.Result
+		var all []send.Result
 		refused := 0
 		// One run per verbosity: debug, and the highest the logger has.
 		for run, level := range []string{"debug", "10"} {
@@ -58,7 +60,7 @@ var _ = Describe("Security", func() {
 			s := f.sender()
 			s.Retries = 0
 			// Every way to get it wrong, each with a body nobody sends correctly.
-			sig := func(b []byte) string { return "sha256=" + harness.Sign(f.hmacKey, b) }
+			sig := func(b []byte) string { return funnel.Signature(funnel.HMACSHA256, f.hmacKey, b) }
 			attempts := []struct {
 				what   string
 				body   []byte
@@ -71,16 +73,16 @@ var _ = Describe("Security", func() {
 				{"empty bearer", bad[0], http.Header{"Authorization": {"Bearer "}}},
 				{"no signature", bad[1], http.Header{"X-Funnel-Signature": nil}},
 				{"signature of another body", bad[1], http.Header{"X-Funnel-Signature": {sig(bad[2])}}},
-				{"signature with another key", bad[1], http.Header{"X-Funnel-Signature": {"sha256=" + harness.Sign([]byte("wrong"), bad[1])}}},
+				{"signature with another key", bad[1], http.Header{"X-Funnel-Signature": {funnel.Signature(funnel.HMACSHA256, []byte("wrong"), bad[1])}}},
 				{"truncated signature", bad[1], http.Header{"X-Funnel-Signature": {sig(bad[1])[:40]}}},
-				{"sha512 label on a sha256 mac", bad[1], http.Header{"X-Funnel-Signature": {"sha512=" + harness.Sign(f.hmacKey, bad[1])}}},
+				{"sha512 label on a sha256 mac", bad[1], http.Header{"X-Funnel-Signature": {"sha512=" + hex.EncodeToString(funnel.MAC(funnel.HMACSHA256, f.hmacKey, bad[1]))}}},
 				{"right signature, wrong token", bad[2], http.Header{"Authorization": {"Bearer x"}, "X-Funnel-Signature": {sig(bad[2])}}},
 				{"token in another header", bad[3], http.Header{"Authorization": nil, "X-Api-Key": {f.token}}},
 			}
 			for _, a := range attempts {
 				res := s.Post(ctx, f.url(0), a.body, a.header)
 				Expect(res.Code).To(Equal(http.StatusUnauthorized), "%s: %s", a.what, res)
-				all = append(all, harness.Result{Event: harness.EventName(a.body), Attempts: []harness.Attempt{res}})
+				all = append(all, send.Result{Event: send.EventName(a.body), Attempts: []send.Attempt{res}})
 				refused++
 			}
 			// The good ones, after the bad: once they are stored and delivered, nothing
@@ -88,7 +90,7 @@ var _ = Describe("Security", func() {
 			all = append(all, s.SendAll(ctx, good, 4)...)
 			stored := f.events(Default)
 			for _, b := range bad {
-				Expect(stored).NotTo(HaveKey(harness.EventName(b)), "created from a refused request")
+				Expect(stored).NotTo(HaveKey(send.EventName(b)), "created from a refused request")
 			}
 			f.waitFinal(len(stored), time.Minute)
 			Expect(len(stored)).To(Equal(4*(run+1)), "stored events")
@@ -97,7 +99,7 @@ var _ = Describe("Security", func() {
 		f.checkDeliveries()
 		for _, r := range f.sink.Requests() {
 			Expect(r.Header.Get("Authorization")).To(Equal("Bearer "+subSecret), "the Secret header reached the target")
-			Expect(r.Header.Get(funnelv1.SignatureHeader)).To(Equal("sha256="+harness.Sign([]byte(signingKey), r.Body)), "signed")
+			Expect(r.Header.Get(funnelv1.SignatureHeader)).To(Equal(funnel.Signature(funnel.HMACSHA256, []byte(signingKey), r.Body)), "signed")
 		}
 
 		By("grepping the logs for the secrets")
@@ -173,7 +175,7 @@ var _ = Describe("Security", func() {
 				*ds = append(*ds, a.Duration)
 			}
 		}
-		dNear, dFar := harness.Percentile(dsNear, 50), harness.Percentile(dsFar, 50)
+		dNear, dFar := send.LatencyOf(dsNear).P50, send.LatencyOf(dsFar).P50
 		GinkgoWriter.Printf("median 401 time: near miss %s, far miss %s\n", dNear, dFar)
 		// Loopback noise is far above a byte comparison; this only catches a gross leak.
 		Expect((dNear - dFar).Abs()).To(BeNumerically("<", 3*time.Millisecond))

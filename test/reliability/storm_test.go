@@ -8,6 +8,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 
+	"github.com/funnel-operator/funnel-operator/api/funnel/send"
 	"github.com/funnel-operator/funnel-operator/test/harness"
 )
 
@@ -48,12 +49,12 @@ func leaderIndex(f *fixture) int {
 
 // sendCopies sends every body copies times at once, copy i to replica i mod replicas, and
 // returns one Result per request (the same event name repeated).
-func sendCopies(f *fixture, bodies [][]byte, copies, concurrency int) []harness.Result {
-	senders := make([]*harness.Sender, len(f.ops))
+func sendCopies(f *fixture, bodies [][]byte, copies, concurrency int) []send.Result {
+	senders := make([]*send.Sender, len(f.ops))
 	for i := range f.ops {
 		senders[i] = f.sender(i)
 	}
-	out := make([]harness.Result, len(bodies)*copies)
+	out := make([]send.Result, len(bodies)*copies)
 	work := make(chan int)
 	var wg sync.WaitGroup
 	for range concurrency {
@@ -93,7 +94,7 @@ var _ = Describe("Duplicate storm across replicas", func() {
 		// the background, so wait for it.
 		acks := map[string]int64{}
 		for _, r := range sent {
-			if r.Acked() {
+			if r.Acknowledged() {
 				acks[r.Event]++
 			}
 		}
