@@ -44,9 +44,23 @@ var (
 		Name: "funnel_webhook_duplicate_counts_dropped_total",
 		Help: "Duplicate receipts not added to status.duplicates because the counter's queue was full or the update failed.",
 	})
+
+	// Silence: when Funnel stops sending (a changed URL, an expired token, an outage on
+	// its side) nothing else changes; these make "no event for N hours" one expression.
+	// Until this replica answers a request for a receiver they hold its creation time, a
+	// lower bound that never hides a silence across restarts.
+	lastRequest = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "funnel_webhook_last_request_timestamp_seconds",
+		Help: "Unix time of the last webhook request this replica answered for the receiver, whatever the answer (the receiver's creation time until then).",
+	}, []string{"receiver"})
+
+	lastAccepted = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "funnel_webhook_last_accepted_timestamp_seconds",
+		Help: "Unix time of the last event this replica acknowledged (200) for the receiver, new or duplicate (the receiver's creation time until then).",
+	}, []string{"receiver"})
 )
 
 func init() {
 	metrics.Registry.MustRegister(requestsTotal, requestDuration, eventsCreated, eventsDuplicate,
-		eventsConflicting, duplicateCountsPending, duplicateCountsDropped)
+		eventsConflicting, duplicateCountsPending, duplicateCountsDropped, lastRequest, lastAccepted)
 }

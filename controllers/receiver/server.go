@@ -71,6 +71,7 @@ type Server struct {
 	inFlight   chan struct{}
 	duplicates *duplicateCounter
 	recent     *recentNames
+	silence    *silence
 	serving    atomic.Bool
 
 	limitersMu sync.Mutex
@@ -97,6 +98,7 @@ func NewServer(opts Options, c cache.Cache, w client.Client) *Server {
 		inFlight:   make(chan struct{}, opts.MaxInFlight),
 		duplicates: newDuplicateCounter(w),
 		recent:     newRecentNames(recentCapacity),
+		silence:    newSilence(),
 		limiters:   map[types.NamespacedName]*rate.Limiter{},
 	}
 }
@@ -154,6 +156,11 @@ func (s *Server) Start(ctx context.Context) error {
 	if !s.cache.WaitForCacheSync(ctx) {
 		return errors.New("the receiver's caches did not sync")
 	}
+	stopSilence, err := s.trackSilence(ctx, s.cache)
+	if err != nil {
+		return err
+	}
+	defer stopSilence()
 
 	srv := &http.Server{
 		Handler:           s.Handler(),
@@ -181,7 +188,6 @@ func (s *Server) Start(ctx context.Context) error {
 	s.serving.Store(true)
 	log.Info("Serving webhooks", "address", ln.Addr().String())
 
-	var err error
 	select {
 	case err = <-serveErr:
 	case <-ctx.Done():
@@ -253,6 +259,7 @@ func (s *Server) answer(w http.ResponseWriter, receiver string, start time.Time,
 	_, _ = w.Write([]byte(body))
 	requestsTotal.WithLabelValues(receiver, strconv.Itoa(rep.code)).Inc()
 	requestDuration.WithLabelValues(receiver).Observe(time.Since(start).Seconds())
+	s.silence.observe(receiver, rep.code, s.opts.Clock.Now())
 }
 
 // limiter returns the receiver's rate limiter, adjusted to its current spec.
