@@ -158,6 +158,10 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		return fmt.Errorf("adding the replay watcher: %w", err)
 	}
 
+	if err := mgr.Add(&StateMetrics{Reader: mgr.GetCache()}); err != nil {
+		return fmt.Errorf("adding the state metrics: %w", err)
+	}
+
 	deletes := opts.RetentionDeletesPerSecond
 	if deletes <= 0 {
 		deletes = DefaultRetentionDeletesPerSecond
