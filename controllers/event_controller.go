@@ -51,9 +51,7 @@ type EventReconciler struct {
 
 // +kubebuilder:rbac:groups=funnel.leasing.dev,resources=funnelevents,verbs=get;list;watch
 // +kubebuilder:rbac:groups=funnel.leasing.dev,resources=funnelevents/status,verbs=patch
-// +kubebuilder:rbac:groups=funnel.leasing.dev,resources=funnelevents/finalizers,verbs=update
 // +kubebuilder:rbac:groups=funnel.leasing.dev,resources=funnelsubscriptions,verbs=get;list;watch
-// +kubebuilder:rbac:groups=batch,resources=jobs,verbs=list;watch;create
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // Reconcile runs one processing pass, with at most one status write.

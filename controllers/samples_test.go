@@ -24,14 +24,16 @@ var _ = Describe("config/samples", func() {
 		Expect(err).NotTo(HaveOccurred())
 		files, err := filepath.Glob(filepath.Join(testenv.Root(), "config", "samples", "funnel_*.yaml"))
 		Expect(err).NotTo(HaveOccurred())
-		Expect(files).To(HaveLen(4))
+		Expect(files).To(HaveLen(5))
 		for _, f := range files {
 			raw, err := os.ReadFile(f)
 			Expect(err).NotTo(HaveOccurred())
-			obj := &unstructured.Unstructured{}
-			Expect(yaml.Unmarshal(raw, &obj.Object)).To(Succeed(), f)
-			obj.SetNamespace(ns)
-			Expect(k8s.Create(ctx, obj)).To(Succeed(), f)
+			for doc := range strings.SplitSeq(string(raw), "\n---\n") {
+				obj := &unstructured.Unstructured{}
+				Expect(yaml.Unmarshal([]byte(doc), &obj.Object)).To(Succeed(), f)
+				obj.SetNamespace(ns)
+				Expect(k8s.Create(ctx, obj)).To(Succeed(), f)
+			}
 		}
 
 		Eventually(subscriptionReady(ns, "pms-sync-approved")).Should(SatisfyAll(

@@ -24,6 +24,7 @@ import (
 	"github.com/funnel-operator/funnel-operator/api/funnel"
 	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
 	"github.com/funnel-operator/funnel-operator/controllers/delivery"
+	"github.com/funnel-operator/funnel-operator/controllers/identity"
 	"github.com/funnel-operator/funnel-operator/controllers/metawrite"
 	"github.com/funnel-operator/funnel-operator/controllers/receiver"
 )
@@ -61,6 +62,11 @@ type Options struct {
 	RetentionRecheck time.Duration
 	// Namespaces are the watched namespaces (--namespaces); all when empty.
 	Namespaces []string
+	// DefaultServiceAccount is the ServiceAccount subscriptions that name none act as
+	// (--default-service-account); without one they may only make HTTP calls without Secrets.
+	DefaultServiceAccount string
+	// SubscriptionRecheck is DefaultSubscriptionRecheck when 0.
+	SubscriptionRecheck time.Duration
 }
 
 // CacheOptions are the manager's cache settings: FunnelEvents are cached only while
@@ -115,6 +121,10 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		opts.Clock = clock.RealClock{}
 	}
 	rec := mgr.GetEventRecorder("funnel-operator")
+	actAs, err := identity.New(mgr.GetConfig(), mgr.GetScheme(), mgr.GetRESTMapper(), opts.DefaultServiceAccount)
+	if err != nil {
+		return err
+	}
 	if opts.Dispatcher == nil {
 		if opts.HTTPClient == nil {
 			opts.HTTPClient = delivery.NewHTTPClient()
@@ -123,10 +133,11 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		if err := mgr.Add(stats); err != nil {
 			return fmt.Errorf("adding the subscription counters: %w", err)
 		}
-		opts.Dispatcher = &delivery.Router{Client: mgr.GetClient(), Scheme: mgr.GetScheme(), HTTP: opts.HTTPClient,
+		opts.Dispatcher = &delivery.Router{Client: mgr.GetClient(), Identity: actAs, Scheme: mgr.GetScheme(), HTTP: opts.HTTPClient,
 			Clock: opts.Clock, Recorder: rec, Stats: stats}
 	}
-	if err := (&SubscriptionReconciler{Client: mgr.GetClient()}).SetupWithManager(ctx, mgr); err != nil {
+	if err := (&SubscriptionReconciler{Client: mgr.GetClient(), Identity: actAs, Recorder: rec,
+		Recheck: opts.SubscriptionRecheck}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the FunnelSubscription controller: %w", err)
 	}
 	if err := (&ReceiverReconciler{Client: mgr.GetClient(), ExternalURL: opts.ExternalURL, Policy: opts.Webhook.Policy}).SetupWithManager(ctx, mgr); err != nil {

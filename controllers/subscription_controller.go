@@ -2,7 +2,9 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -10,20 +12,33 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/recorder"
 
 	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
 	"github.com/funnel-operator/funnel-operator/controllers/delivery"
+	"github.com/funnel-operator/funnel-operator/controllers/identity"
 )
 
+// DefaultSubscriptionRecheck is how often a subscription that is not Ready for a reason
+// outside its spec (a Secret, a permission) is looked at again. The operator does not
+// watch Secrets or RBAC, so time is what notices their change; a Ready subscription that
+// depends on them is rechecked ten times less often.
+const DefaultSubscriptionRecheck = 30 * time.Second
+
 // SubscriptionReconciler keeps a FunnelSubscription's Ready condition honest: the filter
-// compiles, the Secrets its actions read exist, its Job templates are valid.
+// compiles, its ServiceAccount may read the Secrets its actions name and they exist, its
+// Job templates pass a dry run as that account.
 type SubscriptionReconciler struct {
 	client.Client
+	// Identity acts as the subscription's ServiceAccount.
+	Identity *identity.Clients
+	Recorder recorder.EventRecorder
+	// Recheck is DefaultSubscriptionRecheck when 0.
+	Recheck time.Duration
 }
 
 // +kubebuilder:rbac:groups=funnel.leasing.dev,resources=funnelsubscriptions,verbs=get;list;watch
@@ -44,15 +59,43 @@ func (r *SubscriptionReconciler) Reconcile(ctx context.Context, req ctrl.Request
 		return ctrl.Result{}, err
 	}
 	ready.ObservedGeneration = sub.Generation
+	previous := meta.FindStatusCondition(base.Status.Conditions, funnelv1.ConditionReady)
 	meta.SetStatusCondition(&sub.Status.Conditions, ready)
 	sub.Status.ObservedGeneration = sub.Generation
+	result := ctrl.Result{RequeueAfter: r.recheck(&sub, ready)}
 	if equality.Semantic.DeepEqual(base.Status, sub.Status) {
-		return ctrl.Result{}, nil
+		return result, nil
 	}
 	if err := r.Status().Patch(ctx, &sub, client.MergeFrom(base)); err != nil {
 		return ctrl.Result{}, fmt.Errorf("patching status of FunnelSubscription %s: %w", req.NamespacedName, err)
 	}
-	return ctrl.Result{}, nil
+	if identityProblem(ready.Reason) && (previous == nil || previous.Reason != ready.Reason || previous.Message != ready.Message) {
+		r.Recorder.Eventf(&sub, nil, corev1.EventTypeWarning, ready.Reason, "Authorize", "%s", ready.Message)
+	}
+	return result, nil
+}
+
+// identityProblem: the subscription's account may not do what its actions need, or it
+// has none. People are told with an Event, once per change.
+func identityProblem(reason string) bool {
+	return reason == funnelv1.ReasonForbidden || reason == funnelv1.ReasonServiceAccountRequired
+}
+
+// recheck is when to look again at what the operator does not watch: the Secrets and
+// permissions of the subscription's ServiceAccount.
+func (r *SubscriptionReconciler) recheck(sub *funnelv1.FunnelSubscription, ready metav1.Condition) time.Duration {
+	every := r.Recheck
+	if every <= 0 {
+		every = DefaultSubscriptionRecheck
+	}
+	switch {
+	case ready.Reason == funnelv1.ReasonSecretNotFound || ready.Reason == funnelv1.ReasonSecretKeyMissing || ready.Reason == funnelv1.ReasonForbidden:
+		return every
+	case ready.Status == metav1.ConditionTrue && len(identity.Needs(sub)) > 0:
+		return 10 * every
+	default:
+		return 0 // only a change of the subscription can change the outcome
+	}
 }
 
 // ready decides the Ready condition; only unexpected API errors are returned.
@@ -65,31 +108,47 @@ func (r *SubscriptionReconciler) ready(ctx context.Context, sub *funnelv1.Funnel
 			return notReady(funnelv1.ReasonInvalidFilter, "spec.filter: %v", err)
 		}
 	}
-	for _, ref := range subscriptionSecrets(sub) {
-		var s corev1.Secret
-		err := r.Get(ctx, types.NamespacedName{Namespace: sub.Namespace, Name: ref.Name}, &s)
-		if apierrors.IsNotFound(err) {
-			return notReady(funnelv1.ReasonSecretNotFound, "Secret %q does not exist", ref.Name)
+	if needs := identity.Needs(sub); len(needs) > 0 {
+		c, err := r.Identity.For(sub)
+		if errors.Is(err, identity.ErrNoServiceAccount) {
+			return notReady(funnelv1.ReasonServiceAccountRequired,
+				"A ServiceAccount is needed (for %s): set spec.serviceAccountName, or run the operator with --default-service-account; only HTTP actions without Secrets need none",
+				identity.Describe(needs))
 		}
 		if err != nil {
-			return metav1.Condition{}, fmt.Errorf("reading Secret %s/%s: %w", sub.Namespace, ref.Name, err)
-		}
-		if len(s.Data[ref.Key]) == 0 {
-			return notReady(funnelv1.ReasonSecretKeyMissing, "Secret %q has no non-empty key %q", ref.Name, ref.Key)
-		}
-	}
-	for _, j := range []struct {
-		field string
-		a     *funnelv1.Action
-	}{{"spec.action.job", &sub.Spec.Action}, {"spec.delivery.deadLetter.job", sub.Spec.Delivery.DeadLetter}} {
-		field, a := j.field, j.a
-		if a == nil || a.Job == nil {
-			continue
-		}
-		if msg, err := r.dryRunJob(ctx, sub, a.Job); err != nil {
 			return metav1.Condition{}, err
-		} else if msg != "" {
-			return notReady(funnelv1.ReasonInvalidJobTemplate, "%s.template: %s", field, msg)
+		}
+		for _, ref := range subscriptionSecrets(sub) {
+			_, err := delivery.SecretValue(ctx, c, sub.Namespace, ref)
+			switch {
+			case err == nil:
+			case apierrors.IsForbidden(err):
+				return notReady(funnelv1.ReasonForbidden, "%s", apiMessage(err))
+			case apierrors.IsNotFound(err):
+				return notReady(funnelv1.ReasonSecretNotFound, "Secret %q does not exist", ref.Name)
+			case errors.Is(err, delivery.ErrSecretKeyMissing):
+				return notReady(funnelv1.ReasonSecretKeyMissing, "Secret %q has no non-empty key %q", ref.Name, ref.Key)
+			default:
+				return metav1.Condition{}, fmt.Errorf("FunnelSubscription %s/%s: %w", sub.Namespace, sub.Name, err)
+			}
+		}
+		for _, j := range []struct {
+			field string
+			a     *funnelv1.Action
+		}{{"spec.action.job", &sub.Spec.Action}, {"spec.delivery.deadLetter.job", sub.Spec.Delivery.DeadLetter}} {
+			if j.a == nil || j.a.Job == nil {
+				continue
+			}
+			err := dryRunJob(ctx, c, sub, j.a.Job)
+			switch {
+			case err == nil:
+			case apierrors.IsForbidden(err):
+				return notReady(funnelv1.ReasonForbidden, "%s", apiMessage(err))
+			case apierrors.IsInvalid(err) || apierrors.IsBadRequest(err):
+				return notReady(funnelv1.ReasonInvalidJobTemplate, "%s.template: %s", j.field, err.Error())
+			default:
+				return metav1.Condition{}, fmt.Errorf("validating the Job template of FunnelSubscription %s/%s: %w", sub.Namespace, sub.Name, err)
+			}
 		}
 	}
 	if sub.Spec.Suspend {
@@ -98,20 +157,21 @@ func (r *SubscriptionReconciler) ready(ctx context.Context, sub *funnelv1.Funnel
 	return condition(funnelv1.ConditionReady, metav1.ConditionTrue, funnelv1.ReasonReady, "Routing matching events"), nil
 }
 
-// dryRunJob asks the API server whether a Job built from the template is valid, without
-// creating it. It returns the API server's complaint, if any.
-func (r *SubscriptionReconciler) dryRunJob(ctx context.Context, sub *funnelv1.FunnelSubscription, a *funnelv1.JobAction) (string, error) {
+// apiMessage is the API server's own message of a refusal.
+func apiMessage(err error) string {
+	var status apierrors.APIStatus
+	if errors.As(err, &status) {
+		return status.Status().Message
+	}
+	return err.Error()
+}
+
+// dryRunJob asks the API server, as the subscription's ServiceAccount (c), whether it
+// would create a Job built from the template, without creating it.
+func dryRunJob(ctx context.Context, c client.Client, sub *funnelv1.FunnelSubscription, a *funnelv1.JobAction) error {
 	job := &batchv1.Job{ObjectMeta: *a.Template.ObjectMeta.DeepCopy(), Spec: *a.Template.Spec.DeepCopy()}
 	job.Namespace, job.Name, job.GenerateName = sub.Namespace, "", "funnel-dry-run-"
-	err := r.Create(ctx, job, client.DryRunAll)
-	switch {
-	case err == nil:
-		return "", nil
-	case apierrors.IsInvalid(err) || apierrors.IsBadRequest(err):
-		return err.Error(), nil
-	default:
-		return "", fmt.Errorf("validating the Job template of FunnelSubscription %s/%s: %w", sub.Namespace, sub.Name, err)
-	}
+	return c.Create(ctx, job, client.DryRunAll)
 }
 
 // subscriptionSecrets lists the Secret keys of a subscription's action and dead letter.
@@ -119,22 +179,11 @@ func subscriptionSecrets(sub *funnelv1.FunnelSubscription) []funnelv1.SecretKeyR
 	return append(delivery.SecretRefs(&sub.Spec.Action), delivery.SecretRefs(sub.Spec.Delivery.DeadLetter)...)
 }
 
-// SetupWithManager registers the controller and its watch of the referenced Secrets.
-func (r *SubscriptionReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) error {
-	b := ctrl.NewControllerManagedBy(mgr).
+// SetupWithManager registers the controller. It watches no Secrets and no RBAC: a
+// subscription that depends on them is looked at again from time to time (recheck).
+func (r *SubscriptionReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	return ctrl.NewControllerManagedBy(mgr).
 		Named("funnelsubscription").
-		For(&funnelv1.FunnelSubscription{}, builder.WithPredicates(predicate.GenerationChangedPredicate{}))
-	b, err := watchSecretsOf(ctx, mgr, b, &funnelv1.FunnelSubscription{},
-		func() client.ObjectList { return &funnelv1.FunnelSubscriptionList{} },
-		func(o client.Object) []string {
-			var names []string
-			for _, ref := range subscriptionSecrets(o.(*funnelv1.FunnelSubscription)) {
-				names = append(names, ref.Name)
-			}
-			return names
-		})
-	if err != nil {
-		return err
-	}
-	return b.Complete(r)
+		For(&funnelv1.FunnelSubscription{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Complete(r)
 }

@@ -74,6 +74,7 @@ var _ = Describe("Subscriptions", func() {
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "pms"},
 			Data:       map[string][]byte{"hmac": []byte("sign-me"), "auth": []byte("Bearer pms-key")},
 		})).To(Succeed())
+		serviceAccount(ns, actionsAccount, actionRules...)
 	})
 
 	// subscribe creates a subscription and waits until its controller found it Ready.
@@ -98,8 +99,9 @@ var _ = Describe("Subscriptions", func() {
 	It("delivers a matching event to an HTTP target, signed, with its idempotency key", func() {
 		target := newSink(http.StatusOK)
 		subscribe("pms-sync", funnelv1.FunnelSubscriptionSpec{
-			EventTypes: []string{"lease_transaction.*"},
-			Filter:     "event.data.current_status == 'Approved' && event.data.community_id == 43522",
+			EventTypes:         []string{"lease_transaction.*"},
+			ServiceAccountName: actionsAccount,
+			Filter:             "event.data.current_status == 'Approved' && event.data.community_id == 43522",
 			Action: funnelv1.Action{HTTP: &funnelv1.HTTPAction{URL: target.URL + "/funnel",
 				Headers:          []funnelv1.HTTPHeader{{Name: "X-Source", Value: "funnel-operator-test"}},
 				HeadersFrom:      []funnelv1.HTTPHeaderFromSecret{{Name: "Authorization", SecretRef: funnelv1.SecretKeyRef{Name: "pms", Key: "auth"}}},
@@ -290,7 +292,7 @@ var _ = Describe("Subscriptions", func() {
 
 	It("reports missing Secrets and becomes Ready when they appear", func() {
 		Expect(k8s.Create(ctx, &funnelv1.FunnelSubscription{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "needs-secret"},
-			Spec: funnelv1.FunnelSubscriptionSpec{EventTypes: []string{"*"}, Action: funnelv1.Action{HTTP: &funnelv1.HTTPAction{
+			Spec: funnelv1.FunnelSubscriptionSpec{EventTypes: []string{"*"}, ServiceAccountName: actionsAccount, Action: funnelv1.Action{HTTP: &funnelv1.HTTPAction{
 				URL: "http://pms.example", SigningSecretRef: &funnelv1.SecretKeyRef{Name: "later", Key: "key"}}}}})).To(Succeed())
 		Eventually(subscriptionReady(ns, "needs-secret")).Should(SatisfyAll(HaveField("Reason", funnelv1.ReasonSecretNotFound),
 			HaveField("Message", ContainSubstring(`"later"`))))
@@ -301,7 +303,7 @@ var _ = Describe("Subscriptions", func() {
 
 	It("reports an invalid Job template with the API server's message", func() {
 		Expect(k8s.Create(ctx, &funnelv1.FunnelSubscription{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "bad-job"},
-			Spec: funnelv1.FunnelSubscriptionSpec{EventTypes: []string{"*"}, Action: funnelv1.Action{Job: &funnelv1.JobAction{
+			Spec: funnelv1.FunnelSubscriptionSpec{EventTypes: []string{"*"}, ServiceAccountName: actionsAccount, Action: funnelv1.Action{Job: &funnelv1.JobAction{
 				Template: batchv1.JobTemplateSpec{Spec: batchv1.JobSpec{Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{
 					Containers: []corev1.Container{{Name: "x"}}}}}}}}}})).To(Succeed())
 		Eventually(subscriptionReady(ns, "bad-job")).Should(SatisfyAll(HaveField("Reason", funnelv1.ReasonInvalidJobTemplate),
@@ -309,7 +311,7 @@ var _ = Describe("Subscriptions", func() {
 	})
 
 	It("runs exactly one Job per event and subscription, hands over the event, and follows its outcome", func() {
-		subscribe("move-in-job", funnelv1.FunnelSubscriptionSpec{EventTypes: []string{"lease.move_in"}, Action: funnelv1.Action{Job: &funnelv1.JobAction{
+		subscribe("move-in-job", funnelv1.FunnelSubscriptionSpec{EventTypes: []string{"lease.move_in"}, ServiceAccountName: actionsAccount, Action: funnelv1.Action{Job: &funnelv1.JobAction{
 			Template: batchv1.JobTemplateSpec{Spec: batchv1.JobSpec{Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{
 				RestartPolicy: corev1.RestartPolicyNever,
 				Containers:    []corev1.Container{{Name: "post-move-in", Image: "example.com/pms/move-in:1"}}}}}}}}})
@@ -326,6 +328,8 @@ var _ = Describe("Subscriptions", func() {
 		ev := getEvent(ns, name)(Default)
 		Expect(job.Name).To(Equal(ev.Status.Deliveries[0].Job))
 		Expect(metav1.IsControlledBy(&job, &ev)).To(BeTrue())
+		Expect(job.OwnerReferences[0].BlockOwnerDeletion).To(HaveValue(BeFalse()),
+			"blocking the owner's deletion would need update on funnelevents/finalizers from the ServiceAccount")
 		Expect(job.Labels).To(HaveKeyWithValue(delivery.LabelSubscription, "move-in-job"))
 		env := map[string]string{}
 		for _, e := range job.Spec.Template.Spec.Containers[0].Env {

@@ -66,6 +66,8 @@ var _ = BeforeSuite(func() {
 		ExternalURL:   "https://funnel.example.com",
 		Webhook:       receiver.Options{Listener: ln, Policy: receiver.Policy{AllowInsecure: true}},
 		StatsInterval: 200 * time.Millisecond,
+		// Secrets and RBAC are not watched: a short recheck keeps the specs quick.
+		SubscriptionRecheck: 300 * time.Millisecond,
 	})).To(Succeed())
 	mgrCache = mgr.GetCache()
 

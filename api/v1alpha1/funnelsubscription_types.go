@@ -220,6 +220,20 @@ type FunnelSubscriptionSpec struct {
 	// +optional
 	Suspend bool `json:"suspend,omitempty"`
 
+	// serviceAccountName is the ServiceAccount of the subscription's namespace the operator
+	// acts as (impersonates) for everything the subscription does in the cluster: creating
+	// the Jobs of job actions, the dry run of their template, reading the Secrets of
+	// headersFrom and signingSecretRef. The subscription can do exactly what this account
+	// may do, never more. When empty, the operator's --default-service-account applies;
+	// without one, only http actions without Secrets work (Ready=False,
+	// ServiceAccountRequired, otherwise). The admission policy shipped with the operator
+	// lets only users who may impersonate the account name it.
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	ServiceAccountName string `json:"serviceAccountName,omitempty"`
+
 	// action is what happens with a matching event.
 	// +required
 	Action Action `json:"action"`
@@ -236,7 +250,8 @@ type FunnelSubscriptionStatus struct {
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
-	// conditions: Ready is True when the filter compiles and the Secrets it needs exist.
+	// conditions: Ready is True when the filter compiles, the Secrets it needs exist and
+	// its ServiceAccount may read them, and its Job templates pass a dry run as that account.
 	// +optional
 	// +listType=map
 	// +listMapKey=type
@@ -275,6 +290,7 @@ type FunnelSubscriptionStatus struct {
 // +kubebuilder:printcolumn:name="Succeeded",type=integer,JSONPath=`.status.succeeded`
 // +kubebuilder:printcolumn:name="Failed",type=integer,JSONPath=`.status.failed`
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
+// +kubebuilder:printcolumn:name="Service-Account",type=string,JSONPath=`.spec.serviceAccountName`,priority=1
 // +kubebuilder:printcolumn:name="Last-Delivery",type=date,JSONPath=`.status.lastDeliveryTime`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type FunnelSubscription struct {

@@ -388,6 +388,12 @@ var _ = Describe("FunnelSubscription schema", func() {
 		Entry("unknown backoff", func(s map[string]any) { set(s, "delivery.backoffPolicy", "random") }, `Unsupported value: "random"`),
 		Entry("delay not a duration", func(s map[string]any) { set(s, "delivery.backoffDelay", "soon") }, "spec.delivery.backoffDelay"),
 		Entry("filter too long", func(s map[string]any) { set(s, "filter", strings.Repeat("x", 4097)) }, "spec.filter: Too long"),
+		Entry("a ServiceAccount", func(s map[string]any) { set(s, "serviceAccountName", "funnel-actions") }, ""),
+		Entry("a ServiceAccount name with capitals", func(s map[string]any) { set(s, "serviceAccountName", "Funnel") }, "spec.serviceAccountName: Invalid value"),
+		Entry("a ServiceAccount in another namespace", func(s map[string]any) {
+			set(s, "serviceAccountName", "system:serviceaccount:kube-system:admin")
+		}, "spec.serviceAccountName: Invalid value"),
+		Entry("an empty ServiceAccount name", func(s map[string]any) { set(s, "serviceAccountName", "") }, "spec.serviceAccountName: Invalid value"),
 	)
 
 	It("applies the documented delivery defaults", func() {

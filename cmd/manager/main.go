@@ -11,6 +11,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/apimachinery/pkg/util/validation"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
@@ -40,6 +41,7 @@ type config struct {
 	pprofAddr               string
 	maxInFlight             int
 	allowInsecureReceivers  bool
+	defaultServiceAccount   string
 }
 
 func main() {
@@ -58,6 +60,7 @@ func main() {
 	flag.StringVar(&cfg.pprofAddr, "pprof-bind-address", "0", "Address of the Go pprof endpoints (/debug/pprof); \"0\" disables them.")
 	flag.IntVar(&cfg.maxInFlight, "webhook-max-in-flight", receiver.DefaultMaxInFlight, "Webhook requests handled at once; more are shed at once with 503 rather than queued past Funnel's timeout.")
 	flag.BoolVar(&cfg.allowInsecureReceivers, "allow-insecure-receivers", false, "Let FunnelReceivers with spec.auth.insecureSkipAuth: true accept unauthenticated requests; without it they are not Ready.")
+	flag.StringVar(&cfg.defaultServiceAccount, "default-service-account", "", "ServiceAccount (of the subscription's namespace) that FunnelSubscriptions without spec.serviceAccountName act as; when empty, they may only make HTTP calls without Secrets.")
 	flag.DurationVar(&cfg.shutdownTimeout, "graceful-shutdown-timeout", 30*time.Second, "How long in-flight work may take to finish after SIGTERM.")
 	zapOpts := zap.Options{Development: false}
 	zapOpts.BindFlags(flag.CommandLine)
@@ -78,6 +81,11 @@ func run(cfg config) error {
 	concurrency, err := controllers.ParseEventConcurrency(cfg.eventConcurrency)
 	if err != nil {
 		return fmt.Errorf("--event-concurrency: %w", err)
+	}
+	if sa := cfg.defaultServiceAccount; sa != "" {
+		if errs := validation.IsDNS1123Subdomain(sa); len(errs) > 0 {
+			return fmt.Errorf("--default-service-account %q: %s", sa, strings.Join(errs, "; "))
+		}
 	}
 	restCfg, err := ctrl.GetConfig()
 	if err != nil {
@@ -112,6 +120,7 @@ func run(cfg config) error {
 		EventConcurrency:          concurrency,
 		RetentionDeletesPerSecond: cfg.retentionDeletes,
 		Namespaces:                splitList(cfg.namespaces),
+		DefaultServiceAccount:     cfg.defaultServiceAccount,
 	}); err != nil {
 		return err
 	}
@@ -122,7 +131,8 @@ func run(cfg config) error {
 		return fmt.Errorf("adding ready check: %w", err)
 	}
 
-	ctrl.Log.Info("Starting manager", "webhookAddress", cfg.webhookAddr, "leaderElection", cfg.leaderElect, "namespaces", cfg.namespaces)
+	ctrl.Log.Info("Starting manager", "webhookAddress", cfg.webhookAddr, "leaderElection", cfg.leaderElect, "namespaces", cfg.namespaces,
+		"defaultServiceAccount", cfg.defaultServiceAccount)
 	if err := mgr.Start(ctx); err != nil {
 		return fmt.Errorf("running manager: %w", err)
 	}

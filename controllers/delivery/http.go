@@ -75,14 +75,14 @@ func newRequest(ctx context.Context, c client.Reader, ns string, a *funnelv1.HTT
 		h.Set(hd.Name, hd.Value)
 	}
 	for _, hf := range a.HeadersFrom {
-		v, err := secretValue(ctx, c, ns, hf.SecretRef)
+		v, err := SecretValue(ctx, c, ns, hf.SecretRef)
 		if err != nil {
 			return nil, fmt.Errorf("header %s: %w", hf.Name, err)
 		}
 		h.Set(hf.Name, strings.TrimSpace(string(v)))
 	}
 	if a.SigningSecretRef != nil {
-		key, err := secretValue(ctx, c, ns, *a.SigningSecretRef)
+		key, err := SecretValue(ctx, c, ns, *a.SigningSecretRef)
 		if err != nil {
 			return nil, fmt.Errorf("signing key: %w", err)
 		}
@@ -138,15 +138,21 @@ func (r *request) do(ctx context.Context, hc *http.Client, now time.Time) attemp
 	return a
 }
 
-// secretValue reads one key of a Secret in ns (from the cache).
-func secretValue(ctx context.Context, c client.Reader, ns string, ref funnelv1.SecretKeyRef) ([]byte, error) {
+// ErrSecretKeyMissing: the Secret exists but lacks the key, or its value is empty.
+var ErrSecretKeyMissing = errors.New("no non-empty key")
+
+// SecretValue reads one key of a Secret in ns with c, the subscription's ServiceAccount.
+// It is served from the API server's watch cache (resourceVersion "0"): no etcd read per
+// delivery, and a rotated value is seen within moments. Deliveries and the subscription's
+// Ready condition both read through it.
+func SecretValue(ctx context.Context, c client.Reader, ns string, ref funnelv1.SecretKeyRef) ([]byte, error) {
 	var s corev1.Secret
-	if err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: ref.Name}, &s); err != nil {
+	if err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: ref.Name}, &s, fromWatchCache()); err != nil {
 		return nil, fmt.Errorf("reading Secret %s/%s: %w", ns, ref.Name, err)
 	}
 	v, ok := s.Data[ref.Key]
 	if !ok || len(v) == 0 {
-		return nil, fmt.Errorf("Secret %s/%s has no key %q", ns, ref.Name, ref.Key)
+		return nil, fmt.Errorf("Secret %s/%s has %w %q", ns, ref.Name, ErrSecretKeyMissing, ref.Key)
 	}
 	return v, nil
 }

@@ -21,6 +21,10 @@ import (
 	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
 )
 
+// The operator follows the Jobs of its deliveries from a cache scoped to
+// LabelSubscription; it creates them as the subscription's ServiceAccount, never itself.
+// +kubebuilder:rbac:groups=batch,resources=jobs,verbs=list;watch
+
 // Labels on the Jobs the operator creates. The Job cache is scoped to LabelSubscription,
 // so the operator never caches anybody else's Jobs.
 const (
@@ -47,7 +51,10 @@ func JobName(ev *funnelv1.FunnelEvent, subscription string, deadLetter bool) str
 
 // newJob builds the Job of a Job action: the template, our labels, the FunnelEvent as
 // controlling owner (deleting the event deletes its Jobs), and the event in every
-// container's environment.
+// container's environment. The owner reference does not block the owner's deletion:
+// that would need "update" on funnelevents/finalizers from whoever creates the Job (the
+// OwnerReferencesPermissionEnforcement admission plugin), i.e. from every subscription's
+// ServiceAccount, and only foreground deletion of an event would wait for it.
 func newJob(ev *funnelv1.FunnelEvent, subscription string, a *funnelv1.JobAction, name string, extraEnv []corev1.EnvVar, scheme *runtime.Scheme) (*batchv1.Job, error) {
 	job := &batchv1.Job{
 		ObjectMeta: *a.Template.ObjectMeta.DeepCopy(),
@@ -60,7 +67,7 @@ func newJob(ev *funnelv1.FunnelEvent, subscription string, a *funnelv1.JobAction
 	job.Labels[LabelSubscription] = funnel.LabelValue(subscription)
 	job.Labels[LabelEvent] = funnel.LabelValue(ev.Name)
 	job.Labels[funnelv1.LabelEventType] = ev.Labels[funnelv1.LabelEventType]
-	if err := controllerutil.SetControllerReference(ev, job, scheme); err != nil {
+	if err := controllerutil.SetControllerReference(ev, job, scheme, controllerutil.WithBlockOwnerDeletion(false)); err != nil {
 		return nil, fmt.Errorf("owning Job %s: %w", name, err)
 	}
 	env := append([]corev1.EnvVar{
@@ -80,14 +87,16 @@ func newJob(ev *funnelv1.FunnelEvent, subscription string, a *funnelv1.JobAction
 	return job, nil
 }
 
-// runJob creates the delivery's Job if it does not exist, or adopts it, and reports its
-// state from its conditions.
-func runJob(ctx context.Context, c client.Client, ev *funnelv1.FunnelEvent, job *batchv1.Job) attempt {
+// runJob creates the delivery's Job with creator (the subscription's ServiceAccount) if
+// it is not in the operator's Job cache (cache), or adopts it, and reports its state from
+// its conditions.
+func runJob(ctx context.Context, cache client.Reader, creator client.Client, ev *funnelv1.FunnelEvent, job *batchv1.Job) attempt {
 	var existing batchv1.Job
-	err := c.Get(ctx, types.NamespacedName{Namespace: job.Namespace, Name: job.Name}, &existing)
+	err := cache.Get(ctx, types.NamespacedName{Namespace: job.Namespace, Name: job.Name}, &existing)
 	if apierrors.IsNotFound(err) {
-		if err := c.Create(ctx, job); err != nil && !apierrors.IsAlreadyExists(err) {
-			retryable := !apierrors.IsInvalid(err) && !apierrors.IsBadRequest(err) && !apierrors.IsForbidden(err)
+		if err := creator.Create(ctx, job); err != nil && !apierrors.IsAlreadyExists(err) {
+			// Forbidden is retried: a RoleBinding may be on its way, a quota may free up.
+			retryable := !apierrors.IsInvalid(err) && !apierrors.IsBadRequest(err)
 			return attempt{retryable: retryable, err: trim("creating Job " + job.Name + ": " + err.Error()), job: job.Name}
 		}
 		return attempt{running: true, job: job.Name}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/funnel-operator/funnel-operator/api/funnel"
 	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
+	"github.com/funnel-operator/funnel-operator/controllers/identity"
 )
 
 const (
@@ -47,8 +48,10 @@ type Result struct {
 // all delivery state in the event's status, so a new leader picks up where the last one
 // stopped; it never sleeps, retries are scheduled through RequeueAfter.
 type Router struct {
-	// Client reads subscriptions, Secrets and Jobs from the cache and creates Jobs.
-	Client   client.Client
+	// Client reads subscriptions and Jobs from the cache.
+	Client client.Client
+	// Identity acts as each subscription's ServiceAccount: Job creates and Secret reads.
+	Identity *identity.Clients
 	Scheme   *runtime.Scheme
 	HTTP     *http.Client
 	Clock    clock.PassiveClock
@@ -306,7 +309,11 @@ func (r *Router) run(ctx context.Context, ev *funnelv1.FunnelEvent, details funn
 		if err != nil {
 			return attempt{err: trim(err.Error())}
 		}
-		return runJob(ctx, r.Client, ev, job)
+		creator, err := r.Identity.For(sub)
+		if err != nil {
+			return attempt{err: trim("creating Job " + job.Name + ": " + err.Error()), job: job.Name}
+		}
+		return runJob(ctx, r.Client, creator, ev, job)
 	}
 
 	attemptNo := d.Attempts + 1
@@ -325,7 +332,7 @@ func (r *Router) run(ctx context.Context, ev *funnelv1.FunnelEvent, details funn
 	if deadLetter {
 		headers.Set("X-Funnel-Dead-Letter", "true")
 	}
-	req, err := newRequest(ctx, r.Client, ev.Namespace, action.HTTP, body, headers)
+	req, err := newRequest(ctx, r.secretReader(sub), ev.Namespace, action.HTTP, body, headers)
 	if err != nil {
 		// A missing Secret may be created any moment: retry rather than fail.
 		return attempt{retryable: true, err: trim(err.Error())}

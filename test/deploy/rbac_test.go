@@ -13,15 +13,19 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	authenticationv1 "k8s.io/api/authentication/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -33,9 +37,10 @@ import (
 	"github.com/funnel-operator/funnel-operator/test/testenv"
 )
 
-// The operator runs as its ServiceAccount (impersonated), with exactly the RBAC that
+// The operator runs as its ServiceAccount (a token of it), with exactly the RBAC that
 // config/rbac installs, and the whole flow must work: receive, process, deliver, run a
-// Job, record Events, count, elect a leader, apply retention.
+// Job as the subscription's ServiceAccount, record Events, count, elect a leader, apply
+// retention.
 var _ = Describe("The operator with the RBAC of config/rbac", Ordered, func() {
 	var (
 		webhookURL string
@@ -62,11 +67,15 @@ var _ = Describe("The operator with the RBAC of config/rbac", Ordered, func() {
 		DeferCleanup(sink.Close)
 		sinkURL = "http://" + sinkLn.Addr().String()
 
-		asOperator := rest.CopyConfig(cfg)
-		asOperator.Impersonate = rest.ImpersonationConfig{
-			UserName: "system:serviceaccount:funnel-system:funnel-operator",
-			Groups:   []string{"system:serviceaccounts", "system:serviceaccounts:funnel-system", "system:authenticated"},
-		}
+		// A token of the ServiceAccount, not impersonation by the admin: the operator
+		// impersonates its subscriptions' accounts, and that must be its own permission.
+		cs, err := kubernetes.NewForConfig(cfg)
+		Expect(err).NotTo(HaveOccurred())
+		tr, err := cs.CoreV1().ServiceAccounts("funnel-system").CreateToken(ctx, "funnel-operator",
+			&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](3600)}}, metav1.CreateOptions{})
+		Expect(err).NotTo(HaveOccurred())
+		asOperator := rest.AnonymousClientConfig(cfg)
+		asOperator.BearerToken = tr.Status.Token
 		mgr, err := ctrl.NewManager(asOperator, ctrl.Options{
 			Scheme:                  testenv.Scheme(),
 			Logger:                  zap.New(zap.WriteTo(GinkgoWriter)),
@@ -95,8 +104,11 @@ var _ = Describe("The operator with the RBAC of config/rbac", Ordered, func() {
 		Expect(k8s.Create(ctx, &funnelv1.FunnelSubscription{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "pms"},
 			Spec: funnelv1.FunnelSubscriptionSpec{EventTypes: []string{"lease_transaction.*"},
 				Action: funnelv1.Action{HTTP: &funnelv1.HTTPAction{URL: sinkURL}}}})).To(Succeed())
+		// The Job is created as the subscription's ServiceAccount, which may create Jobs.
+		Expect(testenv.ServiceAccount(ctx, k8s, ns, "jobs",
+			rbacv1.PolicyRule{APIGroups: []string{"batch"}, Resources: []string{"jobs"}, Verbs: []string{"create"}})).To(Succeed())
 		Expect(k8s.Create(ctx, &funnelv1.FunnelSubscription{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "move-in"},
-			Spec: funnelv1.FunnelSubscriptionSpec{EventTypes: []string{"lease.move_in"}, Action: funnelv1.Action{Job: &funnelv1.JobAction{
+			Spec: funnelv1.FunnelSubscriptionSpec{EventTypes: []string{"lease.move_in"}, ServiceAccountName: "jobs", Action: funnelv1.Action{Job: &funnelv1.JobAction{
 				Template: batchv1.JobTemplateSpec{Spec: batchv1.JobSpec{Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{
 					RestartPolicy: corev1.RestartPolicyNever, Containers: []corev1.Container{{Name: "c", Image: "example.com/c:1"}}}}}}}}}})).To(Succeed())
 	})

@@ -50,6 +50,12 @@ type auditEvent struct {
 	User  struct {
 		Username string `json:"username"`
 	} `json:"user"`
+	ImpersonatedUser *struct {
+		Username string `json:"username"`
+	} `json:"impersonatedUser"`
+	ResponseStatus *struct {
+		Code int `json:"code"`
+	} `json:"responseStatus"`
 	ObjectRef *struct {
 		Resource    string `json:"resource"`
 		Subresource string `json:"subresource"`
@@ -58,20 +64,75 @@ type auditEvent struct {
 	Annotations map[string]string `json:"annotations"`
 }
 
+// impersonateServiceAccounts is the permission a request made as another user (a
+// ServiceAccount) uses of the requester's own.
+var impersonateServiceAccounts = Permission{Group: "", Resource: "serviceaccounts", Verb: "impersonate"}
+
 // UsedPermissions reads an audit log (JSON lines) and returns the resource permissions
-// user exercised, from the ResponseComplete stage of each request.
+// user exercised, from the ResponseComplete stage of each request. A request user made as
+// a ServiceAccount (impersonation) used user's "impersonate serviceaccounts", not the
+// permission the request itself needed: that was the ServiceAccount's (see
+// ImpersonatedPermissions).
 func UsedPermissions(auditLog, user string) (map[Permission]Use, error) {
+	out := map[Permission]Use{}
+	err := eachRequest(auditLog, user, func(ev auditEvent, p Permission) {
+		if ev.ImpersonatedUser != nil {
+			p = impersonateServiceAccounts
+		}
+		u := out[p]
+		if forbidden(ev) {
+			u.Forbidden++
+		} else {
+			u.Allowed++
+		}
+		out[p] = u
+	})
+	return out, err
+}
+
+// ImpersonatedPermissions returns, per user user acted as, the permissions those requests
+// needed, and whether the authorizer granted them to that user.
+func ImpersonatedPermissions(auditLog, user string) (map[string]map[Permission]Use, error) {
+	out := map[string]map[Permission]Use{}
+	err := eachRequest(auditLog, user, func(ev auditEvent, p Permission) {
+		if ev.ImpersonatedUser == nil {
+			return
+		}
+		as := ev.ImpersonatedUser.Username
+		if out[as] == nil {
+			out[as] = map[Permission]Use{}
+		}
+		u := out[as][p]
+		if forbidden(ev) {
+			u.Forbidden++
+		} else {
+			u.Allowed++
+		}
+		out[as][p] = u
+	})
+	return out, err
+}
+
+// forbidden: the authorizer refused the request, or, before it ran, the requester's
+// impersonation was refused (a 403 with no authorization decision; the audit log then
+// shows no impersonated user).
+func forbidden(ev auditEvent) bool {
+	decision := ev.Annotations["authorization.k8s.io/decision"]
+	return decision == "forbid" || (decision == "" && ev.ResponseStatus != nil && ev.ResponseStatus.Code == 403)
+}
+
+// eachRequest calls fn for each completed resource request of user in the audit log.
+func eachRequest(auditLog, user string, fn func(auditEvent, Permission)) error {
 	b, err := os.ReadFile(auditLog)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	out := map[Permission]Use{}
 	sc := bufio.NewScanner(bytes.NewReader(b))
 	sc.Buffer(make([]byte, 1<<20), 16<<20)
 	for sc.Scan() {
 		var ev auditEvent
 		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
-			return nil, fmt.Errorf("harness: audit log line %q: %w", sc.Text(), err)
+			return fmt.Errorf("harness: audit log line %q: %w", sc.Text(), err)
 		}
 		if ev.User.Username != user || ev.ObjectRef == nil || ev.Stage != "ResponseComplete" {
 			continue
@@ -80,16 +141,9 @@ func UsedPermissions(auditLog, user string) (map[Permission]Use, error) {
 		if ev.ObjectRef.Subresource != "" {
 			p.Resource += "/" + ev.ObjectRef.Subresource
 		}
-		u := out[p]
-		// The authorizer's decision, not the status code: admission can refuse too.
-		if ev.Annotations["authorization.k8s.io/decision"] == "forbid" {
-			u.Forbidden++
-		} else {
-			u.Allowed++
-		}
-		out[p] = u
+		fn(ev, p)
 	}
-	return out, sc.Err()
+	return sc.Err()
 }
 
 // GrantedPermissions expands the rules of the Roles and ClusterRoles in the YAML files

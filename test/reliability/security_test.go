@@ -17,6 +17,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/funnel-operator/funnel-operator/api/funnel"
@@ -34,9 +35,12 @@ var _ = Describe("Security", func() {
 		subSecret, signingKey := "sub-"+randomSecret(), "sign-"+randomSecret()
 		Expect(k8s.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: "pms"},
 			StringData: map[string]string{"api-key": "Bearer " + subSecret, "signing-key": signingKey}})).To(Succeed())
+		// It reads them as its ServiceAccount, which may read that Secret.
+		Expect(testenv.ServiceAccount(ctx, k8s, f.ns, "pms",
+			rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"secrets"}, ResourceNames: []string{"pms"}, Verbs: []string{"get"}})).To(Succeed())
 		Expect(k8s.Create(ctx, &funnelv1.FunnelSubscription{
 			ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: "pms"},
-			Spec: funnelv1.FunnelSubscriptionSpec{EventTypes: []string{"*"}, Action: funnelv1.Action{HTTP: &funnelv1.HTTPAction{
+			Spec: funnelv1.FunnelSubscriptionSpec{EventTypes: []string{"*"}, ServiceAccountName: "pms", Action: funnelv1.Action{HTTP: &funnelv1.HTTPAction{
 				URL:              f.sink.URL + "/pms",
 				HeadersFrom:      []funnelv1.HTTPHeaderFromSecret{{Name: "Authorization", SecretRef: funnelv1.SecretKeyRef{Name: "pms", Key: "api-key"}}},
 				SigningSecretRef: &funnelv1.SecretKeyRef{Name: "pms", Key: "signing-key"},

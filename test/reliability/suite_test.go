@@ -76,8 +76,8 @@ var _ = SynchronizedBeforeSuite(func() {}, func() {
 	cp, err = harness.StartControlPlane(harness.ControlPlaneOptions{
 		Dir:         filepath.Join(workDir, "cluster"),
 		AuditPolicy: harness.AuditPolicyFor(operatorUser),
-		// The check behind the finalizers permission: a Job with blockOwnerDeletion needs
-		// "update" on its owner's finalizers.
+		// Jobs are created by subscriptions' ServiceAccounts, which have no "update" on
+		// funnelevents/finalizers: the plugin must let them (no blockOwnerDeletion).
 		APIServerFlags: map[string]string{"enable-admission-plugins": "OwnerReferencesPermissionEnforcement"},
 	})
 	Expect(err).NotTo(HaveOccurred())

@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	kruntime "k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
@@ -96,6 +97,32 @@ func NewNamespace(ctx context.Context, c client.Client, prefix string) (string, 
 		return "", fmt.Errorf("creating a namespace: %w", err)
 	}
 	return ns.Name, nil
+}
+
+// ServiceAccount creates ServiceAccount name in ns and, with rules, a Role of them bound
+// to it (both named after it): the account a subscription acts as, or a tenant.
+func ServiceAccount(ctx context.Context, c client.Client, ns, name string, rules ...rbacv1.PolicyRule) error {
+	if err := c.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}); err != nil {
+		return fmt.Errorf("creating ServiceAccount %s/%s: %w", ns, name, err)
+	}
+	if len(rules) == 0 {
+		return nil
+	}
+	return Bind(ctx, c, ns, name, rbacv1.Subject{Kind: rbacv1.ServiceAccountKind, Namespace: ns, Name: name}, rules...)
+}
+
+// Bind creates a Role named name in ns with rules, bound to subject by a RoleBinding of
+// the same name.
+func Bind(ctx context.Context, c client.Client, ns, name string, subject rbacv1.Subject, rules ...rbacv1.PolicyRule) error {
+	if err := c.Create(ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Rules: rules}); err != nil {
+		return fmt.Errorf("creating Role %s/%s: %w", ns, name, err)
+	}
+	if err := c.Create(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: name},
+		Subjects: []rbacv1.Subject{subject}}); err != nil {
+		return fmt.Errorf("creating RoleBinding %s/%s: %w", ns, name, err)
+	}
+	return nil
 }
 
 // Kubectl runs the kubectl built with the control plane against env and returns its
