@@ -4,12 +4,24 @@ SHELL := /usr/bin/env bash -o pipefail
 .SHELLFLAGS := -ec
 .DEFAULT_GOAL := help
 
-# Versions of the test control plane, built from source by `make envtest-assets`.
-K8S_VERSION ?= 1.37.2
+# The test control plane, built from source by `make envtest-assets`, in two versions: the
+# newest and the oldest supported Kubernetes (README: Supported Kubernetes versions). Each
+# version is the k8s.io/kubernetes its module under hack/envtest requires.
+k8s_module_version = $(shell awk '{ for (i = 1; i < NF; i++) if ($$i == "k8s.io/kubernetes" && $$(i+1) ~ /^v1\./) v = substr($$(i+1), 2) } END { print v }' hack/envtest/$(1)/go.mod)
+K8S_VERSION := $(call k8s_module_version,kubernetes)
+K8S_OLDEST_VERSION := $(call k8s_module_version,kubernetes-oldest)
 # Built binaries live outside the clone so every fresh clone (and CI) reuses them.
-ENVTEST_ASSETS_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/funnel-operator/k8s/$(K8S_VERSION)
+K8S_CACHE_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/funnel-operator/k8s
+ENVTEST_ASSETS_DIR := $(K8S_CACHE_DIR)/$(K8S_VERSION)
+ENVTEST_OLDEST_ASSETS_DIR := $(K8S_CACHE_DIR)/$(K8S_OLDEST_VERSION)
+# Every test and `make run` use the newest; `make run KUBEBUILDER_ASSETS=<oldest dir>` the oldest.
 export KUBEBUILDER_ASSETS := $(ENVTEST_ASSETS_DIR)
-ENVTEST_BINARIES := $(ENVTEST_ASSETS_DIR)/etcd $(ENVTEST_ASSETS_DIR)/kube-apiserver $(ENVTEST_ASSETS_DIR)/kubectl
+ENVTEST_BINARIES := $(addprefix $(ENVTEST_ASSETS_DIR)/,etcd kube-apiserver kubectl)
+ENVTEST_OLDEST_BINARIES := $(addprefix $(ENVTEST_OLDEST_ASSETS_DIR)/,etcd kube-apiserver kubectl)
+# Suites that also run against the oldest supported kube-apiserver in `make test`: they
+# install the CRDs and config/'s manifests (schemas, CEL rules, selectable fields, admission
+# policies) and drive the controllers, which is where a newer-only feature would show.
+OLDEST_K8S_TEST_PACKAGES ?= ./api/v1alpha1/... ./controllers/ ./test/deploy/...
 
 CONTROLLER_GEN := go tool controller-gen
 GO_TEST_FLAGS ?= -race
@@ -46,14 +58,25 @@ verify: ## Fail when generated files are stale, code is not gofmt'ed, or go vet 
 ##@ Test
 
 .PHONY: envtest-assets
-envtest-assets: $(ENVTEST_BINARIES) ## Build etcd, kube-apiserver and kubectl from source (once; cached outside the clone).
+envtest-assets: $(ENVTEST_BINARIES) $(ENVTEST_OLDEST_BINARIES) ## Build etcd, kubectl and the newest and oldest supported kube-apiserver from source (once; cached outside the clone).
 
 $(ENVTEST_BINARIES) &:
-	hack/envtest/build.sh $(ENVTEST_ASSETS_DIR)
+	hack/envtest/build.sh newest $(ENVTEST_ASSETS_DIR)
+
+# etcd and kubectl there are links to the newest ones (a dangling link is rebuilt).
+$(ENVTEST_OLDEST_BINARIES) &: | $(ENVTEST_BINARIES)
+	hack/envtest/build.sh oldest $(ENVTEST_OLDEST_ASSETS_DIR) $(ENVTEST_ASSETS_DIR)
 
 .PHONY: test
-test: verify envtest-assets ## Everything CI runs: verify, unit tests, envtest suites, fuzz seed corpora.
+test: verify envtest-assets ## Everything CI runs: verify, unit tests, envtest suites (newest and oldest supported Kubernetes), fuzz seed corpora.
+	@echo "test: every package against $$($(ENVTEST_ASSETS_DIR)/kube-apiserver --version), the newest supported"
 	go test $(GO_TEST_FLAGS) ./...
+	@$(MAKE) --no-print-directory test-oldest-k8s
+
+.PHONY: test-oldest-k8s
+test-oldest-k8s: envtest-assets ## The suites of OLDEST_K8S_TEST_PACKAGES against the oldest supported kube-apiserver (part of make test).
+	@echo "test: $(OLDEST_K8S_TEST_PACKAGES) against $$($(ENVTEST_OLDEST_ASSETS_DIR)/kube-apiserver --version), the oldest supported"
+	KUBEBUILDER_ASSETS=$(ENVTEST_OLDEST_ASSETS_DIR) go test $(GO_TEST_FLAGS) $(OLDEST_K8S_TEST_PACKAGES)
 
 FUZZTIME ?= 1m
 .PHONY: fuzz

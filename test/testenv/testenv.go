@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"strings"
 
+	"golang.org/x/mod/modfile"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -25,9 +26,6 @@ import (
 	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
 )
 
-// K8sVersion is the version of the control plane `make envtest-assets` builds.
-const K8sVersion = "1.37.2"
-
 // Root is the repository root, found from this file's location so tests work from any
 // package directory.
 func Root() string {
@@ -36,7 +34,9 @@ func Root() string {
 }
 
 // AssetsDir is where the control plane binaries are: $KUBEBUILDER_ASSETS (set by the
-// Makefile) or the Makefile's default cache directory, so plain `go test` works too.
+// Makefile: the newest supported Kubernetes, or the oldest for the suites `make test` runs
+// against both) or else the newest in the Makefile's cache directory, so plain `go test`
+// works too.
 func AssetsDir() (string, error) {
 	dir := os.Getenv("KUBEBUILDER_ASSETS")
 	if dir == "" {
@@ -44,7 +44,11 @@ func AssetsDir() (string, error) {
 		if err != nil {
 			return "", fmt.Errorf("locating the cache directory: %w", err)
 		}
-		dir = filepath.Join(cache, "funnel-operator", "k8s", K8sVersion)
+		version, err := newestK8sVersion()
+		if err != nil {
+			return "", err
+		}
+		dir = filepath.Join(cache, "funnel-operator", "k8s", version)
 	}
 	for _, bin := range []string{"etcd", "kube-apiserver", "kubectl"} {
 		if _, err := os.Stat(filepath.Join(dir, bin)); err != nil {
@@ -52,6 +56,27 @@ func AssetsDir() (string, error) {
 		}
 	}
 	return dir, nil
+}
+
+// newestK8sVersion is the Kubernetes release `make envtest-assets` builds as the newest,
+// without the "v": the k8s.io/kubernetes that hack/envtest/kubernetes requires (one place
+// to change on an upgrade).
+func newestK8sVersion() (string, error) {
+	path := filepath.Join(Root(), "hack", "envtest", "kubernetes", "go.mod")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("reading the control plane's version: %w", err)
+	}
+	f, err := modfile.ParseLax(path, data, nil)
+	if err != nil {
+		return "", fmt.Errorf("reading the control plane's version: %w", err)
+	}
+	for _, r := range f.Require {
+		if r.Mod.Path == "k8s.io/kubernetes" {
+			return strings.TrimPrefix(r.Mod.Version, "v"), nil
+		}
+	}
+	return "", fmt.Errorf("%s requires no k8s.io/kubernetes", path)
 }
 
 // Scheme knows the built-in kinds and ours.
