@@ -43,6 +43,10 @@ var _ = Describe("config/default", func() {
 			"deployment.apps/funnel-operator",
 			"poddisruptionbudget.policy/funnel-operator",
 			"networkpolicy.networking.k8s.io/funnel-operator",
+			"validatingadmissionpolicy.admissionregistration.k8s.io/funnel-subscription-service-account",
+			"validatingadmissionpolicybinding.admissionregistration.k8s.io/funnel-subscription-service-account",
+			"validatingadmissionpolicy.admissionregistration.k8s.io/funnel-events-from-the-receiver",
+			"validatingadmissionpolicybinding.admissionregistration.k8s.io/funnel-events-from-the-receiver",
 		} {
 			// Created, or configured/unchanged where the test control plane already has it
 			// (the CRDs; the RBAC when the RBAC spec ran first).

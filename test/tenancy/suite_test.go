@@ -1,0 +1,99 @@
+// Package tenancy tries the attacks of a shared cluster the way tenants with narrow Roles
+// would, against the operator as installed: a real API server with
+// OwnerReferencesPermissionEnforcement and the admission policies of config/policies, the
+// operator binary with exactly the RBAC of config/rbac (a token of its ServiceAccount),
+// and tenants who act through the API server with their own Roles. Every spec fails if
+// the protection it checks is removed. docs/security.md lists the attacks and results.
+//
+// To add an attack: newTenant gives a namespace and a client acting as a user with the
+// Role you pass (subscriber and eventCreator are the usual ones), startOperator runs the
+// operator for that namespace, openReceiver gives it a receiver to post events to.
+package tenancy_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/funnel-operator/funnel-operator/test/harness"
+	"github.com/funnel-operator/funnel-operator/test/testenv"
+)
+
+// operatorUser is the ServiceAccount config/rbac binds and the policies name.
+const operatorUser = "system:serviceaccount:funnel-system:funnel-operator"
+
+var (
+	ctx context.Context
+	cp  *harness.ControlPlane
+	// k8s is the cluster admin (the platform team).
+	k8s client.Client
+	// operatorBin is the manager binary; operatorKubeconfig holds only a token of its
+	// ServiceAccount.
+	operatorBin, operatorKubeconfig string
+	workDir                         string
+)
+
+func TestTenancy(t *testing.T) {
+	RegisterFailHandler(Fail)
+	SetDefaultEventuallyTimeout(30 * time.Second)
+	SetDefaultEventuallyPollingInterval(100 * time.Millisecond)
+	RunSpecs(t, "Tenancy")
+}
+
+var _ = BeforeSuite(func() {
+	ctx = context.Background()
+	var err error
+	workDir, err = os.MkdirTemp("", "funnel-tenancy-")
+	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(func() { Expect(os.RemoveAll(workDir)).To(Succeed()) })
+
+	By("building the operator")
+	operatorBin, err = harness.BuildOperator(workDir)
+	Expect(err).NotTo(HaveOccurred())
+
+	By("starting the control plane, with the admission plugin production clusters run")
+	cp, err = harness.StartControlPlane(harness.ControlPlaneOptions{
+		Dir:            filepath.Join(workDir, "cluster"),
+		AuditPolicy:    harness.AuditPolicyFor(operatorUser),
+		APIServerFlags: map[string]string{"enable-admission-plugins": "OwnerReferencesPermissionEnforcement"},
+	})
+	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(func() { Expect(cp.Stop()).To(Succeed()) })
+	k8s = cp.Client
+
+	By("installing config/rbac and config/policies")
+	Expect(k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "funnel-system"}})).To(Succeed())
+	for _, dir := range []string{"rbac", "policies"} {
+		out, err := testenv.Kubectl(cp.Env(), "apply", "-k", filepath.Join(testenv.Root(), "config", dir))
+		Expect(err).NotTo(HaveOccurred(), out)
+	}
+
+	By("a kubeconfig with a token of the operator's ServiceAccount, and nothing else")
+	cs, err := kubernetes.NewForConfig(cp.Config)
+	Expect(err).NotTo(HaveOccurred())
+	tr, err := cs.CoreV1().ServiceAccounts("funnel-system").CreateToken(ctx, "funnel-operator",
+		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](3600)}}, metav1.CreateOptions{})
+	Expect(err).NotTo(HaveOccurred())
+	operatorKubeconfig = filepath.Join(workDir, "operator.kubeconfig")
+	Expect(cp.WriteTokenKubeconfig(operatorKubeconfig, "funnel-operator", tr.Status.Token)).To(Succeed())
+
+	By("waiting until the policies are in force")
+	Eventually(func() error {
+		return k8s.Create(ctx, forgedEvent("default", "evt-probe"), client.DryRunAll)
+	}).Should(MatchError(ContainSubstring("FunnelEvents are created only by")))
+	probe := newTenant("probe", subscriber...)
+	Eventually(func() error {
+		return probe.client.Create(ctx, subscription(probe.ns, "probe", "default"), client.DryRunAll)
+	}).Should(MatchError(ContainSubstring("may not impersonate")))
+})
