@@ -7,16 +7,22 @@ import (
 	"slices"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/recorder"
 
 	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
 )
@@ -31,15 +37,37 @@ const (
 	DefaultRetentionDeletesPerSecond = 20
 	// retentionPageSize is the page size of the metadata-only list of finished events.
 	retentionPageSize = 500
-	// maxDeletesPerPass bounds one pass; a larger backlog continues in the next pass.
+	// maxDeletesPerPass bounds one pass; a larger backlog continues in the next pass. It
+	// also bounds what a pass remembers: the oldest maxDeletesPerPass events, not all.
 	maxDeletesPerPass = 1000
 )
+
+// Why retention deleted an event: the reason label of funnel_retention_deleted_total.
+const (
+	deletedForAge       = "age"
+	deletedForMaxEvents = "max_events"
+)
+
+var (
+	retentionDeleted = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "funnel_retention_deleted_total",
+		Help: "Finished FunnelEvents deleted by retention, by receiver (namespace/name) and reason: age (past spec.retention.succeeded/failed) or max_events (beyond spec.retention.maxEvents while younger).",
+	}, []string{"receiver", "reason"})
+	retentionFinished = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "funnel_retention_finished_events",
+		Help: "Finished FunnelEvents a receiver (namespace/name) holds after the last retention pass.",
+	}, []string{"receiver"})
+)
+
+func init() { metrics.Registry.MustRegister(retentionDeleted, retentionFinished) }
 
 // RetentionReconciler deletes a receiver's finished events past its retention: those
 // older (since receipt) than spec.retention.succeeded (Succeeded and Ignored) or .failed
 // (Failed), then the oldest beyond spec.retention.maxEvents. Finished events are not in
 // any cache: it pages through their metadata only, and is woken by RequeueAfter when the
-// next event expires, not by events.
+// next event expires, not by events. The receiver's MaxEventsReached condition, an Event
+// and funnel_retention_deleted_total{reason="max_events"} say when the cap, not the age,
+// decides.
 type RetentionReconciler struct {
 	client.Client
 	// APIReader lists without the cache (finished events are not cached).
@@ -49,77 +77,132 @@ type RetentionReconciler struct {
 	Limiter *rate.Limiter
 	// Recheck is the longest wait between passes.
 	Recheck time.Duration
+	// Recorder records the MaxEventsReached transitions on the receiver.
+	Recorder recorder.EventRecorder
 }
 
 // +kubebuilder:rbac:groups=funnel.leasing.dev,resources=funnelevents,verbs=delete
+// +kubebuilder:rbac:groups=funnel.leasing.dev,resources=funnelreceivers/status,verbs=patch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // finishedEvent is what a pass keeps of one finished event: enough to order and delete.
 type finishedEvent struct {
 	name    string
 	uid     types.UID
 	created time.Time
-	expires time.Time
+}
+
+// olderThan orders events by receipt, oldest first; names break ties of the creation
+// timestamp's one-second resolution.
+func olderThan(a, b finishedEvent) int {
+	if c := a.created.Compare(b.created); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.name, b.name)
+}
+
+// retentionPlan is what one pass found: the events to delete and why, and what to tell.
+type retentionPlan struct {
+	// byAge are events past their age; byCap the oldest of the younger ones beyond
+	// maxEvents, oldest first.
+	byAge, byCap []finishedEvent
+	// finished counts the receiver's finished events before the deletes.
+	finished int
+	// overCap is true when more finished events than maxEvents are younger than their age.
+	overCap bool
+	// nextExpiry is when the oldest event kept expires.
+	nextExpiry time.Time
 }
 
 // Reconcile runs one retention pass for a receiver.
 func (r *RetentionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	receiverLabel := req.String()
 	var rcv funnelv1.FunnelReceiver
 	if err := r.Get(ctx, req.NamespacedName, &rcv); err != nil {
+		if apierrors.IsNotFound(err) {
+			retentionFinished.DeleteLabelValues(receiverLabel)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	succeeded, failed := retentionTTLs(rcv.Spec.Retention)
 	now := r.Clock.Now()
-
-	var keep []finishedEvent
-	nextExpiry := now.Add(r.Recheck)
-	deleted := 0
-	err := r.eachFinished(ctx, &rcv, func(phase funnelv1.EventPhase, meta *metav1.PartialObjectMetadata) error {
-		ttl := succeeded
-		if phase == funnelv1.PhaseFailed {
-			ttl = failed
-		}
-		ev := finishedEvent{name: meta.Name, uid: meta.UID, created: meta.CreationTimestamp.Time}
-		ev.expires = ev.created.Add(ttl)
-		if !ev.expires.After(now) && deleted < maxDeletesPerPass {
-			deleted++
-			return r.delete(ctx, rcv.Namespace, ev)
-		}
-		if ev.expires.Before(nextExpiry) {
-			nextExpiry = ev.expires
-		}
-		if rcv.Spec.Retention.MaxEvents != nil {
-			keep = append(keep, ev)
-		}
-		return nil
-	})
+	plan, err := r.plan(ctx, &rcv, now)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
 
-	if max := rcv.Spec.Retention.MaxEvents; max != nil && len(keep) > int(*max) {
-		slices.SortFunc(keep, func(a, b finishedEvent) int {
-			if c := a.created.Compare(b.created); c != 0 {
-				return c
-			}
-			return cmp.Compare(a.name, b.name)
-		})
-		for _, ev := range keep[:len(keep)-int(*max)] {
-			if deleted == maxDeletesPerPass {
-				break
-			}
-			deleted++
+	deleted := 0
+	for _, batch := range []struct {
+		reason string
+		events []finishedEvent
+	}{{deletedForAge, plan.byAge}, {deletedForMaxEvents, plan.byCap}} {
+		for _, ev := range batch.events {
 			if err := r.delete(ctx, rcv.Namespace, ev); err != nil {
 				return ctrl.Result{}, err
 			}
+			retentionDeleted.WithLabelValues(receiverLabel, batch.reason).Inc()
+			deleted++
 		}
 	}
+	retentionFinished.WithLabelValues(receiverLabel).Set(float64(plan.finished - deleted))
 	if deleted > 0 {
-		ctrl.LoggerFrom(ctx).Info("Deleted finished events past retention", "count", deleted)
+		ctrl.LoggerFrom(ctx).Info("Deleted finished events past retention", "byAge", len(plan.byAge), "byMaxEvents", len(plan.byCap))
+	}
+	if err := r.reportCap(ctx, &rcv, plan.overCap); err != nil {
+		return ctrl.Result{}, err
 	}
 	if deleted == maxDeletesPerPass {
 		return ctrl.Result{RequeueAfter: time.Second}, nil // a backlog: continue soon
 	}
-	return ctrl.Result{RequeueAfter: max(nextExpiry.Sub(now), time.Second)}, nil
+	return ctrl.Result{RequeueAfter: max(plan.nextExpiry.Sub(now), time.Second)}, nil
+}
+
+// plan pages through the receiver's finished events once and decides what to delete:
+// those past their age first, then the oldest of the rest beyond maxEvents, at most
+// maxDeletesPerPass in all.
+func (r *RetentionReconciler) plan(ctx context.Context, rcv *funnelv1.FunnelReceiver, now time.Time) (retentionPlan, error) {
+	succeeded, failed := retentionTTLs(rcv.Spec.Retention)
+	maxEvents := int(retentionMaxEvents(rcv.Spec.Retention))
+	plan := retentionPlan{nextExpiry: now.Add(r.Recheck)}
+	expired := 0
+	// The oldest of the younger events, trimmed to the maxDeletesPerPass oldest now and
+	// then: the cap never deletes more in one pass, so memory does not follow history.
+	var young []finishedEvent
+	trim := func() {
+		slices.SortFunc(young, olderThan)
+		young = young[:min(len(young), maxDeletesPerPass)]
+	}
+	err := r.eachFinished(ctx, rcv, func(phase funnelv1.EventPhase, m *metav1.PartialObjectMetadata) error {
+		plan.finished++
+		ttl := succeeded
+		if phase == funnelv1.PhaseFailed {
+			ttl = failed
+		}
+		ev := finishedEvent{name: m.Name, uid: m.UID, created: m.CreationTimestamp.Time}
+		if expires := ev.created.Add(ttl); !expires.After(now) {
+			expired++
+			if len(plan.byAge) < maxDeletesPerPass {
+				plan.byAge = append(plan.byAge, ev)
+			}
+			return nil
+		} else if expires.Before(plan.nextExpiry) {
+			plan.nextExpiry = expires
+		}
+		if maxEvents > 0 {
+			if young = append(young, ev); len(young) >= 2*maxDeletesPerPass {
+				trim()
+			}
+		}
+		return nil
+	})
+	if err != nil || maxEvents == 0 {
+		return plan, err
+	}
+	excess := plan.finished - expired - maxEvents
+	plan.overCap = excess > 0
+	trim()
+	room := maxDeletesPerPass - len(plan.byAge)
+	plan.byCap = young[:max(0, min(excess, room, len(young)))]
+	return plan, nil
 }
 
 // eachFinished pages through the metadata of the receiver's finished events, phase by
@@ -162,6 +245,50 @@ func (r *RetentionReconciler) delete(ctx context.Context, ns string, ev finished
 	return nil
 }
 
+// reportCap sets the receiver's MaxEventsReached condition, with one status patch when it
+// changed, and records an Event when the cap starts deciding.
+func (r *RetentionReconciler) reportCap(ctx context.Context, rcv *funnelv1.FunnelReceiver, overCap bool) error {
+	maxEvents := retentionMaxEvents(rcv.Spec.Retention)
+	cond := metav1.Condition{Type: funnelv1.ConditionMaxEventsReached, Status: metav1.ConditionFalse,
+		Reason: funnelv1.ReasonWithinMaxEvents, Message: "finished events are deleted by age only", ObservedGeneration: rcv.Generation}
+	if overCap {
+		cond.Status, cond.Reason = metav1.ConditionTrue, funnelv1.ReasonMaxEventsReached
+		cond.Message = fmt.Sprintf("more than maxEvents (%d) finished events: the oldest are deleted before their age", maxEvents)
+	}
+	old := meta.FindStatusCondition(rcv.Status.Conditions, cond.Type)
+	if sameCondition(old, cond) {
+		return nil
+	}
+	// The optimistic lock keeps the receiver controller's Ready condition (both write the
+	// conditions list, which a merge patch replaces whole); on a conflict, read again.
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(rcv), rcv); err != nil {
+			return err
+		}
+		base := rcv.DeepCopy()
+		if !meta.SetStatusCondition(&rcv.Status.Conditions, cond) {
+			return nil
+		}
+		return r.Status().Patch(ctx, rcv, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{}))
+	})
+	if apierrors.IsNotFound(err) {
+		return nil // deleted meanwhile
+	} else if err != nil {
+		return fmt.Errorf("setting %s on FunnelReceiver %s/%s: %w", cond.Type, rcv.Namespace, rcv.Name, err)
+	}
+	if overCap && (old == nil || old.Status != metav1.ConditionTrue) && r.Recorder != nil {
+		r.Recorder.Eventf(rcv, nil, corev1.EventTypeWarning, cond.Reason, "Retention",
+			"More than maxEvents (%d) finished events: the oldest are deleted before their age; raise spec.retention.maxEvents to keep more", maxEvents)
+	}
+	return nil
+}
+
+// sameCondition reports whether old already says what c says.
+func sameCondition(old *metav1.Condition, c metav1.Condition) bool {
+	return old != nil && old.Status == c.Status && old.Reason == c.Reason && old.Message == c.Message &&
+		old.ObservedGeneration == c.ObservedGeneration
+}
+
 // retentionTTLs returns the receiver's retention ages, with the defaults for objects
 // stored before defaulting (the API server fills them in on create).
 func retentionTTLs(r funnelv1.Retention) (succeeded, failed time.Duration) {
@@ -173,6 +300,15 @@ func retentionTTLs(r funnelv1.Retention) (succeeded, failed time.Duration) {
 		failed = r.Failed.Duration
 	}
 	return succeeded, failed
+}
+
+// retentionMaxEvents returns the receiver's cap on finished events, 0 for none, with the
+// default for objects stored before it existed.
+func retentionMaxEvents(r funnelv1.Retention) int32 {
+	if r.MaxEvents == nil {
+		return funnelv1.DefaultMaxEvents
+	}
+	return *r.MaxEvents
 }
 
 // SetupWithManager registers the retention controller. It reacts to receiver creation

@@ -7,6 +7,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	"golang.org/x/time/rate"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	clocktesting "k8s.io/utils/clock/testing"
@@ -68,6 +69,16 @@ var _ = Describe("Retention", func() {
 			Spec:       funnelv1.FunnelReceiverSpec{Auth: funnelv1.ReceiverAuth{InsecureSkipAuth: true}, Retention: r},
 		})).To(Succeed())
 	}
+	capCondition := func(name string) *metav1.Condition {
+		GinkgoHelper()
+		var rcv funnelv1.FunnelReceiver
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &rcv)).To(Succeed())
+		return meta.FindStatusCondition(rcv.Status.Conditions, funnelv1.ConditionMaxEventsReached)
+	}
+	deletedFor := func(name, reason string) float64 {
+		GinkgoHelper()
+		return metricValue("funnel_retention_deleted_total", map[string]string{"receiver": ns + "/" + name, "reason": reason})
+	}
 	pass := func(name string) time.Duration {
 		GinkgoHelper()
 		res, err := retention.Reconcile(ctx, ctrl.Request{NamespacedName: client.ObjectKey{Namespace: ns, Name: name}})
@@ -84,7 +95,7 @@ var _ = Describe("Retention", func() {
 		// The same reconciler the manager runs, with a clock the spec moves by hand. The
 		// receivers are read straight from the API server: no waiting for a cache.
 		retention = &controllers.RetentionReconciler{Client: k8s, APIReader: k8s, Clock: clock,
-			Limiter: rate.NewLimiter(rate.Inf, 1), Recheck: 24 * time.Hour}
+			Limiter: rate.NewLimiter(rate.Inf, 1), Recheck: 24 * time.Hour, Recorder: mgrRecorder}
 	})
 
 	It("deletes finished events past their phase's age, only its receiver's, and wakes up for the next expiry", func() {
@@ -106,9 +117,15 @@ var _ = Describe("Retention", func() {
 		clock.SetTime(created.Add(3 * time.Hour))
 		Expect(pass("funnel")).To(Equal(24*time.Hour), "nothing left to expire: the recheck interval")
 		Expect(remaining()).To(ConsistOf("other-receiver"))
+
+		By("the age, not the cap, decided: the condition and the metric say so")
+		Expect(capCondition("funnel")).To(And(HaveField("Status", metav1.ConditionFalse), HaveField("Reason", funnelv1.ReasonWithinMaxEvents)))
+		Expect(deletedFor("funnel", "age")).To(BeEquivalentTo(3))
+		Expect(deletedFor("funnel", "max_events")).To(BeZero())
+		Expect(metricValue("funnel_retention_finished_events", map[string]string{"receiver": ns + "/funnel"})).To(BeZero())
 	})
 
-	It("keeps at most maxEvents finished events, deleting the oldest first", func() {
+	It("keeps at most maxEvents finished events, deleting the oldest first, and says the cap is trimming", func() {
 		receiverWith("capped", funnelv1.Retention{MaxEvents: ptr(int32(2))})
 		for _, name := range []string{"a", "b", "c", "d"} {
 			finishedEvent(name, "capped", funnelv1.PhaseSucceeded)
@@ -118,6 +135,44 @@ var _ = Describe("Retention", func() {
 		// Creation times have a resolution of a second; the names, in creation order,
 		// break ties, so the two created last remain.
 		Expect(remaining()).To(ConsistOf("c", "d"))
+
+		By("the receiver's condition, an Event and the metric say the cap is deciding")
+		Expect(capCondition("capped")).To(And(HaveField("Status", metav1.ConditionTrue),
+			HaveField("Reason", funnelv1.ReasonMaxEventsReached), HaveField("Message", ContainSubstring("maxEvents (2)"))))
+		Eventually(kubeEvents(ns, "capped")).Should(ContainElement(And(
+			HaveField("Type", "Warning"), HaveField("Reason", funnelv1.ReasonMaxEventsReached))))
+		Expect(deletedFor("capped", "max_events")).To(BeEquivalentTo(2))
+		Expect(deletedFor("capped", "age")).To(BeZero())
+		Expect(metricValue("funnel_retention_finished_events", map[string]string{"receiver": ns + "/capped"})).To(BeEquivalentTo(2))
+
+		By("back within the cap, the condition clears")
+		pass("capped")
+		Expect(capCondition("capped")).To(HaveField("Status", metav1.ConditionFalse))
+		Expect(remaining()).To(ConsistOf("c", "d"))
+	})
+
+	It("deletes by age before counting against the cap", func() {
+		receiverWith("both", funnelv1.Retention{Succeeded: &metav1.Duration{Duration: time.Hour}, MaxEvents: ptr(int32(2))})
+		for _, name := range []string{"a", "b", "c"} {
+			finishedEvent(name, "both", funnelv1.PhaseSucceeded)
+		}
+		clock.SetTime(created.Add(2 * time.Hour))
+		pass("both")
+		Expect(remaining()).To(BeEmpty())
+		Expect(deletedFor("both", "age")).To(BeEquivalentTo(3))
+		Expect(deletedFor("both", "max_events")).To(BeZero())
+		Expect(capCondition("both")).To(HaveField("Status", metav1.ConditionFalse))
+	})
+
+	It("keeps any number with maxEvents 0", func() {
+		receiverWith("unbounded", funnelv1.Retention{MaxEvents: ptr(int32(0))})
+		for _, name := range []string{"a", "b", "c"} {
+			finishedEvent(name, "unbounded", funnelv1.PhaseSucceeded)
+		}
+		clock.SetTime(created)
+		pass("unbounded")
+		Expect(remaining()).To(ConsistOf("a", "b", "c"))
+		Expect(capCondition("unbounded")).To(HaveField("Status", metav1.ConditionFalse))
 	})
 
 	It("never deletes an event that is still being processed", func() {
@@ -141,10 +196,14 @@ var _ = Describe("Retention", func() {
 		clock.SetTime(created.Add(24 * 365 * time.Hour))
 		pass("funnel")
 		Expect(remaining()).To(ConsistOf("stuck"))
+		Expect(capCondition("funnel")).To(HaveField("Status", metav1.ConditionFalse), "unfinished events do not count")
 	})
 
-	It("applies the default ages to a receiver without retention settings", func() {
+	It("applies the default ages and cap to a receiver without retention settings", func() {
 		receiverWith("defaults", funnelv1.Retention{})
+		var rcv funnelv1.FunnelReceiver
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "defaults"}, &rcv)).To(Succeed())
+		Expect(rcv.Spec.Retention.MaxEvents).To(HaveValue(Equal(funnelv1.DefaultMaxEvents)), "bounded by default")
 		finishedEvent("week-old", "defaults", funnelv1.PhaseSucceeded)
 		finishedEvent("failed-week-old", "defaults", funnelv1.PhaseFailed)
 		clock.SetTime(created.Add(funnelv1.DefaultSucceededRetention + time.Minute))

@@ -182,7 +182,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		recheck = DefaultRetentionRecheck
 	}
 	if err := (&RetentionReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Clock: opts.Clock,
-		Limiter: rate.NewLimiter(rate.Limit(deletes), 1), Recheck: recheck}).SetupWithManager(mgr); err != nil {
+		Limiter: rate.NewLimiter(rate.Limit(deletes), 1), Recheck: recheck, Recorder: rec}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the retention controller: %w", err)
 	}
 

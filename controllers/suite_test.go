@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/recorder"
 
 	"github.com/funnel-operator/funnel-operator/controllers"
 	"github.com/funnel-operator/funnel-operator/controllers/receiver"
@@ -35,6 +36,8 @@ var (
 	webhookURL string
 	// mgrCache is the manager's cache, for specs that run a receiver of their own.
 	mgrCache cache.Cache
+	// mgrRecorder is the manager's Event recorder, for specs that run a reconciler of their own.
+	mgrRecorder recorder.EventRecorder
 )
 
 func TestControllers(t *testing.T) {
@@ -70,6 +73,7 @@ var _ = BeforeSuite(func() {
 		SubscriptionRecheck: 300 * time.Millisecond,
 	})).To(Succeed())
 	mgrCache = mgr.GetCache()
+	mgrRecorder = mgr.GetEventRecorder("funnel-operator")
 
 	done := make(chan struct{})
 	go func() {

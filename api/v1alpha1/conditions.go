@@ -10,6 +10,9 @@ const (
 	ConditionValidated = "Validated"
 	// ConditionDelivered reports whether every delivery of an event succeeded.
 	ConditionDelivered = "Delivered"
+	// ConditionMaxEventsReached reports whether a receiver holds more finished events than
+	// spec.retention.maxEvents, so that retention deletes events before their age says.
+	ConditionMaxEventsReached = "MaxEventsReached"
 )
 
 // Condition reasons of FunnelReceiver.
@@ -29,6 +32,11 @@ const (
 	ReasonSecretKeyMissing = "SecretKeyMissing"
 	// ReasonInvalidSpec means the spec is inconsistent in a way the schema cannot express.
 	ReasonInvalidSpec = "InvalidSpec"
+	// ReasonMaxEventsReached (MaxEventsReached=True): the oldest finished events beyond
+	// spec.retention.maxEvents are deleted, however young.
+	ReasonMaxEventsReached = "MaxEventsReached"
+	// ReasonWithinMaxEvents (MaxEventsReached=False): finished events are deleted by age only.
+	ReasonWithinMaxEvents = "WithinMaxEvents"
 )
 
 // Condition reasons of FunnelSubscription (with SecretNotFound, SecretKeyMissing and

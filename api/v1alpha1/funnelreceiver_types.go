@@ -15,6 +15,7 @@ const (
 	DefaultHMACHeader               = "X-Funnel-Signature"
 	DefaultSucceededRetention       = 168 * time.Hour
 	DefaultFailedRetention          = 720 * time.Hour
+	DefaultMaxEvents          int32 = 10000
 	DefaultRequestsPerSecond  int32 = 100
 	DefaultBurst              int32 = 200
 )
@@ -135,9 +136,12 @@ type Retention struct {
 	// +kubebuilder:validation:Pattern="^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$"
 	Failed *metav1.Duration `json:"failed,omitempty"`
 
-	// maxEvents caps how many finished events are kept; the oldest go first.
+	// maxEvents caps how many finished events of the receiver are kept in the cluster,
+	// whatever their age: beyond it the oldest go first. Events still being processed are
+	// never deleted and not counted. 0 keeps any number (only the ages apply).
 	// +optional
-	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:default=10000
+	// +kubebuilder:validation:Minimum=0
 	// +kubebuilder:validation:Maximum=10000000
 	MaxEvents *int32 `json:"maxEvents,omitempty"`
 }
@@ -209,7 +213,9 @@ type FunnelReceiverStatus struct {
 	// +kubebuilder:validation:MaxLength=2048
 	URL string `json:"url,omitempty"`
 
-	// conditions: Ready is True when the receiver accepts events.
+	// conditions: Ready is True when the receiver accepts events; MaxEventsReached is True
+	// while spec.retention.maxEvents, not the ages, decides which finished events are
+	// deleted.
 	// +optional
 	// +listType=map
 	// +listMapKey=type

@@ -219,7 +219,7 @@ var _ = Describe("FunnelReceiver schema", func() {
 		Entry("no auth at all (admitted; the controller reports it)", func(s map[string]any) { set(s, "auth", nil) }, ""),
 		Entry("all limits at their bounds", func(s map[string]any) {
 			set(s, "maxBodyBytes", int64(1048576))
-			set(s, "retention.maxEvents", int64(1))
+			set(s, "retention.maxEvents", int64(10000000))
 			set(s, "formats", []any{"Classic", "V3", "PartnerV2"})
 		}, ""),
 		Entry("insecureSkipAuth with a token", func(s map[string]any) {
@@ -252,7 +252,9 @@ var _ = Describe("FunnelReceiver schema", func() {
 		}, "must be a CIDR"),
 		Entry("rate limit zero", func(s map[string]any) { set(s, "rateLimit.requestsPerSecond", int64(0)) }, "spec.rateLimit.requestsPerSecond: Invalid value"),
 		Entry("burst above the bound", func(s map[string]any) { set(s, "rateLimit.burst", int64(100001)) }, "spec.rateLimit.burst: Invalid value"),
-		Entry("maxEvents zero", func(s map[string]any) { set(s, "retention.maxEvents", int64(0)) }, "spec.retention.maxEvents: Invalid value"),
+		Entry("maxEvents zero: no cap", func(s map[string]any) { set(s, "retention.maxEvents", int64(0)) }, ""),
+		Entry("maxEvents negative", func(s map[string]any) { set(s, "retention.maxEvents", int64(-1)) }, "spec.retention.maxEvents: Invalid value"),
+		Entry("maxEvents above the bound", func(s map[string]any) { set(s, "retention.maxEvents", int64(10000001)) }, "spec.retention.maxEvents: Invalid value"),
 		Entry("retention not a duration", func(s map[string]any) { set(s, "retention.succeeded", "a week") }, "spec.retention.succeeded"),
 	)
 
@@ -267,6 +269,7 @@ var _ = Describe("FunnelReceiver schema", func() {
 		Expect(*got.Spec.MaxBodyBytes).To(Equal(funnelv1.DefaultMaxBodyBytes))
 		Expect(got.Spec.Retention.Succeeded).To(Equal(&metav1.Duration{Duration: funnelv1.DefaultSucceededRetention}))
 		Expect(got.Spec.Retention.Failed).To(Equal(&metav1.Duration{Duration: funnelv1.DefaultFailedRetention}))
+		Expect(got.Spec.Retention.MaxEvents).To(HaveValue(Equal(funnelv1.DefaultMaxEvents)), "bounded by default")
 		Expect(got.Spec.RateLimit).To(Equal(funnelv1.RateLimit{
 			RequestsPerSecond: funnelv1.DefaultRequestsPerSecond, Burst: funnelv1.DefaultBurst}))
 	})
