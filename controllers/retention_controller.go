@@ -79,7 +79,19 @@ type RetentionReconciler struct {
 	Recheck time.Duration
 	// Recorder records the MaxEventsReached transitions on the receiver.
 	Recorder recorder.EventRecorder
+	// Archive, when set, is the history archive: only events archived in their current
+	// version are deleted, the others wait for the archiver.
+	Archive ArchiveIndex
 }
+
+// ArchiveIndex says which events the archive holds, and in which version.
+type ArchiveIndex interface {
+	// ArchivedVersions returns the archived resourceVersion of those of uids archived.
+	ArchivedVersions(ctx context.Context, uids []types.UID) (map[types.UID]string, error)
+}
+
+// archiveRecheck is how soon a pass runs again when the archive is behind.
+const archiveRecheck = 15 * time.Second
 
 // +kubebuilder:rbac:groups=funnel.leasing.dev,resources=funnelevents,verbs=delete
 // +kubebuilder:rbac:groups=funnel.leasing.dev,resources=funnelreceivers/status,verbs=patch
@@ -87,9 +99,10 @@ type RetentionReconciler struct {
 
 // finishedEvent is what a pass keeps of one finished event: enough to order and delete.
 type finishedEvent struct {
-	name    string
-	uid     types.UID
-	created time.Time
+	name            string
+	uid             types.UID
+	resourceVersion string
+	created         time.Time
 }
 
 // olderThan orders events by receipt, oldest first; names break ties of the creation
@@ -112,6 +125,8 @@ type retentionPlan struct {
 	overCap bool
 	// nextExpiry is when the oldest event kept expires.
 	nextExpiry time.Time
+	// unarchived counts the events due for deletion that the archive does not hold yet.
+	unarchived int
 }
 
 // Reconcile runs one retention pass for a receiver.
@@ -127,6 +142,9 @@ func (r *RetentionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	now := r.Clock.Now()
 	plan, err := r.plan(ctx, &rcv, now)
 	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if err := r.keepUnarchived(ctx, &plan); err != nil {
 		return ctrl.Result{}, err
 	}
 
@@ -153,7 +171,44 @@ func (r *RetentionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	if deleted == maxDeletesPerPass {
 		return ctrl.Result{RequeueAfter: time.Second}, nil // a backlog: continue soon
 	}
-	return ctrl.Result{RequeueAfter: max(plan.nextExpiry.Sub(now), time.Second)}, nil
+	next := max(plan.nextExpiry.Sub(now), time.Second)
+	if plan.unarchived > 0 {
+		ctrl.LoggerFrom(ctx).V(1).Info("Waiting for the archive before deleting", "events", plan.unarchived)
+		next = min(next, archiveRecheck)
+	}
+	return ctrl.Result{RequeueAfter: next}, nil
+}
+
+// keepUnarchived drops from the plan the events the archive does not hold in their
+// current version; with no archive it keeps the plan.
+func (r *RetentionReconciler) keepUnarchived(ctx context.Context, plan *retentionPlan) error {
+	if r.Archive == nil {
+		return nil
+	}
+	var uids []types.UID
+	for _, evs := range [][]finishedEvent{plan.byAge, plan.byCap} {
+		for _, ev := range evs {
+			uids = append(uids, ev.uid)
+		}
+	}
+	if len(uids) == 0 {
+		return nil
+	}
+	archived, err := r.Archive.ArchivedVersions(ctx, uids)
+	if err != nil {
+		return fmt.Errorf("asking the archive which events it holds (retention waits for it): %w", err)
+	}
+	keep := func(evs []finishedEvent) []finishedEvent {
+		return slices.DeleteFunc(evs, func(ev finishedEvent) bool {
+			if archived[ev.uid] != ev.resourceVersion {
+				plan.unarchived++
+				return true
+			}
+			return false
+		})
+	}
+	plan.byAge, plan.byCap = keep(plan.byAge), keep(plan.byCap)
+	return nil
 }
 
 // plan pages through the receiver's finished events once and decides what to delete:
@@ -177,7 +232,7 @@ func (r *RetentionReconciler) plan(ctx context.Context, rcv *funnelv1.FunnelRece
 		if phase == funnelv1.PhaseFailed {
 			ttl = failed
 		}
-		ev := finishedEvent{name: m.Name, uid: m.UID, created: m.CreationTimestamp.Time}
+		ev := finishedEvent{name: m.Name, uid: m.UID, resourceVersion: m.ResourceVersion, created: m.CreationTimestamp.Time}
 		if expires := ev.created.Add(ttl); !expires.After(now) {
 			expired++
 			if len(plan.byAge) < maxDeletesPerPass {
@@ -232,13 +287,18 @@ func (r *RetentionReconciler) eachFinished(ctx context.Context, rcv *funnelv1.Fu
 }
 
 // delete removes one event, paced by the limiter; the UID precondition makes sure a
-// re-created event of the same name (Funnel sent it again) is not the one deleted.
+// re-created event of the same name (Funnel sent it again) is not the one deleted, and
+// with the archive the resourceVersion one that the state deleted is the one archived.
 func (r *RetentionReconciler) delete(ctx context.Context, ns string, ev finishedEvent) error {
 	if err := r.Limiter.Wait(ctx); err != nil {
 		return fmt.Errorf("waiting to delete FunnelEvent %s/%s: %w", ns, ev.name, err)
 	}
 	obj := &funnelv1.FunnelEvent{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: ev.name}}
-	err := r.Delete(ctx, obj, client.Preconditions{UID: &ev.uid})
+	pre := client.Preconditions{UID: &ev.uid}
+	if r.Archive != nil {
+		pre.ResourceVersion = &ev.resourceVersion
+	}
+	err := r.Delete(ctx, obj, pre)
 	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
 		return fmt.Errorf("deleting FunnelEvent %s/%s: %w", ns, ev.name, err)
 	}
@@ -277,8 +337,13 @@ func (r *RetentionReconciler) reportCap(ctx context.Context, rcv *funnelv1.Funne
 		return fmt.Errorf("setting %s on FunnelReceiver %s/%s: %w", cond.Type, rcv.Namespace, rcv.Name, err)
 	}
 	if overCap && (old == nil || old.Status != metav1.ConditionTrue) && r.Recorder != nil {
-		r.Recorder.Eventf(rcv, nil, corev1.EventTypeWarning, cond.Reason, "Retention",
-			"More than maxEvents (%d) finished events: the oldest are deleted before their age; raise spec.retention.maxEvents to keep more", maxEvents)
+		if r.Archive != nil {
+			r.Recorder.Eventf(rcv, nil, corev1.EventTypeNormal, cond.Reason, "Retention",
+				"More than maxEvents (%d) finished events: the oldest are deleted from the cluster before their age, once archived", maxEvents)
+		} else {
+			r.Recorder.Eventf(rcv, nil, corev1.EventTypeWarning, cond.Reason, "Retention",
+				"More than maxEvents (%d) finished events: the oldest are deleted before their age; raise spec.retention.maxEvents to keep more", maxEvents)
+		}
 	}
 	return nil
 }

@@ -23,6 +23,7 @@ import (
 
 	"github.com/funnel-operator/funnel-operator/api/funnel"
 	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
+	"github.com/funnel-operator/funnel-operator/controllers/archive"
 	"github.com/funnel-operator/funnel-operator/controllers/delivery"
 	"github.com/funnel-operator/funnel-operator/controllers/identity"
 	"github.com/funnel-operator/funnel-operator/controllers/metawrite"
@@ -67,6 +68,9 @@ type Options struct {
 	DefaultServiceAccount string
 	// SubscriptionRecheck is DefaultSubscriptionRecheck when 0.
 	SubscriptionRecheck time.Duration
+	// Archive, when set, is the PostgreSQL history archive: the leader writes every
+	// finished event there, and retention deletes only what it holds.
+	Archive *archive.Store
 }
 
 // CacheOptions are the manager's cache settings: FunnelEvents are cached only while
@@ -173,6 +177,18 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		return fmt.Errorf("adding the state metrics: %w", err)
 	}
 
+	retention := &RetentionReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Clock: opts.Clock, Recorder: rec}
+	if opts.Archive != nil {
+		watcher, err := client.NewWithWatch(mgr.GetConfig(), client.Options{Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper()})
+		if err != nil {
+			return fmt.Errorf("creating the archiver's client: %w", err)
+		}
+		if err := mgr.Add(&archive.Archiver{Store: opts.Archive, Client: watcher, Finished: FinishedEvents(),
+			Namespaces: opts.Namespaces, Clock: opts.Clock}); err != nil {
+			return fmt.Errorf("adding the archiver: %w", err)
+		}
+		retention.Archive = opts.Archive
+	}
 	deletes := opts.RetentionDeletesPerSecond
 	if deletes <= 0 {
 		deletes = DefaultRetentionDeletesPerSecond
@@ -181,8 +197,8 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	if recheck <= 0 {
 		recheck = DefaultRetentionRecheck
 	}
-	if err := (&RetentionReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Clock: opts.Clock,
-		Limiter: rate.NewLimiter(rate.Limit(deletes), 1), Recheck: recheck, Recorder: rec}).SetupWithManager(mgr); err != nil {
+	retention.Limiter, retention.Recheck = rate.NewLimiter(rate.Limit(deletes), 1), recheck
+	if err := retention.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the retention controller: %w", err)
 	}
 

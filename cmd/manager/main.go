@@ -21,8 +21,14 @@ import (
 
 	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
 	"github.com/funnel-operator/funnel-operator/controllers"
+	"github.com/funnel-operator/funnel-operator/controllers/archive"
 	"github.com/funnel-operator/funnel-operator/controllers/receiver"
 )
+
+// archiveURLEnv names the environment variable with the archive's PostgreSQL connection
+// string (from a Secret, see config/history): in the environment, not on the command
+// line, where every process could read its password.
+const archiveURLEnv = "FUNNEL_ARCHIVE_DATABASE_URL"
 
 // config is everything the command line sets.
 type config struct {
@@ -113,6 +119,13 @@ func run(cfg config) error {
 	}
 
 	ctx := ctrl.SetupSignalHandler()
+	var store *archive.Store
+	if url := os.Getenv(archiveURLEnv); url != "" {
+		if store, err = archive.Open(ctx, url); err != nil {
+			return fmt.Errorf("%s: %w", archiveURLEnv, err)
+		}
+		defer store.Close()
+	}
 	if err := controllers.Setup(ctx, mgr, controllers.Options{
 		ExternalURL: strings.TrimSuffix(cfg.externalURL, "/"),
 		Webhook: receiver.Options{Addr: cfg.webhookAddr, MaxInFlight: cfg.maxInFlight,
@@ -121,6 +134,7 @@ func run(cfg config) error {
 		RetentionDeletesPerSecond: cfg.retentionDeletes,
 		Namespaces:                splitList(cfg.namespaces),
 		DefaultServiceAccount:     cfg.defaultServiceAccount,
+		Archive:                   store,
 	}); err != nil {
 		return err
 	}
@@ -132,7 +146,7 @@ func run(cfg config) error {
 	}
 
 	ctrl.Log.Info("Starting manager", "webhookAddress", cfg.webhookAddr, "leaderElection", cfg.leaderElect, "namespaces", cfg.namespaces,
-		"defaultServiceAccount", cfg.defaultServiceAccount)
+		"defaultServiceAccount", cfg.defaultServiceAccount, "archive", store != nil)
 	if err := mgr.Start(ctx); err != nil {
 		return fmt.Errorf("running manager: %w", err)
 	}
