@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"net/http"
@@ -17,11 +15,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -33,7 +28,7 @@ import (
 )
 
 // receiverName is the FunnelReceiver every bench namespace has.
-const receiverName = "funnel"
+const receiverName = harness.ReceiverName
 
 // cluster is the local control plane and the clients the bench uses on it.
 type cluster struct {
@@ -76,36 +71,13 @@ func (cl *cluster) stop() {
 	}
 }
 
-// setupNamespace creates ns with a token Secret and a FunnelReceiver whose rate limit is
-// out of the way, and returns the token.
+// setupNamespace creates ns with a receiver (harness.NewReceiver) and returns its token.
 func (cl *cluster) setupNamespace(ctx context.Context, ns string) (string, error) {
-	if err := cl.createNamespace(ctx, ns); err != nil {
+	r, err := harness.NewReceiver(ctx, cl.c, ns, false)
+	if err != nil {
 		return "", err
 	}
-	b := make([]byte, 24)
-	_, _ = rand.Read(b)
-	token := hex.EncodeToString(b)
-	secret := &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "funnel-receiver-token"},
-		StringData: map[string]string{"token": token},
-	}
-	if err := cl.c.Create(ctx, secret); err != nil {
-		return "", fmt.Errorf("creating Secret %s/%s: %w", ns, secret.Name, err)
-	}
-	rcv := &funnelv1.FunnelReceiver{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: receiverName},
-		Spec: funnelv1.FunnelReceiverSpec{
-			Auth: funnelv1.ReceiverAuth{Token: &funnelv1.TokenAuth{
-				SecretRef: funnelv1.SecretKeyRef{Name: secret.Name, Key: "token"},
-			}},
-			// The API allows at most 100000: far above what one machine sends.
-			RateLimit: funnelv1.RateLimit{RequestsPerSecond: 100000, Burst: 100000},
-		},
-	}
-	if err := cl.c.Create(ctx, rcv); err != nil {
-		return "", fmt.Errorf("creating FunnelReceiver %s/%s: %w", ns, receiverName, err)
-	}
-	return token, nil
+	return r.Token, nil
 }
 
 // createNamespace creates ns unless it exists.
@@ -118,28 +90,7 @@ func (cl *cluster) createNamespace(ctx context.Context, ns string) error {
 
 // waitReceiverReady waits for the receiver's Ready condition (set by the operator).
 func (cl *cluster) waitReceiverReady(ctx context.Context, ns string, timeout time.Duration) error {
-	var last string
-	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
-		var rcv funnelv1.FunnelReceiver
-		if err := cl.c.Get(ctx, types.NamespacedName{Namespace: ns, Name: receiverName}, &rcv); err != nil {
-			last = err.Error()
-			return false, nil
-		}
-		c := meta.FindStatusCondition(rcv.Status.Conditions, funnelv1.ConditionReady)
-		if c == nil {
-			last = "no Ready condition yet"
-			return false, nil
-		}
-		last = fmt.Sprintf("Ready=%s (%s: %s)", c.Status, c.Reason, c.Message)
-		return c.Status == metav1.ConditionTrue, nil
-	})
-	if err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		return fmt.Errorf("FunnelReceiver %s/%s not Ready after %s: %s", ns, receiverName, timeout, last)
-	}
-	return nil
+	return harness.WaitReceiverReady(ctx, cl.c, client.ObjectKey{Namespace: ns, Name: receiverName}, timeout)
 }
 
 // eventNames lists the names of the FunnelEvents in ns (metadata only, in pages).

@@ -25,12 +25,9 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
@@ -40,6 +37,8 @@ import (
 	"sigs.k8s.io/yaml"
 
 	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
+	"github.com/funnel-operator/funnel-operator/test/harness"
+	"github.com/funnel-operator/funnel-operator/test/testenv"
 )
 
 // options are the command line.
@@ -87,17 +86,13 @@ func main() {
 }
 
 func run(ctx context.Context, o options) error {
-	scheme := runtime.NewScheme()
-	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
-	utilruntime.Must(funnelv1.AddToScheme(scheme))
-
 	cfg, kubeconfig, stopPlane, err := controlPlane(ctx, o)
 	if err != nil {
 		return err
 	}
 	defer stopPlane()
 
-	c, err := client.New(cfg, client.Options{Scheme: scheme})
+	c, err := client.New(cfg, client.Options{Scheme: testenv.Scheme()})
 	if err != nil {
 		return fmt.Errorf("creating client: %w", err)
 	}
@@ -176,34 +171,19 @@ func controlPlane(ctx context.Context, o options) (*rest.Config, string, func(),
 	if err != nil {
 		return nil, "", nil, err
 	}
-	if err := os.MkdirAll(filepath.Join(dir, "etcd"), 0o700); err != nil {
-		return nil, "", nil, fmt.Errorf("creating %s: %w", dir, err)
-	}
-	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
-		return nil, "", nil, errors.New("KUBEBUILDER_ASSETS is not set: run through `make run`, which builds and points at the control plane binaries")
-	}
 	fmt.Fprintf(os.Stderr, "make run: starting a local control plane (data in %s)\n", dir)
-	env := &envtest.Environment{
-		CRDDirectoryPaths:     []string{o.crds},
-		ErrorIfCRDPathMissing: true,
-	}
-	env.ControlPlane.Etcd = &envtest.Etcd{DataDir: filepath.Join(dir, "etcd")}
-	cfg, err := env.Start()
+	// etcd's data stays in dir: the next make run finds what this one stored.
+	cp, err := testenv.StartControlPlane(testenv.ControlPlaneOptions{Dir: dir, CRDDirs: []string{o.crds}})
 	if err != nil {
-		return nil, "", nil, fmt.Errorf("starting the local control plane: %w", err)
+		return nil, "", nil, err
 	}
 	stop := func() {
 		fmt.Fprintln(os.Stderr, "make run: stopping the local control plane")
-		if err := env.Stop(); err != nil {
+		if err := cp.Stop(); err != nil {
 			fmt.Fprintf(os.Stderr, "make run: stopping the local control plane: %v\n", err)
 		}
 	}
-	path := filepath.Join(dir, "kubeconfig")
-	if err := os.WriteFile(path, env.KubeConfig, 0o600); err != nil {
-		stop()
-		return nil, "", nil, fmt.Errorf("writing %s: %w", path, err)
-	}
-	return cfg, path, stop, nil
+	return cp.Config, cp.Kubeconfig, stop, nil
 }
 
 // reachableCluster loads the user's kubeconfig and checks that its API server answers.
@@ -346,21 +326,18 @@ func startManager(o options, kubeconfig string) (*exec.Cmd, error) {
 
 // waitReady waits for the operator's readiness probe and the sample receiver's Ready condition.
 func waitReady(ctx context.Context, c client.Client, o options) error {
-	return wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+	err := wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
 		resp, err := http.Get("http://" + o.probeAddr + "/readyz")
 		if err != nil {
 			return false, nil
 		}
 		_ = resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return false, nil
-		}
-		var rcv funnelv1.FunnelReceiver
-		if err := c.Get(ctx, types.NamespacedName{Namespace: o.namespace, Name: "funnel"}, &rcv); err != nil {
-			return false, nil
-		}
-		return meta.IsStatusConditionTrue(rcv.Status.Conditions, funnelv1.ConditionReady), nil
+		return resp.StatusCode == http.StatusOK, nil
 	})
+	if err != nil {
+		return fmt.Errorf("the operator's /readyz: %w", err)
+	}
+	return harness.WaitReceiverReady(ctx, c, types.NamespacedName{Namespace: o.namespace, Name: harness.ReceiverName}, time.Minute)
 }
 
 // kubectlPath is the kubectl to show in the banner: the user's, else the one built with

@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -17,8 +17,6 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
-	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/funnel-operator/funnel-operator/test/testenv"
 )
@@ -26,7 +24,8 @@ import (
 // ControlPlaneOptions configure StartControlPlane.
 type ControlPlaneOptions struct {
 	// Dir holds the etcd data, the API server's certificates, the audit log and the admin
-	// kubeconfig. Required; the caller removes it.
+	// kubeconfig. Required (restarting the API server needs its certificates); the caller
+	// removes it.
 	Dir string
 	// CRDDirs are installed at start; config/crd/bases when empty.
 	CRDDirs []string
@@ -38,102 +37,52 @@ type ControlPlaneOptions struct {
 	APIServerFlags map[string]string
 }
 
-// ControlPlane is a running etcd and kube-apiserver.
+// ControlPlane is a running etcd and kube-apiserver (testenv.ControlPlane: Config, Client,
+// Kubeconfig, Host, Env, Stop) that tests can audit and take down.
 type ControlPlane struct {
-	// Config is an admin configuration without client-side rate limits.
-	Config *rest.Config
-	// Client is an uncached admin client on Config.
-	Client client.Client
-	// Kubeconfig is the path of an admin kubeconfig.
-	Kubeconfig string
+	*testenv.ControlPlane
 	// AuditLog is the audit log's path ("" without AuditPolicy).
 	AuditLog string
-	// Host is the API server's https://host:port, the same across restarts.
-	Host string
-
-	dir string
-	env *envtest.Environment
 }
 
-// StartControlPlane starts etcd and kube-apiserver on loopback and installs the CRDs.
+// StartControlPlane starts etcd and kube-apiserver on loopback (testenv.StartControlPlane)
+// and installs the CRDs.
 func StartControlPlane(opts ControlPlaneOptions) (*ControlPlane, error) {
 	if opts.Dir == "" {
 		return nil, errors.New("harness: ControlPlaneOptions.Dir is required")
 	}
-	assets, err := testenv.AssetsDir()
-	if err != nil {
-		return nil, err
+	flags := maps.Clone(opts.APIServerFlags)
+	if flags == nil {
+		flags = map[string]string{}
 	}
-	crds := opts.CRDDirs
-	if len(crds) == 0 {
-		crds = []string{filepath.Join(testenv.Root(), "config", "crd", "bases")}
-	}
-	certDir, etcdDir := filepath.Join(opts.Dir, "apiserver"), filepath.Join(opts.Dir, "etcd")
-	for _, d := range []string{certDir, etcdDir} {
-		if err := os.MkdirAll(d, 0o700); err != nil {
+	auditLog := ""
+	if opts.AuditPolicy != "" {
+		if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
 			return nil, err
 		}
-	}
-	// A fixed port: a restarted API server must come back where its clients look for it.
-	addrs, err := FreeAddrs(1)
-	if err != nil {
-		return nil, fmt.Errorf("harness: finding a free port for the API server: %w", err)
-	}
-	api := &envtest.APIServer{CertDir: certDir}
-	api.SecureServing.Address, api.SecureServing.Port, _ = net.SplitHostPort(addrs[0])
-	args := api.Configure()
-	cp := &ControlPlane{dir: opts.Dir, Kubeconfig: filepath.Join(opts.Dir, "kubeconfig")}
-	if opts.AuditPolicy != "" {
 		policy := filepath.Join(opts.Dir, "audit-policy.yaml")
 		if err := os.WriteFile(policy, []byte(opts.AuditPolicy), 0o600); err != nil {
 			return nil, err
 		}
-		cp.AuditLog = filepath.Join(opts.Dir, "audit.log")
-		args.Set("audit-policy-file", policy)
-		args.Set("audit-log-path", cp.AuditLog)
-		args.Set("audit-log-format", "json")
+		auditLog = filepath.Join(opts.Dir, "audit.log")
+		flags["audit-policy-file"] = policy
+		flags["audit-log-path"] = auditLog
+		flags["audit-log-format"] = "json"
 		// Written as requests finish, so a test can read what it just did.
-		args.Set("audit-log-mode", "blocking")
+		flags["audit-log-mode"] = "blocking"
 	}
-	for k, v := range opts.APIServerFlags {
-		args.Set(k, v)
-	}
-	env := &envtest.Environment{
-		BinaryAssetsDirectory:   assets,
-		CRDDirectoryPaths:       crds,
-		ErrorIfCRDPathMissing:   true,
-		Scheme:                  testenv.Scheme(),
-		ControlPlaneStopTimeout: 30 * time.Second,
-	}
-	env.ControlPlane.APIServer = api
-	env.ControlPlane.Etcd = &envtest.Etcd{DataDir: etcdDir}
-	cfg, err := env.Start()
+	cp, err := testenv.StartControlPlane(testenv.ControlPlaneOptions{Dir: opts.Dir, CRDDirs: opts.CRDDirs, APIServerFlags: flags})
 	if err != nil {
-		_ = env.Stop()
-		return nil, fmt.Errorf("harness: starting the control plane: %w", err)
-	}
-	cp.env = env
-	cp.Config = rest.CopyConfig(cfg)
-	cp.Config.QPS, cp.Config.Burst = -1, 0
-	cp.Host = cfg.Host
-	if cp.Client, err = client.New(cp.Config, client.Options{Scheme: testenv.Scheme()}); err != nil {
-		_ = env.Stop()
-		return nil, fmt.Errorf("harness: creating the admin client: %w", err)
-	}
-	if err := os.WriteFile(cp.Kubeconfig, env.KubeConfig, 0o600); err != nil {
-		_ = env.Stop()
 		return nil, err
 	}
-	return cp, nil
+	return &ControlPlane{ControlPlane: cp, AuditLog: auditLog}, nil
 }
-
-// Env is the underlying envtest environment (for testenv.Kubectl and the like).
-func (cp *ControlPlane) Env() *envtest.Environment { return cp.env }
 
 // StopAPIServer kills kube-apiserver (SIGKILL: a crash, and no graceful drain that could
 // take longer than the outage a test wants) and waits until it is gone; etcd keeps running.
 func (cp *ControlPlane) StopAPIServer() error {
-	certDir := cp.env.ControlPlane.APIServer.CertDir
+	api := cp.Env().ControlPlane.APIServer
+	certDir := api.CertDir
 	pid, err := findProcess(func(args []string) bool {
 		return filepath.Base(args[0]) == "kube-apiserver" && slices.Contains(args, "--cert-dir="+certDir)
 	})
@@ -152,7 +101,7 @@ func (cp *ControlPlane) StopAPIServer() error {
 			return fmt.Errorf("harness: kube-apiserver (pid %d) still there 30 s after SIGKILL", pid)
 		}
 	}
-	if err := cp.env.ControlPlane.APIServer.Stop(); err != nil {
+	if err := api.Stop(); err != nil {
 		return fmt.Errorf("harness: stopping kube-apiserver: %w", err)
 	}
 	return nil
@@ -190,14 +139,11 @@ func findProcess(match func(args []string) bool) (int, error) {
 // StartAPIServer starts kube-apiserver again on the same address with the same
 // certificates and waits until it is healthy.
 func (cp *ControlPlane) StartAPIServer() error {
-	if err := cp.env.ControlPlane.APIServer.Start(); err != nil {
+	if err := cp.Env().ControlPlane.APIServer.Start(); err != nil {
 		return fmt.Errorf("harness: starting kube-apiserver again: %w", err)
 	}
 	return nil
 }
-
-// Stop stops the API server and etcd.
-func (cp *ControlPlane) Stop() error { return cp.env.Stop() }
 
 // WriteTokenKubeconfig writes a kubeconfig for the API server that authenticates with a
 // bearer token (e.g. a ServiceAccount's, from the TokenRequest API).
@@ -233,24 +179,4 @@ func (cp *ControlPlane) WaitHealthy(ctx context.Context) error {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-}
-
-// FreeAddrs returns n distinct 127.0.0.1:port addresses free right now.
-func FreeAddrs(n int) ([]string, error) {
-	var out []string
-	var lns []net.Listener
-	defer func() {
-		for _, l := range lns {
-			_ = l.Close()
-		}
-	}()
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		lns = append(lns, l)
-		out = append(out, l.Addr().String())
-	}
-	return out, nil
 }

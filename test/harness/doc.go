@@ -5,19 +5,23 @@
 //
 // # Control plane
 //
-// StartControlPlane starts etcd and kube-apiserver (the binaries `make envtest-assets`
-// builds, found through $KUBEBUILDER_ASSETS or the Makefile's cache directory) with the
-// CRDs of config/crd/bases. The API server has a fixed address and certificate directory,
-// so StopAPIServer (a SIGKILL, like a crash) and StartAPIServer take it down and bring it
-// back on the same address with the same certificates: clients, the operator included,
-// reconnect by themselves. ControlPlaneOptions.AuditPolicy (AuditPolicyFor a user) turns on
-// the audit log (ControlPlane.AuditLog); UsedPermissions reads it back and
-// GrantedPermissions expands Roles and ClusterRoles, to compare the two.
+// StartControlPlane starts etcd and kube-apiserver through testenv.StartControlPlane, the
+// project's one starter (the envtest suites, `make run` and `make bench` use it too), with
+// the CRDs of config/crd/bases. The API server keeps its address and certificate
+// directory, so StopAPIServer (a SIGKILL, like a crash) and StartAPIServer take it down
+// and bring it back where its clients, the operator included, reconnect by themselves.
+// ControlPlaneOptions.AuditPolicy (AuditPolicyFor a user) turns on the audit log
+// (ControlPlane.AuditLog); UsedPermissions reads it back and GrantedPermissions expands
+// Roles and ClusterRoles, to compare the two.
 //
 //	cp, err := harness.StartControlPlane(harness.ControlPlaneOptions{Dir: dir})
 //	defer cp.Stop()
 //	cp.Client.Create(ctx, obj)           // admin, no client-side rate limit
 //	cp.StopAPIServer(); cp.StartAPIServer()
+//
+// NewReceiver makes a namespace's FunnelReceiver "funnel" with a random token (and HMAC
+// key) in a Secret; Receiver.Auth authenticates to it and WaitReady waits for the
+// operator to report it Ready.
 //
 // # Operator
 //

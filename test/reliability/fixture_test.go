@@ -2,8 +2,6 @@ package reliability_test
 
 import (
 	"cmp"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -13,7 +11,6 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -23,9 +20,6 @@ import (
 	"github.com/funnel-operator/funnel-operator/test/harness"
 	"github.com/funnel-operator/funnel-operator/test/testenv"
 )
-
-// receiverName is every scenario's FunnelReceiver.
-const receiverName = "funnel"
 
 // leaseName is the operator's leader election Lease.
 const leaseName = "funnel-operator.funnel.leasing.dev"
@@ -52,41 +46,23 @@ type fixtureOptions struct {
 
 // fixture is one scenario's namespace, receiver, sink and operators.
 type fixture struct {
-	ns      string
-	token   string
-	hmacKey []byte
-	sink    *harness.Sink
-	ops     []*harness.Operator
-	subs    []string
+	ns   string
+	rcv  *harness.Receiver
+	sink *harness.Sink
+	ops  []*harness.Operator
+	subs []string
 }
 
-func randomSecret() string {
-	b := make([]byte, 24)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
-// newFixture creates a namespace with a token Secret, a FunnelReceiver (rate limit out of
-// the way), a sink and its subscriptions, and starts the operators watching only that
-// namespace. Everything is stopped at the end of the spec.
+// newFixture creates a namespace with a receiver (harness.NewReceiver), a sink and its
+// subscriptions, and starts the operators watching only that namespace. Everything is
+// stopped at the end of the spec.
 func newFixture(prefix string, o fixtureOptions) *fixture {
 	GinkgoHelper()
 	ns, err := testenv.NewNamespace(ctx, k8s, prefix)
 	Expect(err).NotTo(HaveOccurred())
-	f := &fixture{ns: ns, token: randomSecret(), subs: o.subscriptions}
-	data := map[string]string{"token": f.token}
-	auth := funnelv1.ReceiverAuth{Token: &funnelv1.TokenAuth{SecretRef: funnelv1.SecretKeyRef{Name: "funnel-auth", Key: "token"}}}
-	if o.hmac {
-		f.hmacKey = []byte(randomSecret())
-		data["hmac"] = string(f.hmacKey)
-		auth.HMAC = &funnelv1.HMACAuth{SecretRef: funnelv1.SecretKeyRef{Name: "funnel-auth", Key: "hmac"}}
-	}
-	Expect(k8s.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "funnel-auth"}, StringData: data})).To(Succeed())
-	Expect(k8s.Create(ctx, &funnelv1.FunnelReceiver{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: receiverName},
-		Spec: funnelv1.FunnelReceiverSpec{Auth: auth,
-			RateLimit: funnelv1.RateLimit{RequestsPerSecond: 100000, Burst: 100000}},
-	})).To(Succeed())
+	f := &fixture{ns: ns, subs: o.subscriptions}
+	f.rcv, err = harness.NewReceiver(ctx, k8s, ns, o.hmac)
+	Expect(err).NotTo(HaveOccurred())
 
 	f.sink, err = harness.NewSink()
 	Expect(err).NotTo(HaveOccurred())
@@ -134,7 +110,7 @@ func (f *fixture) start() {
 }
 
 // url is the receiver's URL on replica i.
-func (f *fixture) url(i int) string { return f.ops[i].WebhookURL(f.ns, receiverName) }
+func (f *fixture) url(i int) string { return f.ops[i].WebhookURL(f.ns, harness.ReceiverName) }
 
 // sender posts to the given replicas (all when none) with the fixture's credentials and
 // Funnel's retries.
@@ -144,7 +120,7 @@ func (f *fixture) sender(replicas ...int) *send.Sender {
 			replicas = append(replicas, i)
 		}
 	}
-	s := &send.Sender{Auth: send.Auth{Token: f.token, HMACKey: f.hmacKey}, Retries: send.FunnelRetries}
+	s := &send.Sender{Auth: f.rcv.Auth(), Retries: send.FunnelRetries}
 	for _, i := range replicas {
 		s.URLs = append(s.URLs, f.url(i))
 	}

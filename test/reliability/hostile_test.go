@@ -18,6 +18,7 @@ import (
 	. "github.com/onsi/gomega"
 
 	"github.com/funnel-operator/funnel-operator/api/funnel/send"
+	"github.com/funnel-operator/funnel-operator/test/harness"
 )
 
 // tally counts outcomes by label, concurrently.
@@ -110,7 +111,7 @@ var _ = Describe("Slow and hostile clients", func() {
 		duration := time.Duration(size(8, 30)) * time.Second
 		f := newFixture("hostile", fixtureOptions{})
 		op := f.ops[0]
-		addr, path := op.WebhookAddr, "/webhooks/"+f.ns+"/"+receiverName
+		addr, path := op.WebhookAddr, "/webhooks/"+f.ns+"/"+harness.ReceiverName
 		good := f.sender()
 		good.Retries = 0
 		warm := good.SendAll(ctx, bodies(20), 4)
@@ -124,7 +125,7 @@ var _ = Describe("Slow and hostile clients", func() {
 		defer stop()
 		var wg sync.WaitGroup
 		var slowloris, slowBody, oversized, idle, deep, badUTF8 tally
-		auth := "Authorization: Bearer " + f.token + "\r\n"
+		auth := "Authorization: Bearer " + f.rcv.Token + "\r\n"
 
 		// Headers trickled: the server must drop them at ReadHeaderTimeout.
 		attack(actx, &wg, 50, 1000, &slowloris, func(ctx context.Context) string {
@@ -144,7 +145,7 @@ var _ = Describe("Slow and hostile clients", func() {
 				body = io.MultiReader(bytes.NewReader(big)) // hides the length: sent chunked
 			}
 			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, f.url(0), body)
-			req.Header.Set("Authorization", "Bearer "+f.token)
+			req.Header.Set("Authorization", "Bearer "+f.rcv.Token)
 			req.Header.Set("Content-Type", "application/json")
 			resp, err := http.DefaultClient.Do(req)
 			if err != nil {
@@ -175,7 +176,7 @@ var _ = Describe("Slow and hostile clients", func() {
 			return fmt.Sprintf("closed by server (%v)", err != nil)
 		})
 		post := func(body []byte) func(context.Context) string {
-			s := &send.Sender{Auth: send.Auth{Token: f.token}}
+			s := &send.Sender{Auth: send.Auth{Token: f.rcv.Token}}
 			return func(ctx context.Context) string {
 				a := s.Post(ctx, f.url(0), body, nil)
 				if a.Code == 0 {

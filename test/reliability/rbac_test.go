@@ -68,7 +68,7 @@ var _ = Describe("The operator with exactly config/rbac", func() {
 		f := newFixture("rbac", fixtureOptions{subscriptions: []string{"pms"}, leaderElect: true, noStart: true,
 			kubeconfig: kubeconfig, leaseNamespace: "funnel-system", args: []string{"--zap-log-level=debug"}})
 		Expect(k8s.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: "crm"},
-			StringData: map[string]string{"api-key": "k-" + randomSecret(), "signing-key": randomSecret()}})).To(Succeed())
+			StringData: map[string]string{"api-key": "k-" + harness.RandomSecret(), "signing-key": harness.RandomSecret()}})).To(Succeed())
 		By("a ServiceAccount for the subscriptions' Jobs and Secrets: the operator acts as it")
 		Expect(testenv.ServiceAccount(ctx, k8s, f.ns, actionsAccount,
 			rbacv1.PolicyRule{APIGroups: []string{"batch"}, Resources: []string{"jobs"}, Verbs: []string{"create"}},
@@ -92,7 +92,7 @@ var _ = Describe("The operator with exactly config/rbac", func() {
 		Eventually(func(g Gomega) bool { return isLeader(g, op) }).Should(BeTrue(), "leader")
 		Eventually(func(g Gomega) {
 			var rcv funnelv1.FunnelReceiver
-			g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: f.ns, Name: receiverName}, &rcv)).To(Succeed())
+			g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: f.ns, Name: harness.ReceiverName}, &rcv)).To(Succeed())
 			g.Expect(rcv.Status.Conditions).To(ContainElement(HaveField("Reason", funnelv1.ReasonAccepting)))
 			for _, name := range []string{"pms", "crm", "move-in"} {
 				var sub funnelv1.FunnelSubscription
@@ -110,8 +110,8 @@ var _ = Describe("The operator with exactly config/rbac", func() {
 		By("an invalid event: a Warning Event")
 		Expect(k8s.Create(ctx, &funnelv1.FunnelEvent{
 			ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: "evt-invalid", Labels: map[string]string{
-				funnelv1.LabelReceiver: receiverName, funnelv1.LabelEventType: funnel.TypeQuoteCreated}},
-			Spec: funnelv1.FunnelEventSpec{Receiver: receiverName, Format: funnelv1.FormatClassic, Type: funnel.TypeQuoteCreated,
+				funnelv1.LabelReceiver: harness.ReceiverName, funnelv1.LabelEventType: funnel.TypeQuoteCreated}},
+			Spec: funnelv1.FunnelEventSpec{Receiver: harness.ReceiverName, Format: funnelv1.FormatClassic, Type: funnel.TypeQuoteCreated,
 				EventID: "1", ReceivedAt: metav1.NowMicro(), Data: runtime.RawExtension{Raw: []byte(`{"lease_transaction_id":"x"}`)}},
 		})).To(Succeed())
 
@@ -152,7 +152,7 @@ var _ = Describe("The operator with exactly config/rbac", func() {
 		Expect(f.sink.Len()).To(BeNumerically(">=", 36-2), "deliveries to pms (all but the move-ins) and crm (renter.*)")
 
 		By("retention: keep one finished event")
-		Expect(k8s.Patch(ctx, &funnelv1.FunnelReceiver{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: receiverName}},
+		Expect(k8s.Patch(ctx, &funnelv1.FunnelReceiver{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: harness.ReceiverName}},
 			client.RawPatch(types.MergePatchType, []byte(`{"spec":{"retention":{"maxEvents":1}}}`)))).To(Succeed())
 		Eventually(f.finished).Should(Equal(1))
 
@@ -163,7 +163,7 @@ var _ = Describe("The operator with exactly config/rbac", func() {
 		Expect(err).NotTo(HaveOccurred())
 		// An RBAC refusal reads `User "<user>" cannot <verb> resource …` (quotes escaped in JSON).
 		Expect(string(log)).NotTo(MatchRegexp(`funnel-operator\\?" cannot`), "no request was refused by RBAC")
-		expectNoSecrets(log, map[string]string{"ServiceAccount token": saToken, "receiver token": f.token})
+		expectNoSecrets(log, map[string]string{"ServiceAccount token": saToken, "receiver token": f.rcv.Token})
 
 		By("comparing the permissions used (audit log) with those granted (config/rbac)")
 		used, err := harness.UsedPermissions(cp.AuditLog, operatorUser)
@@ -274,9 +274,9 @@ func holdStatus(ns string) string {
 	name := "evt-held"
 	ev := &funnelv1.FunnelEvent{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name,
-			Labels:      map[string]string{funnelv1.LabelReceiver: receiverName, funnelv1.LabelEventType: funnel.TypeRenterCreated, holdLabel: "true"},
+			Labels:      map[string]string{funnelv1.LabelReceiver: harness.ReceiverName, funnelv1.LabelEventType: funnel.TypeRenterCreated, holdLabel: "true"},
 			Annotations: map[string]string{funnelv1.AnnotationReplay: "1"}},
-		Spec: funnelv1.FunnelEventSpec{Receiver: receiverName, Format: funnelv1.FormatPartnerV2, Type: funnel.TypeRenterCreated,
+		Spec: funnelv1.FunnelEventSpec{Receiver: harness.ReceiverName, Format: funnelv1.FormatPartnerV2, Type: funnel.TypeRenterCreated,
 			ReceivedAt: metav1.NowMicro(), Data: runtime.RawExtension{Raw: []byte(`{"funnel_renter_id":1}`)}},
 	}
 	Expect(k8s.Create(ctx, ev)).To(Succeed())

@@ -23,6 +23,7 @@ import (
 	"github.com/funnel-operator/funnel-operator/api/funnel"
 	"github.com/funnel-operator/funnel-operator/api/funnel/send"
 	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
+	"github.com/funnel-operator/funnel-operator/test/harness"
 	"github.com/funnel-operator/funnel-operator/test/testenv"
 )
 
@@ -32,7 +33,7 @@ var _ = Describe("Security", func() {
 	It("refuses bad credentials without creating anything, and never logs a secret", func() {
 		f := newFixture("security", fixtureOptions{hmac: true, noStart: true, args: []string{"--zap-log-level=debug"}})
 		// A subscription that sends a Secret header and signs its bodies.
-		subSecret, signingKey := "sub-"+randomSecret(), "sign-"+randomSecret()
+		subSecret, signingKey := "sub-"+harness.RandomSecret(), "sign-"+harness.RandomSecret()
 		Expect(k8s.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: "pms"},
 			StringData: map[string]string{"api-key": "Bearer " + subSecret, "signing-key": signingKey}})).To(Succeed())
 		// It reads them as its ServiceAccount, which may read that Secret.
@@ -64,24 +65,24 @@ var _ = Describe("Security", func() {
 			s := f.sender()
 			s.Retries = 0
 			// Every way to get it wrong, each with a body nobody sends correctly.
-			sig := func(b []byte) string { return funnel.Signature(funnel.HMACSHA256, f.hmacKey, b) }
+			sig := func(b []byte) string { return funnel.Signature(funnel.HMACSHA256, f.rcv.HMACKey, b) }
 			attempts := []struct {
 				what   string
 				body   []byte
 				header http.Header
 			}{
 				{"no token", bad[0], http.Header{"Authorization": nil}},
-				{"wrong token", bad[0], http.Header{"Authorization": {"Bearer " + randomSecret()}}},
-				{"token prefix", bad[0], http.Header{"Authorization": {"Bearer " + f.token[:len(f.token)-1]}}},
-				{"token plus a byte", bad[0], http.Header{"Authorization": {"Bearer " + f.token + "0"}}},
+				{"wrong token", bad[0], http.Header{"Authorization": {"Bearer " + harness.RandomSecret()}}},
+				{"token prefix", bad[0], http.Header{"Authorization": {"Bearer " + f.rcv.Token[:len(f.rcv.Token)-1]}}},
+				{"token plus a byte", bad[0], http.Header{"Authorization": {"Bearer " + f.rcv.Token + "0"}}},
 				{"empty bearer", bad[0], http.Header{"Authorization": {"Bearer "}}},
 				{"no signature", bad[1], http.Header{"X-Funnel-Signature": nil}},
 				{"signature of another body", bad[1], http.Header{"X-Funnel-Signature": {sig(bad[2])}}},
 				{"signature with another key", bad[1], http.Header{"X-Funnel-Signature": {funnel.Signature(funnel.HMACSHA256, []byte("wrong"), bad[1])}}},
 				{"truncated signature", bad[1], http.Header{"X-Funnel-Signature": {sig(bad[1])[:40]}}},
-				{"sha512 label on a sha256 mac", bad[1], http.Header{"X-Funnel-Signature": {"sha512=" + hex.EncodeToString(funnel.MAC(funnel.HMACSHA256, f.hmacKey, bad[1]))}}},
+				{"sha512 label on a sha256 mac", bad[1], http.Header{"X-Funnel-Signature": {"sha512=" + hex.EncodeToString(funnel.MAC(funnel.HMACSHA256, f.rcv.HMACKey, bad[1]))}}},
 				{"right signature, wrong token", bad[2], http.Header{"Authorization": {"Bearer x"}, "X-Funnel-Signature": {sig(bad[2])}}},
-				{"token in another header", bad[3], http.Header{"Authorization": nil, "X-Api-Key": {f.token}}},
+				{"token in another header", bad[3], http.Header{"Authorization": nil, "X-Api-Key": {f.rcv.Token}}},
 			}
 			for _, a := range attempts {
 				res := s.Post(ctx, f.url(0), a.body, a.header)
@@ -111,7 +112,7 @@ var _ = Describe("Security", func() {
 		Expect(err).NotTo(HaveOccurred())
 		Expect(bytes.Count(log, []byte("\n"))).To(BeNumerically(">", 20), "the logs are not empty")
 		Expect(log).To(ContainSubstring(`"level":"debug"`), "per-request debug lines were logged")
-		expectNoSecrets(log, map[string]string{"receiver token": f.token, "HMAC key": string(f.hmacKey),
+		expectNoSecrets(log, map[string]string{"receiver token": f.rcv.Token, "HMAC key": string(f.rcv.HMACKey),
 			"subscription header secret": subSecret, "signing key": signingKey})
 
 		record(o.row("6. security: bad credentials, secrets in logs", time.Since(start),
@@ -164,8 +165,8 @@ var _ = Describe("Security", func() {
 		f := newFixture("timing", fixtureOptions{})
 		s := f.sender()
 		body := []byte(`{"event":"renter.created","data":{}}`)
-		near := f.token[:len(f.token)-1] + "x"
-		far := strings.Repeat("x", len(f.token))
+		near := f.rcv.Token[:len(f.rcv.Token)-1] + "x"
+		far := strings.Repeat("x", len(f.rcv.Token))
 		// Interleaved, so that whatever else the machine does weighs on both alike.
 		var dsNear, dsFar []time.Duration
 		for i := range 400 {

@@ -1,10 +1,10 @@
 // Package testenv starts the test control plane (kube-apiserver and etcd built from
-// source by `make envtest-assets`) with the operator's CRDs installed, for envtest suites.
+// source by `make envtest-assets`) with the operator's CRDs installed, and holds what the
+// envtest suites share: the scheme, a namespace per spec, kubectl.
 package testenv
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -88,31 +88,14 @@ func Scheme() *kruntime.Scheme {
 }
 
 // Start starts a control plane with the CRDs from config/crd/bases installed, and
-// returns it with a direct (uncached) client, the way specs should act and observe.
+// returns it with a direct (uncached) admin client, the way specs should act and observe.
+// env.Stop stops it and removes its files.
 func Start() (*envtest.Environment, *rest.Config, client.Client, error) {
-	assets, err := AssetsDir()
+	cp, err := StartControlPlane(ControlPlaneOptions{})
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	env := &envtest.Environment{
-		BinaryAssetsDirectory: assets,
-		CRDDirectoryPaths:     []string{filepath.Join(Root(), "config", "crd", "bases")},
-		ErrorIfCRDPathMissing: true,
-		Scheme:                Scheme(),
-	}
-	cfg, err := env.Start()
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("starting the test control plane: %w", err)
-	}
-	if cfg == nil {
-		return nil, nil, nil, errors.New("the test control plane started without a config")
-	}
-	c, err := client.New(cfg, client.Options{Scheme: env.Scheme})
-	if err != nil {
-		_ = env.Stop()
-		return nil, nil, nil, fmt.Errorf("creating a client: %w", err)
-	}
-	return env, cfg, c, nil
+	return cp.env, cp.Config, cp.Client, nil
 }
 
 // NewNamespace creates a uniquely named namespace, so each test has its own.
