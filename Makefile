@@ -23,6 +23,14 @@ ENVTEST_OLDEST_BINARIES := $(addprefix $(ENVTEST_OLDEST_ASSETS_DIR)/,etcd kube-a
 # policies) and drive the controllers, which is where a newer-only feature would show.
 OLDEST_K8S_TEST_PACKAGES ?= ./api/v1alpha1/... ./controllers/ ./test/deploy/...
 
+# Tools built from the Go module proxy by `make tools` (hack/tools/*: one Go module each),
+# cached outside the clone like the control plane; the version is in the file name.
+TOOLS_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/funnel-operator/tools
+PROMETHEUS_VERSION := $(shell awk '$$1 == "github.com/prometheus/prometheus" {print $$2}' hack/tools/prometheus/go.mod)
+PROMTOOL := $(TOOLS_DIR)/promtool-$(PROMETHEUS_VERSION)
+# promq reads the PromQL of config/prometheus and config/grafana (hack/tools/prometheus/promq).
+PROMQ := GOWORK=off go -C hack/tools/prometheus run ./promq
+
 CONTROLLER_GEN := go tool controller-gen
 GO_TEST_FLAGS ?= -race
 BIN := bin
@@ -54,6 +62,9 @@ verify: ## Fail when generated files are stale, code is not gofmt'ed, or go vet 
 	@unformatted=$$(gofmt -l $$(go list -f '{{.Dir}}' ./...)); if [ -n "$$unformatted" ]; then \
 		echo "Not gofmt'ed (run 'make fmt'):"; echo "$$unformatted"; exit 1; fi
 	go vet ./...
+	@unformatted=$$(gofmt -l hack/tools); if [ -n "$$unformatted" ]; then \
+		echo "Not gofmt'ed (run 'gofmt -w hack/tools'):"; echo "$$unformatted"; exit 1; fi
+	GOWORK=off go -C hack/tools/prometheus vet ./...
 
 ##@ Test
 
@@ -67,8 +78,15 @@ $(ENVTEST_BINARIES) &:
 $(ENVTEST_OLDEST_BINARIES) &: | $(ENVTEST_BINARIES)
 	hack/envtest/build.sh oldest $(ENVTEST_OLDEST_ASSETS_DIR) $(ENVTEST_ASSETS_DIR)
 
+.PHONY: tools
+tools: $(PROMTOOL) ## Build promtool from the Go module proxy (once; cached outside the clone).
+
+$(PROMTOOL):
+	hack/tools/build.sh prometheus github.com/prometheus/prometheus/cmd/promtool $@ \
+		"-X github.com/prometheus/common/version.Version=$(PROMETHEUS_VERSION)"
+
 .PHONY: test
-test: verify envtest-assets ## Everything CI runs: verify, unit tests, envtest suites (newest and oldest supported Kubernetes), fuzz seed corpora.
+test: verify envtest-assets test-rules ## Everything CI runs: verify, unit tests, envtest suites (newest and oldest supported Kubernetes), fuzz seed corpora, alert rule tests.
 	@echo "test: every package against $$($(ENVTEST_ASSETS_DIR)/kube-apiserver --version), the newest supported"
 	go test $(GO_TEST_FLAGS) ./...
 	@$(MAKE) --no-print-directory test-oldest-k8s
@@ -77,6 +95,13 @@ test: verify envtest-assets ## Everything CI runs: verify, unit tests, envtest s
 test-oldest-k8s: envtest-assets ## The suites of OLDEST_K8S_TEST_PACKAGES against the oldest supported kube-apiserver (part of make test).
 	@echo "test: $(OLDEST_K8S_TEST_PACKAGES) against $$($(ENVTEST_OLDEST_ASSETS_DIR)/kube-apiserver --version), the oldest supported"
 	KUBEBUILDER_ASSETS=$(ENVTEST_OLDEST_ASSETS_DIR) go test $(GO_TEST_FLAGS) $(OLDEST_K8S_TEST_PACKAGES)
+
+.PHONY: test-rules
+test-rules: $(PROMTOOL) ## promtool check and test the alert rules (config/prometheus/rules.yaml, rules_test.yaml).
+	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	$(PROMQ) rules $(CURDIR)/config/prometheus/rules.yaml > $$tmp/rules.yaml; \
+	cp config/prometheus/rules_test.yaml $$tmp/; \
+	$(PROMTOOL) check rules $$tmp/rules.yaml && $(PROMTOOL) test rules $$tmp/rules_test.yaml
 
 FUZZTIME ?= 1m
 .PHONY: fuzz
