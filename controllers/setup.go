@@ -4,7 +4,7 @@ package controllers
 import (
 	"context"
 	"fmt"
-	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -51,8 +51,9 @@ type Options struct {
 	EventConcurrency map[funnel.Family]int
 	// Dispatcher routes validated events to deliveries; a delivery.Router when nil.
 	Dispatcher Dispatcher
-	// HTTPClient makes the HTTP deliveries; delivery.NewHTTPClient() when nil.
-	HTTPClient *http.Client
+	// DeliveryAllowCIDRs are ranges HTTP deliveries may connect to although the address
+	// policy refuses them (--delivery-allow-cidrs); see delivery.AddressPolicy.
+	DeliveryAllowCIDRs []netip.Prefix
 	// StatsInterval is how often subscription counts are written; 10s when 0.
 	StatsInterval time.Duration
 	// Clock is the time source of the controllers; the real clock when nil.
@@ -130,14 +131,16 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		return err
 	}
 	if opts.Dispatcher == nil {
-		if opts.HTTPClient == nil {
-			opts.HTTPClient = delivery.NewHTTPClient()
+		own, err := delivery.OperatorAddresses(ctx, mgr.GetConfig().Host)
+		if err != nil {
+			return fmt.Errorf("collecting the addresses deliveries may not reach: %w", err)
 		}
+		httpClient := delivery.NewHTTPClient(delivery.NewAddressPolicy(opts.DeliveryAllowCIDRs, own))
 		stats := delivery.NewStats(mgr.GetClient(), mgr.GetAPIReader(), opts.StatsInterval)
 		if err := mgr.Add(stats); err != nil {
 			return fmt.Errorf("adding the subscription counters: %w", err)
 		}
-		opts.Dispatcher = &delivery.Router{Client: mgr.GetClient(), Identity: actAs, Scheme: mgr.GetScheme(), HTTP: opts.HTTPClient,
+		opts.Dispatcher = &delivery.Router{Client: mgr.GetClient(), Identity: actAs, Scheme: mgr.GetScheme(), HTTP: httpClient,
 			Clock: opts.Clock, Recorder: rec, Stats: stats}
 	}
 	if err := (&SubscriptionReconciler{Client: mgr.GetClient(), Identity: actAs, Recorder: rec,

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -41,9 +42,15 @@ type sink struct {
 	headers  http.Header
 }
 
-func newSink(codes ...int) *sink {
+func newSink(codes ...int) *sink { return newSinkOn("127.0.0.1:0", codes...) }
+
+// newSinkOn is a sink listening on addr.
+func newSinkOn(addr string, codes ...int) *sink {
+	GinkgoHelper()
+	ln, err := net.Listen("tcp", addr)
+	Expect(err).NotTo(HaveOccurred())
 	s := &sink{codes: codes, headers: http.Header{}}
-	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	s.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		s.mu.Lock()
 		s.requests = append(s.requests, received{r.Method, r.Header.Clone(), body, time.Now()})
@@ -55,6 +62,8 @@ func newSink(codes ...int) *sink {
 		w.WriteHeader(code)
 		_, _ = w.Write([]byte(http.StatusText(code)))
 	}))
+	s.Listener = ln
+	s.Start()
 	DeferCleanup(s.Close)
 	return s
 }

@@ -3,6 +3,7 @@ package controllers_test
 import (
 	"context"
 	"net"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -71,6 +72,8 @@ var _ = BeforeSuite(func() {
 		StatsInterval: 200 * time.Millisecond,
 		// Secrets and RBAC are not watched: a short recheck keeps the specs quick.
 		SubscriptionRecheck: 300 * time.Millisecond,
+		// Test targets listen on 127.0.0.1; other loopback addresses stay refused.
+		DeliveryAllowCIDRs: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")},
 	})).To(Succeed())
 	mgrCache = mgr.GetCache()
 	mgrRecorder = mgr.GetEventRecorder("funnel-operator")

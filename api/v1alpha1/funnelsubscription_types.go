@@ -1,6 +1,7 @@
 package v1alpha1
 
 import (
+	"strings"
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
@@ -14,10 +15,46 @@ const (
 	DefaultBackoffDelay        = time.Second
 	DefaultMaxBackoff          = 5 * time.Minute
 	DefaultHTTPTimeout         = 10 * time.Second
+	MaxHTTPTimeout             = 60 * time.Second
 	DefaultRetryAfterCap       = 10 * time.Minute
 	SignatureHeader            = "X-Funnel-Operator-Signature"
 	IdempotencyKeyHeader       = "Idempotency-Key"
 )
+
+// ReservedHeaders lists, lower case, the header names and name prefixes the operator sets
+// on deliveries (or that describe the body and the connection), which subscription
+// headers may not set. The HTTPHeaderName schema rule carries the same lists.
+func ReservedHeaders() (names, prefixes []string) {
+	return []string{"content-type", "content-length", "content-encoding", "transfer-encoding", "host",
+			"connection", "upgrade", "te", "trailer", "keep-alive", "user-agent", "idempotency-key"},
+		[]string{"x-funnel-", "webhook-", "ce-"}
+}
+
+// IsReservedHeader reports whether a subscription may not set the header name (any case).
+func IsReservedHeader(name string) bool {
+	name = strings.ToLower(name)
+	names, prefixes := ReservedHeaders()
+	for _, n := range names {
+		if name == n {
+			return true
+		}
+	}
+	for _, p := range prefixes {
+		if strings.HasPrefix(name, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// HTTPHeaderName is the name of a header a subscription adds. The headers the operator
+// sets (Content-Type, Idempotency-Key, X-Funnel-*, the signature headers, ...) cannot be
+// overridden.
+// +kubebuilder:validation:MinLength=1
+// +kubebuilder:validation:MaxLength=128
+// +kubebuilder:validation:Pattern=`^[A-Za-z0-9!#$%&'*+.^_|~-]+$`
+// +kubebuilder:validation:XValidation:rule="!(self.lowerAscii() in ['content-type', 'content-length', 'content-encoding', 'transfer-encoding', 'host', 'connection', 'upgrade', 'te', 'trailer', 'keep-alive', 'user-agent', 'idempotency-key']) && !['x-funnel-', 'webhook-', 'ce-'].exists(p, self.lowerAscii().startsWith(p))",messageExpression="'header ' + self + ' is reserved: the operator sets it, or it describes the body or the connection'"
+type HTTPHeaderName string
 
 // HTTPBody is what an HTTP action sends.
 // +kubebuilder:validation:Enum=Envelope;Original
@@ -34,12 +71,9 @@ const (
 
 // HTTPHeader is a static header.
 type HTTPHeader struct {
-	// name of the header.
+	// name of the header; not one the operator sets.
 	// +required
-	// +kubebuilder:validation:MinLength=1
-	// +kubebuilder:validation:MaxLength=128
-	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9!#$%&'*+.^_|~-]+$`
-	Name string `json:"name"`
+	Name HTTPHeaderName `json:"name"`
 
 	// value of the header.
 	// +required
@@ -49,12 +83,9 @@ type HTTPHeader struct {
 
 // HTTPHeaderFromSecret is a header whose value is read from a Secret, e.g. an API key.
 type HTTPHeaderFromSecret struct {
-	// name of the header.
+	// name of the header; not one the operator sets.
 	// +required
-	// +kubebuilder:validation:MinLength=1
-	// +kubebuilder:validation:MaxLength=128
-	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9!#$%&'*+.^_|~-]+$`
-	Name string `json:"name"`
+	Name HTTPHeaderName `json:"name"`
 
 	// secretRef points at the value, in the subscription's namespace.
 	// +required
@@ -95,11 +126,14 @@ type HTTPAction struct {
 	// +optional
 	SigningSecretRef *SecretKeyRef `json:"signingSecretRef,omitempty"`
 
-	// timeout of one request.
+	// timeout of one request, from connecting to the end of the answer: more than 0, at
+	// most 1m.
 	// +optional
 	// +kubebuilder:default="10s"
 	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:Pattern="^([0-9]+(\\.[0-9]+)?(ms|s|m))+$"
+	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s') && duration(self) <= duration('60s')",message="must be more than 0 and at most 60s"
 	Timeout *metav1.Duration `json:"timeout,omitempty"`
 
 	// body sent: Envelope (normalised) or Original (as Funnel sent it).

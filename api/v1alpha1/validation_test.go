@@ -386,6 +386,15 @@ var _ = Describe("FunnelSubscription schema", func() {
 		Entry("header name with a colon", func(s map[string]any) {
 			set(s, "action.http.headers", []any{map[string]any{"name": "X-A:", "value": "b"}})
 		}, "spec.action.http.headers[0].name: Invalid value"),
+		Entry("a timeout of a minute", func(s map[string]any) { set(s, "action.http.timeout", "1m") }, ""),
+		Entry("a timeout past a minute", func(s map[string]any) { set(s, "action.http.timeout", "61s") }, "must be more than 0 and at most 60s"),
+		Entry("a dead letter's timeout past a minute", func(s map[string]any) {
+			set(s, "delivery.deadLetter", map[string]any{"http": map[string]any{"url": "http://a.b", "timeout": "2m"}})
+		}, "must be more than 0 and at most 60s"),
+		Entry("a zero timeout", func(s map[string]any) { set(s, "action.http.timeout", "0s") }, "must be more than 0 and at most 60s"),
+		Entry("a header the operator does not set, in any case", func(s map[string]any) {
+			set(s, "action.http.headers", []any{map[string]any{"name": "x-funnel", "value": "a"}, map[string]any{"name": "CONTENT-LANGUAGE", "value": "b"}})
+		}, ""),
 		Entry("negative retries", func(s map[string]any) { set(s, "delivery.retries", int64(-1)) }, "spec.delivery.retries: Invalid value"),
 		Entry("too many retries", func(s map[string]any) { set(s, "delivery.retries", int64(101)) }, "spec.delivery.retries: Invalid value"),
 		Entry("unknown backoff", func(s map[string]any) { set(s, "delivery.backoffPolicy", "random") }, `Unsupported value: "random"`),
@@ -398,6 +407,27 @@ var _ = Describe("FunnelSubscription schema", func() {
 		}, "spec.serviceAccountName: Invalid value"),
 		Entry("an empty ServiceAccount name", func(s map[string]any) { set(s, "serviceAccountName", "") }, "spec.serviceAccountName: Invalid value"),
 	)
+
+	// Every header the operator sets (the Go list the delivery code follows) is refused by
+	// the schema, in any letter case, as a static header and from a Secret: the two lists
+	// cannot drift apart.
+	It("refuses every reserved header name", func() {
+		names, prefixes := funnelv1.ReservedHeaders()
+		for _, p := range prefixes {
+			names = append(names, p+"anything")
+		}
+		for _, name := range names {
+			for _, spelled := range []string{name, strings.ToUpper(name)} {
+				spec := set(validSubscriptionSpec(), "action.http.headers", []any{map[string]any{"name": spelled, "value": "x"}})
+				Expect(k8s.Create(ctx, newObject("FunnelSubscription", ns, "pms", spec))).
+					To(MatchError(ContainSubstring("header "+spelled+" is reserved")), spelled)
+				spec = set(validSubscriptionSpec(), "delivery.deadLetter", map[string]any{"http": map[string]any{"url": "http://a.b",
+					"headersFrom": []any{map[string]any{"name": spelled, "secretRef": map[string]any{"name": "s", "key": "k"}}}}})
+				Expect(k8s.Create(ctx, newObject("FunnelSubscription", ns, "pms", spec))).
+					To(MatchError(ContainSubstring("header "+spelled+" is reserved")), spelled)
+			}
+		}
+	})
 
 	It("applies the documented delivery defaults", func() {
 		Expect(k8s.Create(ctx, newObject("FunnelSubscription", ns, "pms", validSubscriptionSpec()))).To(Succeed())

@@ -22,6 +22,7 @@ import (
 	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
 	"github.com/funnel-operator/funnel-operator/controllers"
 	"github.com/funnel-operator/funnel-operator/controllers/archive"
+	"github.com/funnel-operator/funnel-operator/controllers/delivery"
 	"github.com/funnel-operator/funnel-operator/controllers/receiver"
 )
 
@@ -48,6 +49,7 @@ type config struct {
 	maxInFlight             int
 	allowInsecureReceivers  bool
 	defaultServiceAccount   string
+	deliveryAllowCIDRs      string
 }
 
 func main() {
@@ -67,6 +69,7 @@ func main() {
 	flag.IntVar(&cfg.maxInFlight, "webhook-max-in-flight", receiver.DefaultMaxInFlight, "Webhook requests handled at once; more are shed at once with 503 rather than queued past Funnel's timeout.")
 	flag.BoolVar(&cfg.allowInsecureReceivers, "allow-insecure-receivers", false, "Let FunnelReceivers with spec.auth.insecureSkipAuth: true accept unauthenticated requests; without it they are not Ready.")
 	flag.StringVar(&cfg.defaultServiceAccount, "default-service-account", "", "ServiceAccount (of the subscription's namespace) that FunnelSubscriptions without spec.serviceAccountName act as; when empty, they may only make HTTP calls without Secrets.")
+	flag.StringVar(&cfg.deliveryAllowCIDRs, "delivery-allow-cidrs", "", "Comma-separated CIDR ranges or addresses HTTP deliveries may connect to although they are refused by default (loopback, link-local and cloud metadata, unspecified, multicast, the operator's own addresses, the API server's). E.g. \"127.0.0.1/32\" for a sidecar.")
 	flag.DurationVar(&cfg.shutdownTimeout, "graceful-shutdown-timeout", 30*time.Second, "How long in-flight work may take to finish after SIGTERM.")
 	zapOpts := zap.Options{Development: false}
 	zapOpts.BindFlags(flag.CommandLine)
@@ -92,6 +95,10 @@ func run(cfg config) error {
 		if errs := validation.IsDNS1123Subdomain(sa); len(errs) > 0 {
 			return fmt.Errorf("--default-service-account %q: %s", sa, strings.Join(errs, "; "))
 		}
+	}
+	allow, err := delivery.ParseCIDRs(cfg.deliveryAllowCIDRs)
+	if err != nil {
+		return fmt.Errorf("--delivery-allow-cidrs: %w", err)
 	}
 	restCfg, err := ctrl.GetConfig()
 	if err != nil {
@@ -135,6 +142,7 @@ func run(cfg config) error {
 		Namespaces:                splitList(cfg.namespaces),
 		DefaultServiceAccount:     cfg.defaultServiceAccount,
 		Archive:                   store,
+		DeliveryAllowCIDRs:        allow,
 	}); err != nil {
 		return err
 	}
@@ -146,7 +154,7 @@ func run(cfg config) error {
 	}
 
 	ctrl.Log.Info("Starting manager", "webhookAddress", cfg.webhookAddr, "leaderElection", cfg.leaderElect, "namespaces", cfg.namespaces,
-		"defaultServiceAccount", cfg.defaultServiceAccount, "archive", store != nil)
+		"defaultServiceAccount", cfg.defaultServiceAccount, "archive", store != nil, "deliveryAllowCIDRs", cfg.deliveryAllowCIDRs)
 	if err := mgr.Start(ctx); err != nil {
 		return fmt.Errorf("running manager: %w", err)
 	}

@@ -5,14 +5,17 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -23,9 +26,6 @@ import (
 	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
 )
 
-// maxErrorBody is how much of a failed response's body is kept in lastError.
-const maxErrorBody = 256
-
 // attempt is the outcome of one try of an action.
 type attempt struct {
 	succeeded bool
@@ -33,7 +33,10 @@ type attempt struct {
 	// the rest fail the delivery at once.
 	retryable bool
 	code      int32
-	err       string
+	// err is a fixed reason ("connection refused", "HTTP 500 Internal Server Error"),
+	// never the target's words: it is copied into status, Events and dead letters that
+	// the subscription's owner reads.
+	err string
 	// retryAfter is the target's Retry-After, when it sent one.
 	retryAfter time.Duration
 	// running: an asynchronous action (a Job) is under way.
@@ -41,16 +44,26 @@ type attempt struct {
 	job     string
 }
 
-// NewHTTPClient is the client HTTP actions use: no redirects (a POST must not silently
-// turn into a GET elsewhere), per-request timeouts come from the action.
-func NewHTTPClient() *http.Client {
+// maxResponseHeaderBytes bounds what a target may send as headers.
+const maxResponseHeaderBytes = 64 << 10
+
+// NewHTTPClient is the client HTTP actions use. It connects only where policy allows
+// (checked on the address dialled, after DNS), never through a proxy from the
+// environment (the proxy would connect on our behalf, past the check), and never
+// follows redirects (a POST must not silently turn into a GET elsewhere, nor reach an
+// address the check would refuse). Per-request timeouts come from the action.
+func NewHTTPClient(policy *AddressPolicy) *http.Client {
+	dialer := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second, Control: policy.control}
 	return &http.Client{
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		Transport: &http.Transport{
-			Proxy:               http.ProxyFromEnvironment,
-			MaxIdleConnsPerHost: 32,
-			IdleConnTimeout:     90 * time.Second,
-			TLSHandshakeTimeout: 10 * time.Second,
+			Proxy:                  nil,
+			DialContext:            dialer.DialContext,
+			ForceAttemptHTTP2:      true,
+			MaxIdleConnsPerHost:    32,
+			IdleConnTimeout:        90 * time.Second,
+			TLSHandshakeTimeout:    10 * time.Second,
+			MaxResponseHeaderBytes: maxResponseHeaderBytes,
 		},
 	}
 }
@@ -63,23 +76,30 @@ type request struct {
 }
 
 // newRequest resolves an HTTP action for one call: body, static and Secret headers,
-// signature and the idempotency key.
+// signature and the idempotency key. Headers the operator sets (extra among them) always
+// win: a subscription cannot replace the idempotency key, the signature or the event's
+// identity headers, even one stored before the schema refused them.
 func newRequest(ctx context.Context, c client.Reader, ns string, a *funnelv1.HTTPAction, body []byte, extra http.Header) (*request, error) {
 	h := http.Header{}
-	h.Set("Content-Type", "application/json")
-	h.Set("User-Agent", "funnel-operator")
-	for k, vs := range extra {
-		h[k] = vs
-	}
 	for _, hd := range a.Headers {
-		h.Set(hd.Name, hd.Value)
+		if !funnelv1.IsReservedHeader(string(hd.Name)) {
+			h.Set(string(hd.Name), hd.Value)
+		}
 	}
 	for _, hf := range a.HeadersFrom {
+		if funnelv1.IsReservedHeader(string(hf.Name)) {
+			continue
+		}
 		v, err := SecretValue(ctx, c, ns, hf.SecretRef)
 		if err != nil {
 			return nil, fmt.Errorf("header %s: %w", hf.Name, err)
 		}
-		h.Set(hf.Name, strings.TrimSpace(string(v)))
+		h.Set(string(hf.Name), strings.TrimSpace(string(v)))
+	}
+	h.Set("Content-Type", "application/json")
+	h.Set("User-Agent", "funnel-operator")
+	for k, vs := range extra {
+		h[k] = vs
 	}
 	if a.SigningSecretRef != nil {
 		key, err := SecretValue(ctx, c, ns, *a.SigningSecretRef)
@@ -93,13 +113,20 @@ func newRequest(ctx context.Context, c client.Reader, ns string, a *funnelv1.HTT
 	return &request{action: a, body: body, headers: h}, nil
 }
 
-// do makes one call and classifies the answer.
-func (r *request) do(ctx context.Context, hc *http.Client, now time.Time) attempt {
-	timeout := funnelv1.DefaultHTTPTimeout
-	if r.action.Timeout != nil {
-		timeout = r.action.Timeout.Duration
+// timeout is the action's per-request timeout: its own (at most MaxHTTPTimeout, also for
+// objects stored before the schema capped it) or the default.
+func timeout(a *funnelv1.HTTPAction) time.Duration {
+	if a.Timeout == nil || a.Timeout.Duration <= 0 {
+		return funnelv1.DefaultHTTPTimeout
 	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	return min(a.Timeout.Duration, funnelv1.MaxHTTPTimeout)
+}
+
+// do makes one call and classifies the answer. The target's body is drained (to reuse
+// the connection), never read into the outcome.
+func (r *request) do(ctx context.Context, hc *http.Client, now time.Time) attempt {
+	limit := timeout(r.action)
+	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	method := r.action.Method
 	if method == "" {
@@ -107,35 +134,79 @@ func (r *request) do(ctx context.Context, hc *http.Client, now time.Time) attemp
 	}
 	req, err := http.NewRequestWithContext(ctx, method, r.action.URL, bytes.NewReader(r.body))
 	if err != nil {
-		return attempt{err: trim("building the request: " + err.Error())}
+		return attempt{err: "invalid request URL"}
 	}
 	req.Header = r.headers.Clone()
 	resp, err := hc.Do(req)
 	if err != nil {
-		if errors.Is(err, context.DeadlineExceeded) {
-			return attempt{retryable: true, err: fmt.Sprintf("no answer within %s", timeout)}
-		}
-		return attempt{retryable: true, err: trim(err.Error())}
+		return connectionFailure(err, limit)
 	}
 	defer func() {
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // reuse the connection
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 		_ = resp.Body.Close()
 	}()
-	a := attempt{code: int32(resp.StatusCode)}
+	a := attempt{code: int32(resp.StatusCode), err: httpReason(resp.StatusCode)}
 	switch {
 	case resp.StatusCode >= 200 && resp.StatusCode < 300:
-		a.succeeded = true
-		return a
+		a.succeeded, a.err = true, ""
 	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusRequestTimeout || resp.StatusCode >= 500:
 		a.retryable = true
 		a.retryAfter, _ = retryAfter(resp.Header.Get("Retry-After"), now)
-	}
-	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
-	a.err = trim(fmt.Sprintf("HTTP %d %s: %s", resp.StatusCode, http.StatusText(resp.StatusCode), strings.TrimSpace(string(snippet))))
-	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
-		a.err = trim(fmt.Sprintf("HTTP %d: redirects are not followed (to %s)", resp.StatusCode, resp.Header.Get("Location")))
+	case resp.StatusCode >= 300 && resp.StatusCode < 400:
+		a.err += ": redirects are not followed"
 	}
 	return a
+}
+
+// httpReason is the fixed reason of an answer: its code and the code's standard text.
+func httpReason(code int) string {
+	if text := http.StatusText(code); text != "" {
+		return fmt.Sprintf("HTTP %d %s", code, text)
+	}
+	return fmt.Sprintf("HTTP %d", code)
+}
+
+// connectionFailure classifies a call that got no answer, with a fixed reason: error
+// texts of the network and TLS layers can quote what the far end sent (a malformed
+// status line, a certificate's names), and that is not for the subscription's owner to
+// read. A refused address fails the delivery at once; everything else is retried.
+func connectionFailure(err error, limit time.Duration) attempt {
+	var refused *AddressNotAllowedError
+	if errors.As(err, &refused) {
+		return attempt{err: refused.Error()}
+	}
+	var dns *net.DNSError
+	var cert *tls.CertificateVerificationError
+	var notTLS tls.RecordHeaderError
+	var alert tls.AlertError
+	reason := "connection failed"
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		reason = fmt.Sprintf("no answer within %s", limit)
+	case errors.As(err, &dns) && dns.IsNotFound:
+		reason = "DNS: no such host"
+	case errors.As(err, &dns):
+		reason = "DNS lookup failed"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		reason = "connection refused"
+	case errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE):
+		reason = "connection reset"
+	case errors.Is(err, syscall.EHOSTUNREACH) || errors.Is(err, syscall.ENETUNREACH):
+		reason = "host unreachable"
+	case errors.Is(err, syscall.ETIMEDOUT):
+		reason = "connection timed out"
+	case errors.As(err, &cert):
+		reason = "TLS: certificate not trusted"
+	case errors.As(err, &notTLS) || strings.Contains(err.Error(), "HTTP response to HTTPS client"):
+		reason = "TLS: the target does not speak TLS"
+	case errors.As(err, &alert):
+		reason = "TLS handshake failed"
+	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+		reason = "connection closed before an answer"
+	case strings.Contains(err.Error(), "malformed HTTP"):
+		reason = "malformed HTTP answer"
+	}
+	return attempt{retryable: true, err: reason}
 }
 
 // ErrSecretKeyMissing: the Secret exists but lacks the key, or its value is empty.

@@ -39,6 +39,8 @@ func newOperator(o options, kubeconfig, dir string, namespaces []string) (*opera
 		"--zap-log-level=error",
 		// Restarts need not wait for the default 30 s.
 		"--graceful-shutdown-timeout=5s",
+		// The e2e step's sink is on loopback, which deliveries may not reach unless allowed.
+		"--delivery-allow-cidrs=127.0.0.1",
 	}
 	// pprof: profiles on request, and a forced GC before memory readings.
 	op, err := harness.NewOperator(harness.OperatorOptions{Binary: bin, Kubeconfig: kubeconfig,

@@ -308,7 +308,13 @@ func applyConsoleSubscription(ctx context.Context, c client.Client, ns, url stri
 // startManager starts the operator binary in its own process group, so the terminal's
 // Ctrl-C reaches only us and we stop it in order.
 func startManager(o options, kubeconfig string) (*exec.Cmd, error) {
+	// The console sink is on loopback, which deliveries may not reach unless allowed.
+	sinkHost, _, err := net.SplitHostPort(o.sinkAddr)
+	if err != nil {
+		return nil, fmt.Errorf("--sink-address %q: %w", o.sinkAddr, err)
+	}
 	cmd := exec.Command(o.manager,
+		"--delivery-allow-cidrs="+sinkHost,
 		"--webhook-bind-address="+o.webhookAddr,
 		"--health-probe-bind-address="+o.probeAddr,
 		"--metrics-bind-address="+o.metricsAddr,

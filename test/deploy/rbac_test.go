@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -89,7 +90,8 @@ var _ = Describe("The operator with the RBAC of config/rbac", Ordered, func() {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		Expect(err).NotTo(HaveOccurred())
 		webhookURL = "http://" + ln.Addr().String()
-		Expect(controllers.Setup(ctx, mgr, controllers.Options{Webhook: receiver.Options{Listener: ln}})).To(Succeed())
+		Expect(controllers.Setup(ctx, mgr, controllers.Options{Webhook: receiver.Options{Listener: ln},
+			DeliveryAllowCIDRs: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}})).To(Succeed())
 		mgrCtx, cancel := context.WithCancel(ctx)
 		done := make(chan error, 1)
 		go func() { done <- mgr.Start(mgrCtx) }()

@@ -77,7 +77,8 @@ func newFixture(prefix string, o fixtureOptions) *fixture {
 
 	replicas := max(o.replicas, 1)
 	for i := range replicas {
-		args := append([]string{"--namespaces=" + ns, "--graceful-shutdown-timeout=5s"}, o.args...)
+		// The sink is on loopback, which deliveries may not reach unless allowed.
+		args := append([]string{"--namespaces=" + ns, "--graceful-shutdown-timeout=5s", "--delivery-allow-cidrs=127.0.0.1"}, o.args...)
 		if replicas > 1 || o.leaderElect {
 			args = append(args, "--leader-elect", "--leader-election-namespace="+cmp.Or(o.leaseNamespace, ns))
 		}
