@@ -90,7 +90,10 @@ func TestOutcomes(t *testing.T) {
 		{"no answer", rawServer(t, func(net.Conn) { <-hang }), 100 * time.Millisecond, 0, "no answer within 100ms", false, true},
 		{"closed without answer", rawServer(t, func(c net.Conn) { _, _ = bufio.NewReader(c).ReadString('\n') }), 0, 0,
 			"connection closed before an answer", false, true},
-		{"not HTTP", rawServer(t, func(c net.Conn) { _, _ = c.Write([]byte(leak + " 200 OK\r\n\r\n")) }), 0, 0,
+		{"not HTTP", rawServer(t, func(c net.Conn) {
+			_, _ = bufio.NewReader(c).ReadString('\n')
+			_, _ = c.Write([]byte(leak + " 200 OK\r\n\r\n"))
+		}), 0, 0,
 			"malformed HTTP answer", false, true},
 		{"untrusted certificate", tlsTarget.URL, 0, 0, "TLS: certificate not trusted", false, true},
 		{"TLS to a plain server", "https" + strings.TrimPrefix(answer(200), "http"), 0, 0, "TLS: the target does not speak TLS", false, true},
