@@ -20,8 +20,9 @@ ENVTEST_BINARIES := $(addprefix $(ENVTEST_ASSETS_DIR)/,etcd kube-apiserver kubec
 ENVTEST_OLDEST_BINARIES := $(addprefix $(ENVTEST_OLDEST_ASSETS_DIR)/,etcd kube-apiserver kubectl)
 # Suites that also run against the oldest supported kube-apiserver in `make test`: they
 # install the CRDs and config/'s manifests (schemas, CEL rules, selectable fields, admission
-# policies) and drive the controllers, which is where a newer-only feature would show.
-OLDEST_K8S_TEST_PACKAGES ?= ./api/v1alpha1/... ./controllers/ ./test/deploy/...
+# policies), drive the controllers and try the tenancy attacks against RBAC and the
+# policies, which is where a newer-only feature would show.
+OLDEST_K8S_TEST_PACKAGES ?= ./api/v1alpha1/... ./controllers/ ./test/deploy/... ./test/tenancy/...
 
 # Tools built from the Go module proxy by `make tools` (hack/tools/*: one Go module each),
 # cached outside the clone like the control plane; the version is in the file name.
