@@ -4,39 +4,63 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/funnel-operator/funnel-operator/api/funnel"
+	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
+	"github.com/funnel-operator/funnel-operator/controllers"
 	"github.com/funnel-operator/funnel-operator/test/harness"
+	"github.com/funnel-operator/funnel-operator/test/testenv"
 )
 
-// The namespaces of the phases; each has its own FunnelReceiver, so every phase's events
-// can be listed and verified on their own.
+// The namespaces of the phases; each has its own FunnelReceiver, so that every phase's
+// events can be listed and verified on their own.
 const (
-	// nsRaw is the one namespace the operator does not watch (--namespaces leaves it
-	// out): the raw baseline's events there are never processed.
+	// nsRaw is the one namespace the operator does not watch (--namespaces leaves it out):
+	// the baselines' events there are never processed.
 	nsRaw = "bench-raw"
-	// nsRawProcessed holds raw events the controllers process, like ingested ones.
-	nsRawProcessed = "bench-raw-processed"
-	nsIngest       = "bench-ingest"
-	nsE2E          = "bench-e2e"
-	nsE2ESub       = "bench-e2e-subscription"
-	nsScaling      = "bench-scaling"
-	nsMemory       = "bench-memory"
+	// nsOperator holds the leader election Lease; it is in --namespaces too, so that the
+	// list is never empty.
+	nsOperator = "bench-operator"
+	nsIngest   = "bench-ingest"
+	nsE2E      = "bench-e2e"
+	nsE2ESub   = "bench-e2e-subscription"
+	nsScaling  = "bench-scaling"
+	nsMemory   = "bench-memory"
+)
+
+// The operator's leader election Lease (cmd/manager), and who holds it while the bench
+// keeps the operator a follower.
+const (
+	leaseName     = "funnel-operator.funnel.leasing.dev"
+	benchIdentity = "funnel-bench"
 )
 
 // bench is one run.
 type bench struct {
-	o      options
-	cl     *cluster
-	op     *operator
-	lease  *leaseHolder
-	res    *results
-	tokens map[string]string
+	o   options
+	cp  *harness.ControlPlane
+	c   client.WithWatch
+	api *http.Client
+	op  *harness.Operator
+	// receivers are the watched namespaces' receivers.
+	receivers map[string]*harness.Receiver
+	res       *results
 	// disturbed lists the measurements during which other processes used the CPU.
 	disturbed []string
 }
@@ -44,65 +68,68 @@ type bench struct {
 // run starts everything, runs the phases, and writes the results.
 func run(ctx context.Context, o options) error {
 	started := time.Now()
+	crds, err := filepath.Abs(o.crds)
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(crds); err != nil {
+		return fmt.Errorf("CRD directory: %w (run from the repository root, or set --crds)", err)
+	}
+	manager, err := filepath.Abs(o.manager)
+	if err != nil {
+		return err
+	}
 	dir, err := os.MkdirTemp("", "funnel-bench-")
 	if err != nil {
 		return fmt.Errorf("creating a temporary directory: %w", err)
 	}
 	defer os.RemoveAll(dir)
-	tempDir.Store(&dir)
-	for _, d := range []string{o.operatorPprof, o.apiserverPprof} {
-		if d != "" {
-			if err := os.MkdirAll(d, 0o755); err != nil {
-				return fmt.Errorf("creating the profile directory: %w", err)
-			}
-		}
-	}
 
-	b := &bench{o: o, res: newResults(o), tokens: map[string]string{}}
-	if b.op, err = newOperator(o, filepath.Join(dir, "kubeconfig"), dir, b.watched()); err != nil {
+	b := &bench{o: o, res: newResults(o), receivers: map[string]*harness.Receiver{}}
+	logf("starting a local control plane (data in %s)", dir)
+	if b.cp, err = harness.StartControlPlane(harness.ControlPlaneOptions{Dir: dir, CRDDirs: []string{crds}}); err != nil {
 		return err
 	}
-	cl, err := startCluster(o, dir)
-	if err != nil {
-		return err
-	}
-	defer cl.stop()
-	b.cl = cl
-	b.lease = &leaseHolder{c: cl.c}
-	defer b.lease.stop()
-	if err := cl.createNamespace(ctx, nsOperator); err != nil {
-		return err
-	}
-	for _, ns := range b.namespaces() {
-		if ns == nsRaw {
-			// No receiver: nothing is sent there, and the operator does not watch it.
-			if err := cl.createNamespace(ctx, ns); err != nil {
-				return err
-			}
-			continue
+	defer func() {
+		if err := b.cp.Stop(); err != nil {
+			logf("stopping the control plane: %v", err)
 		}
-		if b.tokens[ns], err = cl.setupNamespace(ctx, ns); err != nil {
+	}()
+	if b.c, err = client.NewWithWatch(b.cp.Config, client.Options{Scheme: testenv.Scheme()}); err != nil {
+		return fmt.Errorf("creating the client: %w", err)
+	}
+	if b.api, err = rest.HTTPClientFor(b.cp.Config); err != nil {
+		return fmt.Errorf("creating the API server's HTTP client: %w", err)
+	}
+	for _, ns := range []string{nsRaw, nsOperator} {
+		if err := b.c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+			return fmt.Errorf("creating namespace %s: %w", ns, err)
+		}
+	}
+	for _, ns := range b.watched()[1:] {
+		if b.receivers[ns], err = harness.NewReceiver(ctx, b.c, ns, false); err != nil {
 			return err
 		}
 	}
-	logf("starting the operator: %s (log in %s)", o.manager, b.op.LogPath)
-	if err := b.op.Start(); err != nil {
+
+	args := append([]string{"--kube-api-qps=10000", "--kube-api-burst=20000", // the client-side limit is not what is measured
+		"--leader-elect", "--leader-election-namespace=" + nsOperator, "--namespaces=" + strings.Join(b.watched(), ","),
+		"--zap-log-level=error", "--graceful-shutdown-timeout=5s",
+		// The e2e step's sink is on loopback, which deliveries may not reach unless allowed.
+		"--delivery-allow-cidrs=127.0.0.1"}, o.operatorArgs...)
+	// pprof: a forced GC before memory readings.
+	if b.op, err = harness.NewOperator(harness.OperatorOptions{Binary: manager, Kubeconfig: b.cp.Kubeconfig,
+		LogPath: filepath.Join(dir, "operator.log"), Args: args, Pprof: true}); err != nil {
 		return err
 	}
-	defer b.op.stop()
-	if o.operatorPprof != "" {
-		// Kept next to the profiles: the temporary directory goes at the end.
-		defer b.op.keepLog(filepath.Join(o.operatorPprof, "operator.log"))
-	}
-	if err := b.op.waitReady(ctx); err != nil {
+	logf("starting the operator: %s", manager)
+	if err := b.startOperator(ctx); err != nil {
 		return err
 	}
-	for _, ns := range b.watched() {
-		if ns == nsOperator {
-			continue
-		}
-		if err := cl.waitReceiverReady(ctx, ns, 60*time.Second); err != nil {
-			return errors.Join(err, b.op.Alive())
+	defer b.op.Stop(20 * time.Second)
+	for ns, r := range b.receivers {
+		if err := r.WaitReady(ctx, b.c, time.Minute); err != nil {
+			return errors.Join(fmt.Errorf("namespace %s: %w", ns, err), b.op.Alive())
 		}
 	}
 
@@ -111,7 +138,6 @@ func run(ctx context.Context, o options) error {
 		run   func(context.Context) error
 	}{
 		{phaseMemory, b.memorySmall},
-		{phaseRaw, b.raw},
 		{phaseCosts, b.costs},
 		{phaseIngest, b.ingest},
 		{phaseE2E, b.e2e},
@@ -139,43 +165,25 @@ func run(ctx context.Context, o options) error {
 	}
 	b.res.DurationSeconds = round3(time.Since(started).Seconds())
 	b.res.summarize()
-	fmt.Println()
-	fmt.Print(renderTables(b.res))
+	md := renderResults(b.res)
+	fmt.Print("\n" + md)
 	if o.out == "" {
 		logf("results not written (a --quick or --phases run writes only with --out DIR)")
 		return nil
 	}
-	return b.write()
+	return b.res.write(o.out, md)
 }
 
-// namespaces are the namespaces the selected phases use.
-func (b *bench) namespaces() []string {
-	var out []string
-	add := func(phase string, ns ...string) {
-		if b.o.has(phase) {
-			out = append(out, ns...)
-		}
-	}
-	if b.o.has(phaseRaw) || b.o.has(phaseCosts) || (b.o.adjacentRaw && (b.o.has(phaseIngest) || b.o.has(phaseE2E))) {
-		out = append(out, nsRaw)
-	}
-	if b.o.rawProcessed {
-		add(phaseRaw, nsRawProcessed)
-	}
-	add(phaseIngest, nsIngest)
-	add(phaseE2E, nsE2E, nsE2ESub)
-	add(phaseScaling, nsScaling)
-	add(phaseMemory, nsMemory)
-	return out
-}
-
-// watched are the namespaces the operator watches (--namespaces): every namespace of
-// the run but nsRaw, and nsOperator (so the list is never empty).
+// watched are the namespaces the operator watches (--namespaces): nsOperator, then one
+// per phase that runs.
 func (b *bench) watched() []string {
 	out := []string{nsOperator}
-	for _, ns := range b.namespaces() {
-		if ns != nsRaw {
-			out = append(out, ns)
+	for _, p := range []struct {
+		phase string
+		ns    []string
+	}{{phaseIngest, []string{nsIngest}}, {phaseE2E, []string{nsE2E, nsE2ESub}}, {phaseScaling, []string{nsScaling}}, {phaseMemory, []string{nsMemory}}} {
+		if b.o.has(p.phase) {
+			out = append(out, p.ns...)
 		}
 	}
 	return out
@@ -190,108 +198,213 @@ func (b *bench) note(format string, args ...any) {
 // checkOther notes when processes outside the run used a noticeable share of the CPU
 // during a measurement: on a shared machine its figures are disturbed.
 func (b *bench) checkOther(what string, cores map[string]float64) {
-	if what == "" || cores[otherKey] < 0.25 {
-		return
+	if cores[otherKey] >= 0.25 {
+		b.disturbed = append(b.disturbed, fmt.Sprintf("%s (%.2f)", what, cores[otherKey]))
 	}
-	b.disturbed = append(b.disturbed, fmt.Sprintf("%s (%.2f)", what, cores[otherKey]))
 }
 
-// webhookURL is the receiver URL of ns.
-func (b *bench) webhookURL(ns string) string {
-	return "http://" + b.op.WebhookAddr + "/webhooks/" + ns + "/" + receiverName
+func (b *bench) startOperator(ctx context.Context) error {
+	if err := b.op.Start(); err != nil {
+		return err
+	}
+	return b.op.WaitReady(ctx, 90*time.Second)
 }
 
-// profiles starts CPU profiles of the operator and the API server (as requested by the
-// flags) covering the next seconds, named after name; the returned function waits for
-// them.
-func (b *bench) profiles(ctx context.Context, name string, d time.Duration) func() {
-	secs := max(int(d.Seconds()), 1)
-	var done []chan struct{}
-	start := func(fetch func() error, what string) {
-		ch := make(chan struct{})
-		done = append(done, ch)
-		go func() {
-			defer close(ch)
-			if err := fetch(); err != nil && ctx.Err() == nil {
-				logf("profile %s of the %s: %v", name, what, err)
-			}
-		}()
+// follow restarts the operator as a follower: stopped (it releases the Lease on the way
+// out), the bench takes the Lease, the operator starts again and waits for it while its
+// receiver serves — a non-leader replica of the 2-replica Deployment. A leader cannot be
+// demoted in place: controller-runtime exits when it loses its Lease.
+func (b *bench) follow(ctx context.Context) error {
+	b.op.Stop(20 * time.Second)
+	// An hour-long Lease needs no renewal: the operator, a candidate, waits for it to run
+	// out or go.
+	now := metav1.NowMicro()
+	lease := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: nsOperator, Name: leaseName},
+		Spec: coordinationv1.LeaseSpec{HolderIdentity: ptrTo(benchIdentity), LeaseDurationSeconds: ptrTo(int32(3600)), AcquireTime: &now, RenewTime: &now}}
+	if err := client.IgnoreNotFound(b.c.Delete(ctx, lease.DeepCopy())); err != nil {
+		return fmt.Errorf("taking the Lease: %w", err)
 	}
-	if b.o.operatorPprof != "" {
-		file := filepath.Join(b.o.operatorPprof, "operator-"+name+".pprof")
-		start(func() error { return b.op.Profile(ctx, fmt.Sprintf("/debug/pprof/profile?seconds=%d", secs), file) }, "operator")
+	if err := b.c.Create(ctx, lease); err != nil {
+		return fmt.Errorf("taking the Lease: %w", err)
 	}
-	if b.o.apiserverPprof != "" {
-		file := filepath.Join(b.o.apiserverPprof, "apiserver-"+name+".pprof")
-		url := strings.TrimSuffix(b.cl.cfg.Host, "/") + fmt.Sprintf("/debug/pprof/profile?seconds=%d", secs)
-		start(func() error { return harness.FetchTo(ctx, b.cl.http, url, file) }, "API server")
+	return b.startOperator(ctx)
+}
+
+// leadAndDrain ends a follower measurement: the bench deletes its Lease, the operator
+// takes it (it retries every 2 s) and its controllers work off the backlog the follower
+// left in ns. It returns the seconds from the release until the backlog was done.
+func (b *bench) leadAndDrain(ctx context.Context, ns, after string) (float64, error) {
+	start := time.Now()
+	lease := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: nsOperator, Name: leaseName}}
+	if err := client.IgnoreNotFound(b.c.Delete(ctx, lease)); err != nil {
+		return 0, fmt.Errorf("releasing the Lease: %w", err)
 	}
-	return func() {
-		for _, ch := range done {
-			<-ch
+	if err := b.poll(ctx, 30*time.Second, "the operator taking the released Lease", func() (bool, error) {
+		err := b.c.Get(ctx, client.ObjectKeyFromObject(lease), lease)
+		if apierrors.IsNotFound(err) {
+			return false, b.op.Alive()
+		}
+		return err == nil && lease.Spec.HolderIdentity != nil && *lease.Spec.HolderIdentity != benchIdentity, err
+	}); err != nil {
+		return 0, err
+	}
+	if err := b.drain(ctx, after, ns); err != nil {
+		return 0, err
+	}
+	return round3(time.Since(start).Seconds()), nil
+}
+
+// errTimedOut is what poll returns when the time is up.
+var errTimedOut = errors.New("timed out")
+
+// poll calls done every 100 ms until it reports true or an error, or timeout passes.
+func (b *bench) poll(ctx context.Context, timeout time.Duration, what string, done func() (bool, error)) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		ok, err := done()
+		if ok || err != nil {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%w: waited %s for %s", errTimedOut, timeout, what)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// drain waits until the controllers have finished every event of the namespaces; a
+// timeout is noted, not fatal.
+func (b *bench) drain(ctx context.Context, after string, namespaces ...string) error {
+	timeout := pick(&b.o, 120*time.Second, 60*time.Second)
+	err := b.poll(ctx, timeout, "the backlog", func() (bool, error) {
+		for _, ns := range namespaces {
+			found := false
+			err := b.eachEventPage(ctx, ns, controllers.UnfinishedEvents(), 1, func(items []metav1.PartialObjectMetadata) bool {
+				found = len(items) > 0
+				return false
+			})
+			if err != nil || found {
+				return false, err
+			}
+		}
+		return true, nil
+	})
+	if errors.Is(err, errTimedOut) {
+		b.note("after %s the controllers had not finished the backlog in %s within %s; the next step starts with it", after, strings.Join(namespaces, ", "), timeout)
+		return nil
+	}
+	return err
 }
 
 // verify lists the events of ns and returns how many of names do not exist.
 func (b *bench) verify(ctx context.Context, ns string, names []string) (int, error) {
-	have, err := b.cl.eventNames(ctx, ns)
+	have := map[string]bool{}
+	err := b.eachEventPage(ctx, ns, nil, 2000, func(items []metav1.PartialObjectMetadata) bool {
+		for _, it := range items {
+			have[it.Name] = true
+		}
+		return true
+	})
 	if err != nil {
 		return 0, err
 	}
-	missing := 0
-	var examples []string
+	var missing []string
 	for _, n := range names {
-		if _, ok := have[n]; !ok {
-			missing++
-			if len(examples) < 5 {
-				examples = append(examples, n)
-			}
+		if !have[n] {
+			missing = append(missing, n)
 		}
 	}
-	if missing > 0 {
-		b.note("%d acknowledged events missing in %s, e.g. %v", missing, ns, examples)
+	if len(missing) > 0 {
+		b.note("%d acknowledged events missing in %s, e.g. %v", len(missing), ns, missing[:min(5, len(missing))])
 	}
-	return missing, nil
+	return len(missing), nil
 }
 
-// drain waits for the controllers to finish what the namespaces hold; a timeout is
-// noted, not fatal.
-func (b *bench) drain(ctx context.Context, after string, namespaces ...string) (float64, error) {
-	d, ok, err := b.cl.waitDrained(ctx, namespaces, b.o.drainTimeout)
+// countEvents counts the FunnelEvents of the namespaces.
+func (b *bench) countEvents(ctx context.Context, namespaces ...string) (int, error) {
+	n := 0
+	for _, ns := range namespaces {
+		if err := b.eachEventPage(ctx, ns, nil, 5000, func(items []metav1.PartialObjectMetadata) bool {
+			n += len(items)
+			return true
+		}); err != nil {
+			return 0, err
+		}
+	}
+	return n, nil
+}
+
+// eachEventPage lists the FunnelEvents of ns (metadata only) matching sel, limit at a
+// time, while fn asks for more.
+func (b *bench) eachEventPage(ctx context.Context, ns string, sel fields.Selector, limit int64, fn func([]metav1.PartialObjectMetadata) bool) error {
+	list := &metav1.PartialObjectMetadataList{}
+	list.SetGroupVersionKind(funnelv1.GroupVersion.WithKind("FunnelEventList"))
+	opts := []client.ListOption{client.InNamespace(ns), client.Limit(limit)}
+	if sel != nil {
+		opts = append(opts, client.MatchingFieldsSelector{Selector: sel})
+	}
+	for {
+		if err := b.c.List(ctx, list, opts...); err != nil {
+			return fmt.Errorf("listing FunnelEvents in %s: %w", ns, err)
+		}
+		if !fn(list.Items) || list.Continue == "" {
+			return nil
+		}
+		opts = append(opts, client.Continue(list.Continue))
+	}
+}
+
+// apiMetrics scrapes the API server's own /metrics (as admin).
+func (b *bench) apiMetrics(ctx context.Context) (map[string]*dto.MetricFamily, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(b.cp.Host, "/")+"/metrics", nil)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	if !ok {
-		b.note("after %s the controllers had not finished the backlog in %s within --drain-timeout %s; the next step starts with it", after, strings.Join(namespaces, ", "), b.o.drainTimeout)
+	resp, err := b.api.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("the API server's /metrics: %w", err)
 	}
-	return round3(d.Seconds()), nil
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err == nil && resp.StatusCode != http.StatusOK {
+		err = errors.New(resp.Status)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("the API server's /metrics: %w", err)
+	}
+	return harness.ParseMetrics(body)
 }
 
-// leadAndDrain ends a follower measurement: the bench releases the Lease, the operator
-// takes it and its controllers work off the backlog the follower left in ns. The time
-// counts from the release, so it includes the take-over (the operator retries every
-// 2 s), which is returned too.
-func (b *bench) leadAndDrain(ctx context.Context, ns, after string) (drain, takeover float64, err error) {
-	start := time.Now()
-	if err := b.lead(ctx); err != nil {
-		return 0, 0, err
-	}
-	takeover = round3(time.Since(start).Seconds())
-	if _, err := b.drain(ctx, after, ns); err != nil {
-		return 0, 0, err
-	}
-	return round3(time.Since(start).Seconds()), takeover, nil
+// families are the event controllers' names.
+var families = map[string]bool{
+	string(funnel.FamilyLeaseTransaction): true, string(funnel.FamilyLease): true, string(funnel.FamilyQuote): true,
+	string(funnel.FamilyProspect): true, string(funnel.FamilyUnknown): true,
 }
 
-// reconciles is how many reconciles the event controllers have done so far (the
-// operator's controller_runtime_reconcile_total): a follower does none.
+// reconciles is how many reconciles the event controllers have done so far: a follower
+// does none.
 func (b *bench) reconciles(ctx context.Context) (float64, error) {
-	fams, err := b.op.metrics(ctx)
+	fams, err := b.op.Metrics(ctx)
 	if err != nil {
 		return 0, err
 	}
 	return harness.Sum(fams, "controller_runtime_reconcile_total", func(l map[string]string) bool { return families[l["controller"]] }), nil
+}
+
+// operatorGauge is the operator's value of an unlabelled metric.
+func (b *bench) operatorGauge(ctx context.Context, name string) (float64, error) {
+	fams, err := b.op.Metrics(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if _, ok := fams[name]; !ok {
+		return 0, fmt.Errorf("the operator's /metrics has no %s", name)
+	}
+	return harness.Sum(fams, name, nil), nil
 }
 
 // apiCode is the HTTP status of an API error (0 when it has none).
@@ -301,4 +414,12 @@ func apiCode(err error) int {
 		return int(s.Status().Code)
 	}
 	return 0
+}
+
+func fmtCores(m map[string]float64) string {
+	var parts []string
+	for _, k := range []string{"apiserver", "etcd", "operator", "bench", otherKey} {
+		parts = append(parts, k+" "+strconv.FormatFloat(m[k], 'f', 2, 64))
+	}
+	return strings.Join(parts, ", ")
 }

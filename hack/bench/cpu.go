@@ -127,22 +127,3 @@ func (s cpuSample) secondsSince(before cpuSample) map[string]float64 {
 	}
 	return out
 }
-
-// fmtCores renders cores as "apiserver 1.10, etcd 0.30, …", biggest first.
-func fmtCores(m map[string]float64) string {
-	keys := sortedKeys(m)
-	sortByValueDesc(keys, m)
-	parts := make([]string, 0, len(keys))
-	for _, k := range keys {
-		parts = append(parts, k+" "+strconv.FormatFloat(m[k], 'f', 2, 64))
-	}
-	return strings.Join(parts, ", ")
-}
-
-func sortByValueDesc(keys []string, m map[string]float64) {
-	for i := 1; i < len(keys); i++ {
-		for j := i; j > 0 && m[keys[j]] > m[keys[j-1]]; j-- {
-			keys[j], keys[j-1] = keys[j-1], keys[j]
-		}
-	}
-}

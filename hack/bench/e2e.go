@@ -2,30 +2,30 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"maps"
-	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/apimachinery/pkg/watch"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/funnel-operator/funnel-operator/api/funnel"
+	"github.com/funnel-operator/funnel-operator/api/funnel/send"
 	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
+	"github.com/funnel-operator/funnel-operator/test/harness"
 )
 
-const subscriptionResource = "funnelsubscriptions"
+// e2eConcurrency is the client concurrency of the end-to-end throughput run and its
+// baseline.
+const e2eConcurrency = 32
 
-// e2e measures POST to phase Succeeded, without and with one HTTP subscription.
+// e2e measures POST to phase Succeeded with the operator as the leader, without and with
+// one HTTP subscription.
 func (b *bench) e2e(ctx context.Context) error {
 	step, err := b.e2eStep(ctx, "no subscription", nsE2E, 3)
 	if err != nil {
@@ -33,325 +33,183 @@ func (b *bench) e2e(ctx context.Context) error {
 	}
 	b.res.E2E = append(b.res.E2E, *step)
 
-	const name = "one HTTP subscription to a local sink"
-	ok, err := b.cl.hasResource(subscriptionResource)
+	sink, err := harness.NewSink()
 	if err != nil {
 		return err
 	}
-	if !ok {
-		b.res.E2E = append(b.res.E2E, e2eStep{Name: name, Skipped: "FunnelSubscription not available"})
-		logf("e2e with a subscription: skipped: FunnelSubscription not available (no %s in %s)", subscriptionResource, funnelv1.GroupVersion)
-		return nil
-	}
-	sink := newSink()
 	defer sink.Close()
-	sub := newSubscription(nsE2ESub, sink.URL)
-	if err := b.cl.c.Create(ctx, sub); err != nil {
-		return fmt.Errorf("creating FunnelSubscription %s/%s: %w", sub.GetNamespace(), sub.GetName(), err)
+	sub := &funnelv1.FunnelSubscription{ObjectMeta: metav1.ObjectMeta{Namespace: nsE2ESub, Name: "bench-sink"},
+		Spec: funnelv1.FunnelSubscriptionSpec{EventTypes: []string{"*"}, Action: funnelv1.Action{HTTP: &funnelv1.HTTPAction{URL: sink.URL}}}}
+	if err := b.c.Create(ctx, sub); err != nil {
+		return fmt.Errorf("creating FunnelSubscription %s/%s: %w", sub.Namespace, sub.Name, err)
 	}
-	defer func() { _ = b.cl.c.Delete(context.WithoutCancel(ctx), sub) }()
-	if reason := b.waitSubscriptionReady(ctx, sub); reason != "" {
-		b.res.E2E = append(b.res.E2E, e2eStep{Name: name, Skipped: reason})
-		logf("e2e with a subscription: skipped: %s", reason)
-		return nil
-	}
-	step, err = b.e2eStep(ctx, name, nsE2ESub, 4)
-	if err != nil {
+	if err := b.poll(ctx, 30*time.Second, "the FunnelSubscription to be Ready", func() (bool, error) {
+		err := b.c.Get(ctx, client.ObjectKeyFromObject(sub), sub)
+		return err == nil && meta.IsStatusConditionTrue(sub.Status.Conditions, funnelv1.ConditionReady), client.IgnoreNotFound(err)
+	}); err != nil {
 		return err
 	}
-	step.SinkRequests = ptrTo(int(sink.requests.Load()))
-	step.SinkDistinctKeys = ptrTo(sink.distinct())
-	events := step.Throughput.Events
-	if step.Paced != nil {
-		events += step.Paced.Events
+	if step, err = b.e2eStep(ctx, "one HTTP subscription to a local sink", nsE2ESub, 4); err != nil {
+		return err
 	}
-	logf("e2e with a subscription: the sink received %d requests, %d distinct idempotency keys, for %d events", *step.SinkRequests, *step.SinkDistinctKeys, events)
-	if *step.SinkDistinctKeys < events {
-		b.note("e2e with a subscription: the sink saw %d distinct idempotency keys for %d events: not every Succeeded event was delivered", *step.SinkDistinctKeys, events)
+	events := step.Throughput.Events + step.Paced.Events
+	step.SinkRequests, step.SinkDistinctKeys = sink.Len(), len(sink.ByKey())
+	if step.SinkDistinctKeys < events {
+		b.note("e2e with a subscription: the sink saw %d distinct idempotency keys for %d events: not every Succeeded event was delivered", step.SinkDistinctKeys, events)
 	}
 	b.res.E2E = append(b.res.E2E, *step)
 	return nil
 }
 
-// newSubscription is the FunnelSubscription of the subscription step: every event type,
-// delivered by HTTP to url. The kind is being built elsewhere; adjust this when its API
-// lands (it is the only place that knows its shape).
-func newSubscription(ns, url string) *unstructured.Unstructured {
-	u := &unstructured.Unstructured{Object: map[string]any{
-		"spec": map[string]any{
-			"eventTypes": []any{"*"},
-			"action":     map[string]any{"http": map[string]any{"url": url}},
-		},
-	}}
-	u.SetGroupVersionKind(funnelv1.GroupVersion.WithKind("FunnelSubscription"))
-	u.SetNamespace(ns)
-	u.SetName("bench-sink")
-	return u
-}
-
-// waitSubscriptionReady waits up to 30 s for the subscription's Ready condition and
-// returns why the step cannot run ("" when it can: Ready, or no conditions at all).
-func (b *bench) waitSubscriptionReady(ctx context.Context, sub *unstructured.Unstructured) string {
-	var last string
-	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
-		got := &unstructured.Unstructured{}
-		got.SetGroupVersionKind(sub.GroupVersionKind())
-		if err := b.cl.c.Get(ctx, client.ObjectKeyFromObject(sub), got); err != nil {
-			last = err.Error()
-			return false, nil
-		}
-		conds, _, _ := unstructured.NestedSlice(got.Object, "status", "conditions")
-		for _, c := range conds {
-			m, _ := c.(map[string]any)
-			if m["type"] == funnelv1.ConditionReady {
-				last = fmt.Sprintf("Ready=%v (%v: %v)", m["status"], m["reason"], m["message"])
-				return m["status"] == string(metav1.ConditionTrue), nil
-			}
-		}
-		last = "no Ready condition"
-		return false, nil
-	})
-	if err == nil || last == "no Ready condition" {
-		return ""
-	}
-	return fmt.Sprintf("FunnelSubscription %s/%s not Ready after 30s: %s", sub.GetNamespace(), sub.GetName(), last)
-}
-
-// sink is the local HTTP target of the subscription step.
-type sink struct {
-	*httptest.Server
-	requests atomic.Int64
-	mu       sync.Mutex
-	keys     map[string]struct{}
-}
-
-func newSink() *sink {
-	s := &sink{keys: map[string]struct{}{}}
-	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.requests.Add(1)
-		s.mu.Lock()
-		s.keys[r.Header.Get("Idempotency-Key")] = struct{}{}
-		s.mu.Unlock()
-		w.WriteHeader(http.StatusOK)
-	}))
-	return s
-}
-
-func (s *sink) distinct() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.keys)
-}
-
-// e2eStep runs the throughput run (with the API writes it costs) and the paced run in ns.
+// e2eStep runs the throughput run (a closed loop, then until every event finished, with
+// the API writes it costs) between two raw baselines, and the paced run (an open loop at
+// half that rate: latency without a backlog).
 func (b *bench) e2eStep(ctx context.Context, name, ns string, stream uint64) (*e2eStep, error) {
-	step := &e2eStep{Name: name, BaselineConcurrency: b.o.e2eConcurrency, RawCreatesPerSecond: b.rawBaseline(b.o.e2eConcurrency)}
-	// Background writes of earlier phases (the receiver's duplicate counts, written one
-	// after the other, still draining after an ingest level with processing) would slow
-	// the baseline down and flatter the ratio: it starts when they are over.
+	label := "e2e " + name
+	step := &e2eStep{Name: name, BaselineConcurrency: e2eConcurrency}
+	// Background writes of earlier phases (the receiver's duplicate counts, a backlog
+	// still draining) would slow the baseline down and flatter the ratio.
 	if err := b.waitWritesQuiet(ctx, time.Minute); err != nil {
 		return nil, err
 	}
 	rawSrc := newSource(b.o.seed, 100+stream, 0)
-	before, err := b.adjacentBaseline(ctx, rawSrc, b.o.e2eConcurrency, "e2e "+name, "before")
+	before, err := b.create(ctx, nsRaw, send.Load{Concurrency: e2eConcurrency, Duration: b.o.duration}, rawSrc, false)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s, raw baseline before: %w", label, err)
 	}
 	w, err := b.watch(ctx, ns)
 	if err != nil {
 		return nil, err
 	}
 	defer w.stop()
+	writesBefore, err := b.eventWrites(ctx)
+	if err != nil {
+		return nil, err
+	}
 	src := newSource(b.o.seed, stream, 0)
-	p := newPoster(b.webhookURL(ns), b.tokens[ns], b.o.e2eConcurrency)
-	defer p.close()
-
-	// Nor counted as this run's.
+	if step.Throughput, err = b.e2eRun(ctx, w, ns, label, send.Load{Concurrency: e2eConcurrency, Duration: b.o.duration}, src); err != nil {
+		return nil, err
+	}
+	// The last status writes land after the watch saw the final phase.
 	if err := b.waitWritesQuiet(ctx, 15*time.Second); err != nil {
 		return nil, err
 	}
-	snapBefore, err := b.snapshot(ctx)
+	writesAfter, err := b.eventWrites(ctx)
 	if err != nil {
 		return nil, err
 	}
-	wait := b.profiles(ctx, profileName("e2e "+name), b.o.e2eDuration)
-	run, t, err := b.e2eRun(ctx, w, "e2e "+name, func(ctx context.Context, items <-chan item, t *tally) error {
-		return runClosed(ctx, b.o.e2eConcurrency, b.o.e2eDuration, items, p.post, t)
-	}, src)
-	wait()
+	step.WritesByVerb = map[string]float64{}
+	total := 0.0
+	for k, v := range writesAfter {
+		if d := v - writesBefore[k]; d != 0 {
+			step.WritesByVerb[k], total = d, total+d
+		}
+	}
+	step.WritesPerEvent = ratio(total, float64(step.Throughput.Events))
+	if unexpected := unexpectedWrites(step.WritesByVerb); len(unexpected) > 0 {
+		b.note("%s: writes on funnelevents other than the receiver's POST 201 and the controllers' PUT/status or PATCH/status 200: %v", label, unexpected)
+	}
+	// The baseline again once every event finished: the run lasts tens of seconds, through
+	// which the raw rate drifts; the mean of before and after is the baseline of the
+	// moments between them.
+	after, err := b.create(ctx, nsRaw, send.Load{Concurrency: e2eConcurrency, Duration: b.o.duration}, rawSrc, false)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s, raw baseline after: %w", label, err)
 	}
-	run.Concurrency = b.o.e2eConcurrency
-	step.Throughput = run
-	// The final status write is the last write of an event; a second lets the metrics of
-	// any straggler (a conflict's fallback patch) land.
-	time.Sleep(time.Second)
-	snapAfter, err := b.snapshot(ctx)
-	if err != nil {
-		return nil, err
-	}
-	byVerb, total := diffCounts(snapBefore.writes, snapAfter.writes)
-	step.OtherWrites, _ = diffCounts(snapBefore.otherWrites, snapAfter.otherWrites)
-	step.Diagnostics = snapAfter.since(snapBefore)
-	step.WritesByVerb, step.WritesTotal = byVerb, ptrTo(total)
-	step.WritesPerEvent = ratio(total, float64(run.Events))
-	step.UnexpectedWrites = unexpectedWrites(byVerb)
-	if len(step.UnexpectedWrites) > 0 {
-		b.note("e2e %s: writes on funnelevents other than the receiver's POST 201 and the controllers' PUT/status or PATCH/status 200: %s", name, verbs(step.UnexpectedWrites))
-	}
-	if step.Missing, err = b.verify(ctx, ns, t.ackedNames); err != nil {
-		return nil, err
-	}
-	// The baseline again once every event finished: the throughput run lasts tens of
-	// seconds, through which the raw rate drifts; the mean of before and after is the
-	// baseline of the moments between them.
-	after, err := b.adjacentBaseline(ctx, rawSrc, b.o.e2eConcurrency, "e2e "+name, "after")
-	if err != nil {
-		return nil, err
-	}
-	if before != nil && after != nil {
-		step.RawPhasePerSecond, step.BaselineAdjacent = step.RawCreatesPerSecond, true
-		step.RawBeforePerSecond, step.RawAfterPerSecond = before, after
-		step.RawCreatesPerSecond = ptrTo(round3((*before + *after) / 2))
-	}
-	if step.RawCreatesPerSecond != nil {
-		step.Ratio = ratio(run.EventsPerSecond, *step.RawCreatesPerSecond)
-	}
-	logf("e2e %s: %d events, %.1f events/s to Succeeded (POST→Succeeded p50 %s p99 %s), %.2f writes/event %v  CPU: %s",
-		name, run.Events, run.EventsPerSecond, fmtSeconds(run.Latency.P50), fmtSeconds(run.Latency.P99), valueOr(step.WritesPerEvent), byVerb, fmtCores(run.CPUCores))
-	logf("e2e %s: mean times (s): %v; writes on other resources: %v", name, step.Diagnostics, step.OtherWrites)
-	if tl := run.Tail; tl != nil {
-		logf("e2e %s: after the sending stopped, the controllers finished %d events in %.1fs (%.1f/s)  CPU: %s", name, tl.Events, tl.Seconds, tl.EventsPerSecond, fmtCores(tl.CPUCores))
-	}
+	step.RawBeforePerSecond, step.RawAfterPerSecond = before.perSecond(), after.perSecond()
+	step.RawCreatesPerSecond = round3((step.RawBeforePerSecond + step.RawAfterPerSecond) / 2)
+	step.Ratio = ratio(step.Throughput.EventsPerSecond, step.RawCreatesPerSecond)
+	logf("%s: %d events, %.1f events/s to Succeeded (%.2f× raw %.1f · %.1f creates/s), POST→Succeeded p50 %s p99 %s, %.2f writes/event %v; CPU %s",
+		label, step.Throughput.Events, step.Throughput.EventsPerSecond, valueOr(step.Ratio), step.RawBeforePerSecond, step.RawAfterPerSecond,
+		fmtSeconds(step.Throughput.Latency.P50), fmtSeconds(step.Throughput.Latency.P99), valueOr(step.WritesPerEvent), step.WritesByVerb, fmtCores(step.Throughput.CPUCores))
 
-	if b.o.e2ePacedDuration > 0 && run.EventsPerSecond > 0 {
-		rate := run.EventsPerSecond * b.o.e2ePacedFraction
-		paced, t2, err := b.e2eRun(ctx, w, "e2e "+name+", paced", func(ctx context.Context, items <-chan item, t *tally) error {
-			_, err := runOpen(ctx, rate, b.o.e2ePacedDuration, 1024, items, p.post, t)
-			return err
-		}, src)
-		if err != nil {
-			return nil, err
-		}
-		paced.OfferedPerSecond = round3(rate)
-		step.Paced = paced
-		missing, err := b.verify(ctx, ns, t2.ackedNames)
-		if err != nil {
-			return nil, err
-		}
-		step.Missing += missing
-		logf("e2e %s, paced at %.1f/s: %d events, POST→Succeeded p50 %s p99 %s", name, rate, paced.Events,
-			fmtSeconds(paced.Latency.P50), fmtSeconds(paced.Latency.P99))
+	rate := step.Throughput.EventsPerSecond / 2
+	if step.Paced, err = b.e2eRun(ctx, w, ns, label+", paced", send.Load{Rate: rate, Duration: b.o.duration, Concurrency: 1024}, src); err != nil {
+		return nil, err
 	}
+	step.Paced.OfferedPerSecond = round3(rate)
+	step.Missing = step.Throughput.Missing + step.Paced.Missing
+	logf("%s, paced at %.1f/s: %d events, POST→Succeeded p50 %s p99 %s", label, rate, step.Paced.Events,
+		fmtSeconds(step.Paced.Latency.P50), fmtSeconds(step.Paced.Latency.P99))
 	return step, nil
 }
 
-// e2eRun sends with send, then waits until the watch saw every acknowledged event
+// e2eRun posts in the shape of l, then waits until the watch saw every acknowledged event
 // finished (a final status.phase: its last write), and measures.
-func (b *bench) e2eRun(ctx context.Context, w *watcher, label string, send func(context.Context, <-chan item, *tally) error, src *source) (*e2eRun, *tally, error) {
-	feedCtx, stop := context.WithCancel(ctx)
-	defer stop()
-	items, feedErr := feed(feedCtx, src.item)
-	t := newTally()
-	posted := map[string]time.Time{}
-	t.onAck = func(o outcome) { posted[o.it.name] = o.start }
+func (b *bench) e2eRun(ctx context.Context, w *watcher, ns, label string, l send.Load, src *source) (*e2eRun, error) {
 	cpu := sampleCPU()
-	if err := send(ctx, items, t); err != nil {
-		return nil, nil, err
-	}
-	stop()
-	if err := feedErr(); err != nil {
-		return nil, nil, err
-	}
-	if t.acked == 0 {
-		return nil, nil, fmt.Errorf("no request was acknowledged: %v", topReasons(t.reasons, 3))
-	}
-	tailStart, tailCPU := time.Now(), sampleCPU()
-	// The controllers alone (5 s, or less if they finish sooner).
-	waitProfiles := b.profiles(ctx, profileName(label)+"-tail", 5*time.Second)
-	unfinished, err := w.waitFinished(ctx, posted, b.o.drainTimeout)
-	waitProfiles()
+	p, err := b.post(ctx, ns, l, src)
 	if err != nil {
-		return nil, nil, err
+		return nil, fmt.Errorf("%s: %w", label, err)
 	}
-	tailCores, cores := coresSince(tailCPU), coresSince(cpu)
-	b.checkOther(label, cores)
-	if unfinished > 0 {
-		b.note("%s: %d of %d events not finished within --drain-timeout %s", label, unfinished, len(posted), b.o.drainTimeout)
+	timeout := pick(&b.o, 120*time.Second, 60*time.Second)
+	if err := b.poll(ctx, timeout, "every event to finish", func() (bool, error) { return w.finished(p.acked) }); err != nil && !errors.Is(err, errTimedOut) {
+		return nil, err
 	}
-
-	run := &e2eRun{Events: len(posted), Unfinished: unfinished, SendSeconds: round3(t.elapsed.Seconds()),
-		AckedPerSecond: round3(float64(t.acked) / t.elapsed.Seconds()), AckLatency: statsOf(t.latencies), CPUCores: cores}
+	run := &e2eRun{Events: len(p.acked), Concurrency: l.Concurrency, CPUCores: coresSince(cpu)}
+	b.checkOther(label, run.CPUCores)
 	var first, last time.Time
-	tailDone := 0
 	var lat []time.Duration
-	for name, start := range posted {
+	for name, start := range p.acked {
 		if first.IsZero() || start.Before(first) {
 			first = start
 		}
-		st, ok := w.state(name)
-		if !ok || st.finishedAt.IsZero() {
-			continue
-		}
-		if st.phase != funnelv1.PhaseSucceeded {
+		phase, at := w.state(name)
+		switch {
+		case at.IsZero():
+			run.Unfinished++
+		case phase != funnelv1.PhaseSucceeded:
 			run.OtherPhase++
-			continue
-		}
-		run.Succeeded++
-		if st.finishedAt.After(tailStart) {
-			tailDone++
-		}
-		lat = append(lat, st.finishedAt.Sub(start))
-		if st.finishedAt.After(last) {
-			last = st.finishedAt
+		default:
+			run.Succeeded++
+			lat = append(lat, at.Sub(start))
+			if at.After(last) {
+				last = at
+			}
 		}
 	}
-	run.Latency = statsOf(lat)
-	if tail := last.Sub(tailStart).Seconds(); tailDone > 0 && tail > 0 {
-		run.Tail = &e2eTail{Events: tailDone, Seconds: round3(tail), EventsPerSecond: round3(float64(tailDone) / tail), CPUCores: tailCores}
+	if run.Unfinished > 0 {
+		b.note("%s: %d of %d events not finished within %s", label, run.Unfinished, run.Events, timeout)
 	}
+	run.Latency = latencyOf(lat)
 	if !last.IsZero() {
 		run.Seconds = round3(last.Sub(first).Seconds())
 		run.EventsPerSecond = round3(float64(run.Succeeded) / last.Sub(first).Seconds())
 	}
-	return run, t, nil
+	run.Missing, err = b.verify(ctx, ns, p.names())
+	return run, err
 }
 
-// eventState is what the watch saw of one FunnelEvent.
-type eventState struct {
-	phase funnelv1.EventPhase
-	// finishedAt is when the watch first saw a final phase (Succeeded, Failed, Ignored).
-	finishedAt time.Time
-}
-
-// watcher follows the FunnelEvents of a namespace and stamps when each one finished.
-// It watches metadata only, one watch per final phase (the field selector says which):
-// the API server then sends each event once, when it finishes, as protobuf metadata,
-// which is as little as the measurement can add to the work measured.
+// watcher follows the FunnelEvents of a namespace and stamps when each one finished. It
+// watches metadata only, one watch per final phase (the field selector says which): the
+// API server then sends each event once, when it finishes, as protobuf metadata, which is
+// as little as the measurement can add to the work measured.
 type watcher struct {
-	mu     sync.Mutex
-	states map[string]*eventState
+	mu sync.Mutex
+	// phase and at: the final phase of each event seen, and when the watch saw it.
+	phase  map[string]funnelv1.EventPhase
+	at     map[string]time.Time
+	err    error
 	cancel context.CancelFunc
 	done   sync.WaitGroup
-	err    error
 }
 
-// watch starts a watcher of ns from now on (events existing before are not reported).
+// watch starts a watcher of ns from now on (events finished before are not reported).
 func (b *bench) watch(ctx context.Context, ns string) (*watcher, error) {
-	list := &funnelv1.FunnelEventList{}
-	if err := b.cl.c.List(ctx, list, client.InNamespace(ns), client.Limit(1)); err != nil {
+	list := &metav1.PartialObjectMetadataList{}
+	list.SetGroupVersionKind(funnelv1.GroupVersion.WithKind("FunnelEventList"))
+	if err := b.c.List(ctx, list, client.InNamespace(ns), client.Limit(1)); err != nil {
 		return nil, fmt.Errorf("listing FunnelEvents in %s: %w", ns, err)
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	w := &watcher{states: map[string]*eventState{}, cancel: cancel}
+	w := &watcher{phase: map[string]funnelv1.EventPhase{}, at: map[string]time.Time{}, cancel: cancel}
 	for _, phase := range []funnelv1.EventPhase{funnelv1.PhaseSucceeded, funnelv1.PhaseFailed, funnelv1.PhaseIgnored} {
-		w.done.Go(func() { w.run(ctx, b.cl.c, ns, list.ResourceVersion, phase) })
+		w.done.Go(func() { w.run(ctx, b.c, ns, list.ResourceVersion, phase) })
 	}
 	return w, nil
 }
 
-// run follows the events of ns that reach phase, re-opening the watch from the last
+// run follows the events of ns that reach phase, opening the watch again from the last
 // resource version whenever the server ends it.
 func (w *watcher) run(ctx context.Context, c client.WithWatch, ns, rv string, phase funnelv1.EventPhase) {
 	for ctx.Err() == nil {
@@ -361,15 +219,13 @@ func (w *watcher) run(ctx context.Context, c client.WithWatch, ns, rv string, ph
 			FieldSelector: fields.OneTermEqualSelector(funnelv1.FieldPhase, string(phase)),
 			Raw:           &metav1.ListOptions{ResourceVersion: rv, AllowWatchBookmarks: true}})
 		if err != nil {
-			if ctx.Err() == nil {
-				w.setErr(fmt.Errorf("watching %s FunnelEvents in %s: %w", phase, ns, err))
-			}
+			w.fail(ctx, fmt.Errorf("watching %s FunnelEvents in %s: %w", phase, ns, err))
 			return
 		}
 		for ev := range wi.ResultChan() {
 			now := time.Now()
 			if ev.Type == watch.Error {
-				w.setErr(fmt.Errorf("watching %s FunnelEvents in %s: %v", phase, ns, ev.Object))
+				w.fail(ctx, fmt.Errorf("watching %s FunnelEvents in %s: %v", phase, ns, ev.Object))
 				wi.Stop()
 				return
 			}
@@ -379,69 +235,42 @@ func (w *watcher) run(ctx context.Context, c client.WithWatch, ns, rv string, ph
 			}
 			rv = m.GetResourceVersion()
 			if ev.Type != watch.Bookmark {
-				w.observe(m.GetName(), phase, now)
+				w.mu.Lock()
+				if _, seen := w.at[m.GetName()]; !seen {
+					w.phase[m.GetName()], w.at[m.GetName()] = phase, now
+				}
+				w.mu.Unlock()
 			}
 		}
 		wi.Stop()
 	}
 }
 
-func (w *watcher) observe(name string, phase funnelv1.EventPhase, now time.Time) {
+func (w *watcher) fail(ctx context.Context, err error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	st := w.states[name]
-	if st == nil {
-		st = &eventState{}
-		w.states[name] = st
-	}
-	if st.finishedAt.IsZero() {
-		st.finishedAt, st.phase = now, phase
-	}
-}
-
-func (w *watcher) setErr(err error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.err == nil {
+	if w.err == nil && ctx.Err() == nil {
 		w.err = err
 	}
 }
 
-func (w *watcher) state(name string) (eventState, bool) {
+// finished reports whether every event of names has been seen finished.
+func (w *watcher) finished(names map[string]time.Time) (bool, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	st, ok := w.states[name]
-	if !ok {
-		return eventState{}, false
+	for n := range names {
+		if _, ok := w.at[n]; !ok {
+			return false, w.err
+		}
 	}
-	return *st, true
+	return true, w.err
 }
 
-// waitFinished waits until every name has a final phase (so its last write happened),
-// and returns how many had not after timeout.
-func (w *watcher) waitFinished(ctx context.Context, names map[string]time.Time, timeout time.Duration) (int, error) {
-	deadline := time.Now().Add(timeout)
-	for {
-		w.mu.Lock()
-		pending, err := 0, w.err
-		for n := range names {
-			if st := w.states[n]; st == nil || st.finishedAt.IsZero() {
-				pending++
-			}
-		}
-		w.mu.Unlock()
-		if err != nil {
-			return pending, err
-		}
-		if pending == 0 || time.Now().After(deadline) {
-			return pending, nil
-		}
-		select {
-		case <-ctx.Done():
-			return pending, ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
+// state is the final phase of an event and when the watch saw it (zero: not yet).
+func (w *watcher) state(name string) (funnelv1.EventPhase, time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.phase[name], w.at[name]
 }
 
 func (w *watcher) stop() {
@@ -449,105 +278,58 @@ func (w *watcher) stop() {
 	w.done.Wait()
 }
 
-func valueOr(p *float64) float64 {
-	if p == nil {
-		return 0
-	}
-	return *p
-}
+// writeVerbs are the apiserver_request_total verbs that change an object.
+var writeVerbs = map[string]bool{"POST": true, "PUT": true, "PATCH": true, "APPLY": true, "DELETE": true, "DELETECOLLECTION": true}
 
-// snapshot is what the e2e step reads from the API server's and the operator's metrics
-// before and after its throughput run.
-type snapshot struct {
-	writes, otherWrites map[string]float64
-	hists               map[string]histSums
-}
-
-// families are the event controllers' names (and their work queues').
-var families = map[string]bool{
-	string(funnel.FamilyLeaseTransaction): true, string(funnel.FamilyLease): true, string(funnel.FamilyQuote): true,
-	string(funnel.FamilyProspect): true, string(funnel.FamilyUnknown): true,
-}
-
-func (b *bench) snapshot(ctx context.Context) (*snapshot, error) {
-	api, err := b.cl.metrics(ctx)
+// eventWrites are the API server's apiserver_request_total counters of writes on
+// funnelevents, by "VERB[/subresource] code".
+func (b *bench) eventWrites(ctx context.Context) (map[string]float64, error) {
+	fams, err := b.apiMetrics(ctx)
 	if err != nil {
 		return nil, err
 	}
-	writes, others, err := writesFromMetrics(api)
-	if err != nil {
-		return nil, err
-	}
-	op, err := b.op.metrics(ctx)
-	if err != nil {
-		return nil, err
-	}
-	byLabel := func(label, prefix string) func(map[string]string) string {
-		return func(l map[string]string) string {
-			if families[l[label]] {
-				return prefix + l[label]
-			}
-			return ""
-		}
-	}
-	return &snapshot{writes: writes, otherWrites: others, hists: map[string]histSums{
-		"apiserver": histogramSums(api, "apiserver_request_duration_seconds", func(l map[string]string) string {
-			if k := eventWriteKey(l); k != "" {
-				return "apiserver " + k
-			}
-			return ""
-		}),
-		"reconcile": histogramSums(op, "controller_runtime_reconcile_time_seconds", byLabel("controller", "reconcile ")),
-		"queue":     histogramSums(op, "workqueue_queue_duration_seconds", byLabel("name", "queue wait ")),
-		"client": histogramSums(op, "rest_client_request_duration_seconds", func(l map[string]string) string {
-			return "operator client " + l["verb"]
-		}),
-		"limiter": histogramSums(op, "rest_client_rate_limiter_duration_seconds", func(l map[string]string) string {
-			return "operator client rate limiter " + l["verb"]
-		}),
-	}}, nil
+	return writesOf(fams)
 }
 
-// since returns the mean durations (seconds) observed between before and s: the API
-// server's per write verb, and the event controllers' reconcile and queue wait per family.
-func (s *snapshot) since(before *snapshot) map[string]float64 {
+func writesOf(fams map[string]*dto.MetricFamily) (map[string]float64, error) {
+	fam, ok := fams["apiserver_request_total"]
+	if !ok {
+		return nil, fmt.Errorf("the API server's /metrics has no apiserver_request_total")
+	}
 	out := map[string]float64{}
-	for k, h := range s.hists {
-		maps.Copy(out, meansSince(before.hists[k], h))
-	}
-	return out
-}
-
-// profileName makes a file name of a label: "e2e no subscription" → "e2e-no-subscription".
-func profileName(label string) string {
-	return strings.Map(func(r rune) rune {
-		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' {
-			return r
+	for _, m := range fam.GetMetric() {
+		l := harness.Labels(m)
+		verb := strings.ToUpper(l["verb"])
+		if l["group"] != funnelv1.GroupVersion.Group || l["resource"] != "funnelevents" || !writeVerbs[verb] {
+			continue
 		}
-		return '-'
-	}, strings.ToLower(strings.ReplaceAll(label, ", ", "-")))
+		if l["subresource"] != "" {
+			verb += "/" + l["subresource"]
+		}
+		out[verb+" "+l["code"]] += m.GetCounter().GetValue()
+	}
+	return out, nil
 }
 
-// waitWritesQuiet waits until no write on funnelevents happened for a second (by the API
-// server's apiserver_request_total), at most timeout (then it notes it and goes on).
+// waitWritesQuiet waits until no write on funnelevents happened for a second, at most
+// timeout (then it notes it and goes on).
 func (b *bench) waitWritesQuiet(ctx context.Context, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	last := -1.0
 	for {
-		fams, err := b.cl.metrics(ctx)
+		writes, err := b.eventWrites(ctx)
 		if err != nil {
 			return err
 		}
-		writes, _, err := writesFromMetrics(fams)
-		if err != nil {
-			return err
+		total := 0.0
+		for _, v := range writes {
+			total += v
 		}
-		_, total := diffCounts(nil, writes)
 		if total == last {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			b.note("writes on funnelevents were still going on %s after the previous phase; the e2e baseline and write count may include some of them", timeout)
+			b.note("writes on funnelevents were still going on %s after the previous step; the e2e baseline and write count may include some of them", timeout)
 			return nil
 		}
 		last = total
@@ -560,8 +342,7 @@ func (b *bench) waitWritesQuiet(ctx context.Context, timeout time.Duration) erro
 }
 
 // expectedWrites are the writes on funnelevents of an event without subscriptions: the
-// receiver's create, and the controllers' one status write (an update, or a merge patch
-// when the update conflicted).
+// receiver's create, and the controllers' one status write (an update, or a merge patch).
 var expectedWrites = map[string]bool{"POST 201": true, "PUT/status 200": true, "PATCH/status 200": true}
 
 // unexpectedWrites returns the writes of byVerb that are not expectedWrites.
@@ -571,9 +352,6 @@ func unexpectedWrites(byVerb map[string]float64) map[string]float64 {
 		if !expectedWrites[k] {
 			out[k] = v
 		}
-	}
-	if len(out) == 0 {
-		return nil
 	}
 	return out
 }

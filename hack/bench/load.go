@@ -2,220 +2,209 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"math"
+	"maps"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/funnel-operator/funnel-operator/api/funnel"
 	"github.com/funnel-operator/funnel-operator/api/funnel/send"
+	"github.com/funnel-operator/funnel-operator/api/funnel/synth"
+	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
+	"github.com/funnel-operator/funnel-operator/controllers/receiver"
+	"github.com/funnel-operator/funnel-operator/test/harness"
 )
 
 // answerTimeout is how long the bench waits for an answer: longer than the 4 s the
-// receiver promises, so a late answer is seen and counted rather than cut off.
+// receiver promises, so that a late answer is seen and counted rather than cut off.
 const answerTimeout = 10 * time.Second
 
-// outcome is what happened to one request (an HTTP POST, or a direct create).
-type outcome struct {
-	it item
-	// status is the HTTP status (for creates: 201, or the API error's code); 0 when no
-	// answer came.
-	status  int
-	ack     bool
-	err     error
-	start   time.Time
-	latency time.Duration
+// item is one webhook body, with the name of the FunnelEvent it becomes.
+type item struct {
+	body []byte
+	name string
 }
 
-// poster POSTs webhook bodies the way Funnel does (api/funnel/send), without retries.
-type poster struct{ s *send.Sender }
+// recentBodies is how many recent bodies a duplicate is drawn from.
+const recentBodies = 256
 
-func newPoster(url, token string, conns int) *poster {
-	return &poster{s: &send.Sender{URLs: []string{url}, Auth: send.Auth{Token: token}, Timeout: answerTimeout, Client: send.NewClient(conns)}}
+// source makes a stream of realistic bodies: every documented type, in all three envelopes
+// at random, with a fraction dups of repeats of recently made bodies. One goroutine uses it
+// at a time (send.Run calls next in order).
+type source struct {
+	gen     *synth.Generator
+	r       *rand.Rand
+	types   []string
+	formats []funnel.Format
+	dups    float64
+	recent  []item
+	next    int
 }
 
-func (p *poster) close() { p.s.Client.CloseIdleConnections() }
-
-// post sends one body and reads the answer.
-func (p *poster) post(ctx context.Context, it item) outcome {
-	a := p.s.Post(ctx, p.s.URLs[0], it.body, nil)
-	o := outcome{it: it, status: a.Code, ack: a.Acknowledged(), err: a.Err, start: a.Start, latency: a.Duration}
-	if !o.ack && o.err == nil {
-		o.err = errors.New(a.Failure())
+// newSource makes a source; each stream of one seed gives other events.
+func newSource(seed, stream uint64, dups float64) *source {
+	return &source{
+		gen:     synth.New(rand.New(rand.NewPCG(seed, stream))),
+		r:       rand.New(rand.NewPCG(seed, stream^0x9e3779b97f4a7c15)),
+		types:   synth.Types(),
+		formats: synth.Formats(),
+		dups:    dups,
 	}
-	return o
 }
 
-// tally sums up the outcomes of a run.
-type tally struct {
-	mu sync.Mutex
-
-	sent, acked, ackedDups int
-	byStatus               map[int]int
-	noAnswer               int
-	// reasons counts failures by reason (a few examples of each kind).
-	reasons   map[string]int
-	latencies []time.Duration
-	// ackedNames are the FunnelEvent names of acknowledged requests, in order.
-	ackedNames []string
-	elapsed    time.Duration
-	// onAck, when set, is called for every acknowledged outcome (under the lock).
-	onAck func(o outcome)
-}
-
-func newTally() *tally { return &tally{byStatus: map[int]int{}, reasons: map[string]int{}} }
-
-func (t *tally) add(o outcome) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.sent++
-	if o.status != 0 {
-		t.byStatus[o.status]++
-		t.latencies = append(t.latencies, o.latency)
+// item returns the next body: a repeat with probability dups once there is something to
+// repeat, else a fresh event of a random type and format.
+func (s *source) item() (item, error) {
+	if len(s.recent) > 0 && s.r.Float64() < s.dups {
+		return s.recent[s.r.IntN(len(s.recent))], nil
+	}
+	typ, format := s.types[s.r.IntN(len(s.types))], s.formats[s.r.IntN(len(s.formats))]
+	body, err := s.gen.Event(typ, format)
+	if err != nil {
+		return item{}, err
+	}
+	env, err := funnel.Parse(body)
+	if err != nil {
+		return item{}, fmt.Errorf("a synthetic %s %s body does not parse: %w", format, typ, err)
+	}
+	it := item{body: body, name: env.ObjectName(body)}
+	if len(s.recent) < recentBodies {
+		s.recent = append(s.recent, it)
 	} else {
-		t.noAnswer++
+		s.recent[s.next] = it
+		s.next = (s.next + 1) % recentBodies
 	}
-	if o.ack {
-		t.acked++
-		if o.it.dup {
-			t.ackedDups++
-		}
-		t.ackedNames = append(t.ackedNames, o.it.name)
-		if t.onAck != nil {
-			t.onAck(o)
-		}
-		return
-	}
-	reason := "unknown"
-	if o.err != nil {
-		reason = o.err.Error()
-	}
-	if len(t.reasons) < 50 || t.reasons[reason] > 0 {
-		t.reasons[reason]++
-	}
+	return it, nil
 }
 
-// merge adds the counts of o, a later run of the same level, to t.
-func (t *tally) merge(o *tally) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.sent, t.acked, t.ackedDups, t.noAnswer = t.sent+o.sent, t.acked+o.acked, t.ackedDups+o.ackedDups, t.noAnswer+o.noAnswer
-	for k, v := range o.byStatus {
-		t.byStatus[k] += v
+// object is the FunnelEvent the receiver of ns would create for the next body, made with
+// the receiver's own code (receiver.NewEvent): same name, labels, annotations and spec.
+func (s *source) object(ns string) (*funnelv1.FunnelEvent, error) {
+	it, err := s.item()
+	if err != nil {
+		return nil, err
 	}
-	for k, v := range o.reasons {
-		t.reasons[k] += v
+	env, err := funnel.Parse(it.body)
+	if err != nil {
+		return nil, err
 	}
-	t.latencies = append(t.latencies, o.latencies...)
-	t.ackedNames = append(t.ackedNames, o.ackedNames...)
-	t.elapsed += o.elapsed
+	rcv := &funnelv1.FunnelReceiver{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: harness.ReceiverName}}
+	return receiver.NewEvent(rcv, env, it.body, time.Now()), nil
 }
 
-// latencyStats are percentiles of answer times, in seconds.
-type latencyStats struct {
-	P50 float64 `json:"p50"`
-	P95 float64 `json:"p95"`
-	P99 float64 `json:"p99"`
-	Max float64 `json:"max"`
+// posted is what a posting run did: the report of its requests, how long it took, and
+// when each acknowledged event was first posted.
+type posted struct {
+	rep   *send.Report
+	stats send.Stats
+	acked map[string]time.Time
 }
 
-func statsOf(d []time.Duration) latencyStats {
-	if len(d) == 0 {
-		return latencyStats{}
-	}
-	s := slices.Clone(d)
-	slices.Sort(s)
-	return latencyStats{
-		P50: percentile(s, 50).Seconds(),
-		P95: percentile(s, 95).Seconds(),
-		P99: percentile(s, 99).Seconds(),
-		Max: s[len(s)-1].Seconds(),
-	}
-}
-
-// percentile is the nearest-rank p-th percentile (0 < p <= 100) of sorted.
-func percentile(sorted []time.Duration, p float64) time.Duration {
-	if len(sorted) == 0 {
-		return 0
-	}
-	rank := int(math.Ceil(float64(len(sorted))*p/100)) - 1
-	return sorted[min(max(rank, 0), len(sorted)-1)]
-}
-
-// runClosed runs conc workers that each do one request after the other for dur (a
-// closed loop: the next request starts when the previous answer came), and returns the
-// tally. Requests in flight at the end finish and count.
-func runClosed(ctx context.Context, conc int, dur time.Duration, items <-chan item, do func(context.Context, item) outcome, t *tally) error {
-	deadline := time.Now().Add(dur)
-	start := time.Now()
-	var wg sync.WaitGroup
-	for range conc {
-		wg.Go(func() {
-			for time.Now().Before(deadline) && ctx.Err() == nil {
-				it, ok := <-items
-				if !ok {
-					return
-				}
-				t.add(do(ctx, it))
-			}
-		})
-	}
-	wg.Wait()
-	t.elapsed = time.Since(start)
-	return ctx.Err()
-}
-
-// runOpen sends at a fixed arrival rate for dur, whatever the answers (an open loop):
-// arrival i is due at start + i/rate. At most maxInFlight requests are in flight; an
-// arrival past that is not sent and counted in dropped. Returns after every request
-// has been answered.
-func runOpen(ctx context.Context, rate float64, dur time.Duration, maxInFlight int, items <-chan item, do func(context.Context, item) outcome, t *tally) (dropped int, err error) {
-	start := time.Now()
-	n := int(math.Round(rate * dur.Seconds()))
-	sem := make(chan struct{}, maxInFlight)
-	var wg sync.WaitGroup
-	for i := range n {
-		due := start.Add(time.Duration(float64(i) / rate * float64(time.Second)))
-		if wait := time.Until(due); wait > 0 {
-			select {
-			case <-ctx.Done():
-			case <-time.After(wait):
-			}
-		}
-		if ctx.Err() != nil {
-			break
-		}
-		it, ok := <-items
-		if !ok {
-			break
-		}
-		select {
-		case sem <- struct{}{}:
-		default:
-			dropped++
-			continue
-		}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			t.add(do(ctx, it))
-		})
-	}
-	wg.Wait()
-	t.elapsed = time.Since(start)
-	return dropped, ctx.Err()
-}
-
-// topReasons returns up to n failure reasons, most frequent first, as "count× reason".
-func topReasons(m map[string]int, n int) []string {
-	keys := sortedKeys(m)
-	slices.SortStableFunc(keys, func(a, b string) int { return m[b] - m[a] })
-	var out []string
-	for i, k := range keys {
-		if i == n {
-			break
-		}
-		out = append(out, fmt.Sprintf("%d× %s", m[k], k))
+// names are the acknowledged events.
+func (p *posted) names() []string {
+	out := make([]string, 0, len(p.acked))
+	for n := range p.acked {
+		out = append(out, n)
 	}
 	return out
+}
+
+// ackedPerSecond counts every acknowledged request, first receipts and repeats: each is a
+// delivery Funnel sees acknowledged.
+func (p *posted) ackedPerSecond() float64 {
+	return round3(float64(p.rep.Acknowledged) / p.stats.Elapsed.Seconds())
+}
+
+// post sends bodies of src to the receiver of ns in the shape of l, one attempt each (a
+// load run measures answers; it does not retry them).
+func (b *bench) post(ctx context.Context, ns string, l send.Load, src *source) (*posted, error) {
+	s := &send.Sender{URLs: []string{b.op.WebhookURL(ns, harness.ReceiverName)}, Auth: b.receivers[ns].Auth(),
+		Timeout: answerTimeout, Client: send.NewClient(max(l.Concurrency, 64))}
+	defer s.Client.CloseIdleConnections()
+	p := &posted{rep: send.NewReport(), acked: map[string]time.Time{}}
+	var mu sync.Mutex
+	var err error
+	p.stats, err = send.Run(ctx, l, src.item, func(ctx context.Context, it item) {
+		a := s.Post(ctx, s.URLs[0], it.body, nil)
+		p.rep.Add(send.Result{Event: it.name, Attempts: []send.Attempt{a}})
+		if a.Acknowledged() {
+			mu.Lock()
+			if first, ok := p.acked[it.name]; !ok || a.Start.Before(first) {
+				p.acked[it.name] = a.Start
+			}
+			mu.Unlock()
+		}
+	})
+	if err == nil {
+		err = ctx.Err()
+	}
+	if err == nil && p.rep.Acknowledged == 0 {
+		err = fmt.Errorf("no request was acknowledged: %v", p.rep.TopFailures(3))
+	}
+	return p, err
+}
+
+// created is what a run of direct creates did.
+type created struct {
+	n, failed int
+	latencies []time.Duration
+	failures  map[string]int
+	elapsed   time.Duration
+}
+
+func (c *created) perSecond() float64 { return round3(float64(c.n) / c.elapsed.Seconds()) }
+
+// create creates the FunnelEvents of src in ns in the shape of l through the bench's
+// client, which has no client-side rate limit: what the receiver's create costs without
+// the receiver. With finish, each object then gets the status of a processed event (a
+// second write).
+func (b *bench) create(ctx context.Context, ns string, l send.Load, src *source, finish bool) (*created, error) {
+	c := &created{failures: map[string]int{}}
+	var mu sync.Mutex
+	st, err := send.Run(ctx, l, func() (*funnelv1.FunnelEvent, error) { return src.object(ns) }, func(ctx context.Context, ev *funnelv1.FunnelEvent) {
+		start := time.Now()
+		err := b.c.Create(ctx, ev)
+		if err == nil && finish {
+			processedStatus(&ev.Status, time.Now())
+			err = b.c.Status().Update(ctx, ev)
+		}
+		d := time.Since(start)
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil {
+			c.failed++
+			c.failures[fmt.Sprintf("%d %v", apiCode(err), err)]++
+			return
+		}
+		c.n++
+		c.latencies = append(c.latencies, d)
+	})
+	c.elapsed = st.Elapsed
+	if err == nil {
+		err = ctx.Err()
+	}
+	if err == nil && c.n == 0 {
+		err = fmt.Errorf("no FunnelEvent could be created in %s: %v", ns, slices.Collect(maps.Keys(c.failures)))
+	}
+	return c, err
+}
+
+// processedStatus is the status the controllers write for a valid event no subscription
+// wants: the final phase, the three conditions, a summary.
+func processedStatus(st *funnelv1.FunnelEventStatus, now time.Time) {
+	t := metav1.NewTime(now)
+	st.Phase, st.Attempts, st.ProcessedTime = funnelv1.PhaseSucceeded, 1, &t
+	st.Summary = "Application 74824: Submitted → Approved"
+	cond := func(typ, reason, msg string) metav1.Condition {
+		return metav1.Condition{Type: typ, Status: metav1.ConditionTrue, Reason: reason, Message: msg, ObservedGeneration: 1, LastTransitionTime: t}
+	}
+	st.Conditions = []metav1.Condition{
+		cond(funnelv1.ConditionValidated, "Valid", "Data matches its event type"),
+		cond(funnelv1.ConditionDelivered, "NoSubscriptions", "No subscription wants this event"),
+		cond(funnelv1.ConditionReady, "Processed", "No subscription wants this event"),
+	}
 }
