@@ -24,11 +24,12 @@ type ReceiverReconciler struct {
 	ExternalURL string
 	// Policy is what receivers may ask for, as the webhook server applies it.
 	Policy receiver.Policy
+	// Secrets reads the receivers' Secrets, as the webhook server does.
+	Secrets *receiver.Secrets
 }
 
 // +kubebuilder:rbac:groups=funnel.leasing.dev,resources=funnelreceivers,verbs=list;watch
 // +kubebuilder:rbac:groups=funnel.leasing.dev,resources=funnelreceivers/status,verbs=patch
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=list;watch
 
 // Reconcile computes the receiver's status from its spec and Secrets, and writes it with
 // one patch when it changed.
@@ -42,7 +43,7 @@ func (r *ReceiverReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 	}
 
 	base := rcv.DeepCopy()
-	cfg, err := receiver.Resolve(ctx, r.Client, &rcv, r.Policy)
+	cfg, err := receiver.Resolve(ctx, r.Secrets, &rcv, r.Policy)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
@@ -65,23 +66,14 @@ func (r *ReceiverReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 	return ctrl.Result{}, nil
 }
 
-// SetupWithManager registers the controller and its watch of the referenced Secrets.
-func (r *ReceiverReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) error {
-	b := ctrl.NewControllerManagedBy(mgr).
+// SetupWithManager registers the controller; receivers are woken when one of their
+// Secrets changes (receiver.Secrets reads them again from time to time: Secrets are not
+// watched).
+func (r *ReceiverReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	return ctrl.NewControllerManagedBy(mgr).
 		Named("funnelreceiver").
 		For(&funnelv1.FunnelReceiver{}, builder.WithPredicates(predicate.Or(
-			predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{})))
-	b, err := watchSecretsOf(ctx, mgr, b, &funnelv1.FunnelReceiver{},
-		func() client.ObjectList { return &funnelv1.FunnelReceiverList{} },
-		func(o client.Object) []string {
-			var names []string
-			for _, u := range receiver.SecretUses(o.(*funnelv1.FunnelReceiver)) {
-				names = append(names, u.Ref.Name)
-			}
-			return names
-		})
-	if err != nil {
-		return err
-	}
-	return b.Complete(r)
+			predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{}))).
+		WatchesRawSource(r.Secrets.Source()).
+		Complete(r)
 }

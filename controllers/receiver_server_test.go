@@ -134,7 +134,7 @@ func awaitReceiver(ns, reason string) {
 	Eventually(func(g Gomega) string {
 		var rcv funnelv1.FunnelReceiver
 		g.Expect(mgrCache.Get(ctx, client.ObjectKey{Namespace: ns, Name: "funnel"}, &rcv)).To(Succeed())
-		cfg, err := receiver.Resolve(ctx, mgrCache, &rcv, receiver.Policy{AllowInsecure: true})
+		cfg, err := receiver.Resolve(ctx, mgrSecrets, &rcv, receiver.Policy{AllowInsecure: true})
 		g.Expect(err).NotTo(HaveOccurred())
 		return cfg.Ready.Reason
 	}).Should(Equal(reason))
@@ -188,7 +188,7 @@ var _ = Describe("Webhook receiver", func() {
 		GinkgoHelper()
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		Expect(err).NotTo(HaveOccurred())
-		opts.Listener = ln
+		opts.Listener, opts.Secrets = ln, mgrSecrets
 		srv := receiver.NewServer(opts, mgrCache, interceptor.NewClient(must(client.NewWithWatch(cfg, client.Options{Scheme: testenv.Scheme()})), funcs))
 		srvCtx, stop := context.WithCancel(ctx)
 		done := make(chan error, 1)

@@ -72,6 +72,9 @@ type Options struct {
 	// Archive, when set, is the PostgreSQL history archive: the leader writes every
 	// finished event there, and retention deletes only what it holds.
 	Archive *archive.Store
+	// ReceiverSecrets reads the receivers' Secrets; one refreshed every
+	// receiver.DefaultSecretRefresh when nil.
+	ReceiverSecrets *receiver.Secrets
 }
 
 // CacheOptions are the manager's cache settings: FunnelEvents are cached only while
@@ -147,7 +150,17 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		Recheck: opts.SubscriptionRecheck}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the FunnelSubscription controller: %w", err)
 	}
-	if err := (&ReceiverReconciler{Client: mgr.GetClient(), ExternalURL: opts.ExternalURL, Policy: opts.Webhook.Policy}).SetupWithManager(ctx, mgr); err != nil {
+	// The receivers' Secrets, read by name for the receiver controller and the webhook
+	// server alike: the operator neither lists nor watches Secrets.
+	if opts.ReceiverSecrets == nil {
+		opts.ReceiverSecrets = receiver.NewSecrets(mgr.GetAPIReader(), mgr.GetCache(), 0)
+	}
+	if err := mgr.Add(opts.ReceiverSecrets); err != nil {
+		return fmt.Errorf("adding the receivers' Secrets: %w", err)
+	}
+	opts.Webhook.Secrets = opts.ReceiverSecrets
+	if err := (&ReceiverReconciler{Client: mgr.GetClient(), ExternalURL: opts.ExternalURL, Policy: opts.Webhook.Policy,
+		Secrets: opts.ReceiverSecrets}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the FunnelReceiver controller: %w", err)
 	}
 

@@ -39,6 +39,8 @@ var (
 	mgrCache cache.Cache
 	// mgrRecorder is the manager's Event recorder, for specs that run a reconciler of their own.
 	mgrRecorder recorder.EventRecorder
+	// mgrSecrets reads the receivers' Secrets, as the manager's receiver does.
+	mgrSecrets *receiver.Secrets
 )
 
 func TestControllers(t *testing.T) {
@@ -66,10 +68,13 @@ var _ = BeforeSuite(func() {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	Expect(err).NotTo(HaveOccurred())
 	webhookURL = "http://" + ln.Addr().String()
+	// Secrets are not watched: a short refresh keeps the specs quick.
+	mgrSecrets = receiver.NewSecrets(mgr.GetAPIReader(), mgr.GetCache(), 200*time.Millisecond)
 	Expect(controllers.Setup(ctx, mgr, controllers.Options{
-		ExternalURL:   "https://funnel.example.com",
-		Webhook:       receiver.Options{Listener: ln, Policy: receiver.Policy{AllowInsecure: true}},
-		StatsInterval: 200 * time.Millisecond,
+		ReceiverSecrets: mgrSecrets,
+		ExternalURL:     "https://funnel.example.com",
+		Webhook:         receiver.Options{Listener: ln, Policy: receiver.Policy{AllowInsecure: true}},
+		StatsInterval:   200 * time.Millisecond,
 		// Secrets and RBAC are not watched: a short recheck keeps the specs quick.
 		SubscriptionRecheck: 300 * time.Millisecond,
 		// Test targets listen on 127.0.0.1; other loopback addresses stay refused.

@@ -49,7 +49,8 @@ const (
 	// ReasonInvalidJobTemplate means the API server refused a Job built from the template.
 	ReasonInvalidJobTemplate = "InvalidJobTemplate"
 	// ReasonForbidden means the subscription's ServiceAccount may not do what its action
-	// needs (read a Secret, create the Job); the message is the API server's.
+	// needs (read a Secret, create the Job), or, for a receiver, that the operator may not
+	// read its Secret; the message is the API server's.
 	ReasonForbidden = "Forbidden"
 	// ReasonServiceAccountRequired means the action needs the cluster (a Job, a Secret) but
 	// the subscription names no ServiceAccount and the operator has no default one.

@@ -132,6 +132,10 @@ func Resolve(ctx context.Context, r client.Reader, rcv *funnelv1.FunnelReceiver,
 		if apierrors.IsNotFound(err) {
 			return notReady(funnelv1.ReasonSecretNotFound, "Secret %q referenced by %s does not exist", use.Ref.Name, use.Field)
 		}
+		if apierrors.IsForbidden(err) {
+			// The admin scoped the operator's Secret reads (RoleBindings per namespace).
+			return notReady(funnelv1.ReasonForbidden, "The operator may not read Secret %q referenced by %s: %v", use.Ref.Name, use.Field, err)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("reading Secret %s/%s: %w", rcv.Namespace, use.Ref.Name, err)
 		}

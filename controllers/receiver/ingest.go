@@ -44,7 +44,7 @@ func (s *Server) handle(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		return "", reply{http.StatusServiceUnavailable, "receiver configuration unavailable, retry later"}
 	}
 	label := key.String()
-	cfg, err := Resolve(ctx, s.cache, &rcv, s.opts.Policy)
+	cfg, err := Resolve(ctx, s.opts.Secrets, &rcv, s.opts.Policy)
 	if err != nil {
 		logger(ctx).Error(err, "Resolving FunnelReceiver", "receiver", key)
 		return label, reply{http.StatusServiceUnavailable, "receiver configuration unavailable, retry later"}

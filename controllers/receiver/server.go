@@ -14,7 +14,6 @@ import (
 
 	"github.com/go-logr/logr"
 	"golang.org/x/time/rate"
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -49,21 +48,23 @@ type Options struct {
 	Clock clock.PassiveClock
 	// Policy is what receivers may ask for; the FunnelReceiver controller reports the same.
 	Policy Policy
+	// Secrets reads the receivers' Secrets (a *Secrets, shared with the FunnelReceiver
+	// controller). Required.
+	Secrets client.Reader
 }
 
 // The receiver creates events, reads one back to compare a duplicate, and patches
-// status.duplicates; it reads receivers and Secrets through the cache.
+// status.duplicates; it reads receivers through the cache, their Secrets through Secrets.
 // +kubebuilder:rbac:groups=funnel.leasing.dev,resources=funnelevents,verbs=create;get
 // +kubebuilder:rbac:groups=funnel.leasing.dev,resources=funnelevents/status,verbs=patch
 // +kubebuilder:rbac:groups=funnel.leasing.dev,resources=funnelreceivers,verbs=list;watch
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=list;watch
 
 // Server is the webhook receiver, run by the manager on every replica (not only the
 // leader): every replica can accept events, because the API server is what makes them
 // durable and deduplicates them.
 type Server struct {
 	opts Options
-	// cache holds FunnelReceivers and Secrets; requests read their configuration from it.
+	// cache holds FunnelReceivers; requests read their configuration from it.
 	cache cache.Cache
 	// writer creates FunnelEvents directly on the API server.
 	writer client.Client
@@ -148,10 +149,8 @@ func webhookKey(path string) (types.NamespacedName, bool) {
 func (s *Server) Start(ctx context.Context) error {
 	log := ctrl.LoggerFrom(ctx).WithName("receiver")
 	ctx = ctrl.LoggerInto(ctx, log)
-	for _, obj := range []client.Object{&funnelv1.FunnelReceiver{}, &corev1.Secret{}} {
-		if _, err := s.cache.GetInformer(ctx, obj); err != nil {
-			return fmt.Errorf("starting the informer for %T: %w", obj, err)
-		}
+	if _, err := s.cache.GetInformer(ctx, &funnelv1.FunnelReceiver{}); err != nil {
+		return fmt.Errorf("starting the informer for FunnelReceivers: %w", err)
 	}
 	if !s.cache.WaitForCacheSync(ctx) {
 		return errors.New("the receiver's caches did not sync")

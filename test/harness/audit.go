@@ -60,90 +60,103 @@ type auditEvent struct {
 		Resource    string `json:"resource"`
 		Subresource string `json:"subresource"`
 		APIGroup    string `json:"apiGroup"`
+		Namespace   string `json:"namespace"`
+		Name        string `json:"name"`
 	} `json:"objectRef"`
 	Annotations map[string]string `json:"annotations"`
+}
+
+// Request is one completed resource request of an audit log.
+type Request struct {
+	Permission
+	// Namespace and Name of the object ("" for lists and cluster-wide requests).
+	Namespace, Name string
+	// As is the user the request was made as (impersonation), "" when none.
+	As string
+	// Forbidden: the authorizer refused it, or, before it ran, the requester's
+	// impersonation was refused (a 403 with no authorization decision; the audit log then
+	// shows no impersonated user).
+	Forbidden bool
+}
+
+// Requests reads an audit log (JSON lines) and returns the resource requests user made,
+// from the ResponseComplete stage of each.
+func Requests(auditLog, user string) ([]Request, error) {
+	b, err := os.ReadFile(auditLog)
+	if err != nil {
+		return nil, err
+	}
+	var out []Request
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	sc.Buffer(make([]byte, 1<<20), 16<<20)
+	for sc.Scan() {
+		var ev auditEvent
+		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
+			return nil, fmt.Errorf("harness: audit log line %q: %w", sc.Text(), err)
+		}
+		if ev.User.Username != user || ev.ObjectRef == nil || ev.Stage != "ResponseComplete" {
+			continue
+		}
+		r := Request{Permission: Permission{Group: ev.ObjectRef.APIGroup, Resource: ev.ObjectRef.Resource, Verb: ev.Verb},
+			Namespace: ev.ObjectRef.Namespace, Name: ev.ObjectRef.Name}
+		if ev.ObjectRef.Subresource != "" {
+			r.Resource += "/" + ev.ObjectRef.Subresource
+		}
+		if ev.ImpersonatedUser != nil {
+			r.As = ev.ImpersonatedUser.Username
+		}
+		decision := ev.Annotations["authorization.k8s.io/decision"]
+		r.Forbidden = decision == "forbid" || (decision == "" && ev.ResponseStatus != nil && ev.ResponseStatus.Code == 403)
+		out = append(out, r)
+	}
+	return out, sc.Err()
 }
 
 // impersonateServiceAccounts is the permission a request made as another user (a
 // ServiceAccount) uses of the requester's own.
 var impersonateServiceAccounts = Permission{Group: "", Resource: "serviceaccounts", Verb: "impersonate"}
 
-// UsedPermissions reads an audit log (JSON lines) and returns the resource permissions
-// user exercised, from the ResponseComplete stage of each request. A request user made as
-// a ServiceAccount (impersonation) used user's "impersonate serviceaccounts", not the
-// permission the request itself needed: that was the ServiceAccount's (see
-// ImpersonatedPermissions).
+// UsedPermissions returns the permissions user exercised, from its requests in the audit
+// log. A request user made as a ServiceAccount (impersonation) used user's "impersonate
+// serviceaccounts", not the permission the request itself needed: that was the
+// ServiceAccount's (see ImpersonatedPermissions).
 func UsedPermissions(auditLog, user string) (map[Permission]Use, error) {
+	reqs, err := Requests(auditLog, user)
 	out := map[Permission]Use{}
-	err := eachRequest(auditLog, user, func(ev auditEvent, p Permission) {
-		if ev.ImpersonatedUser != nil {
+	for _, r := range reqs {
+		p := r.Permission
+		if r.As != "" {
 			p = impersonateServiceAccounts
 		}
-		u := out[p]
-		if forbidden(ev) {
-			u.Forbidden++
-		} else {
-			u.Allowed++
-		}
-		out[p] = u
-	})
+		out[p] = out[p].add(r.Forbidden)
+	}
 	return out, err
 }
 
 // ImpersonatedPermissions returns, per user user acted as, the permissions those requests
 // needed, and whether the authorizer granted them to that user.
 func ImpersonatedPermissions(auditLog, user string) (map[string]map[Permission]Use, error) {
+	reqs, err := Requests(auditLog, user)
 	out := map[string]map[Permission]Use{}
-	err := eachRequest(auditLog, user, func(ev auditEvent, p Permission) {
-		if ev.ImpersonatedUser == nil {
-			return
+	for _, r := range reqs {
+		if r.As == "" {
+			continue
 		}
-		as := ev.ImpersonatedUser.Username
-		if out[as] == nil {
-			out[as] = map[Permission]Use{}
+		if out[r.As] == nil {
+			out[r.As] = map[Permission]Use{}
 		}
-		u := out[as][p]
-		if forbidden(ev) {
-			u.Forbidden++
-		} else {
-			u.Allowed++
-		}
-		out[as][p] = u
-	})
+		out[r.As][r.Permission] = out[r.As][r.Permission].add(r.Forbidden)
+	}
 	return out, err
 }
 
-// forbidden: the authorizer refused the request, or, before it ran, the requester's
-// impersonation was refused (a 403 with no authorization decision; the audit log then
-// shows no impersonated user).
-func forbidden(ev auditEvent) bool {
-	decision := ev.Annotations["authorization.k8s.io/decision"]
-	return decision == "forbid" || (decision == "" && ev.ResponseStatus != nil && ev.ResponseStatus.Code == 403)
-}
-
-// eachRequest calls fn for each completed resource request of user in the audit log.
-func eachRequest(auditLog, user string, fn func(auditEvent, Permission)) error {
-	b, err := os.ReadFile(auditLog)
-	if err != nil {
-		return err
+func (u Use) add(forbidden bool) Use {
+	if forbidden {
+		u.Forbidden++
+	} else {
+		u.Allowed++
 	}
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	sc.Buffer(make([]byte, 1<<20), 16<<20)
-	for sc.Scan() {
-		var ev auditEvent
-		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
-			return fmt.Errorf("harness: audit log line %q: %w", sc.Text(), err)
-		}
-		if ev.User.Username != user || ev.ObjectRef == nil || ev.Stage != "ResponseComplete" {
-			continue
-		}
-		p := Permission{Group: ev.ObjectRef.APIGroup, Resource: ev.ObjectRef.Resource, Verb: ev.Verb}
-		if ev.ObjectRef.Subresource != "" {
-			p.Resource += "/" + ev.ObjectRef.Subresource
-		}
-		fn(ev, p)
-	}
-	return sc.Err()
+	return u
 }
 
 // GrantedPermissions expands the rules of the Roles and ClusterRoles in the YAML files
