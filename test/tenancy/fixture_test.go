@@ -89,7 +89,8 @@ func startOperator(ns string, args ...string) *harness.Operator {
 	GinkgoHelper()
 	op, err := harness.NewOperator(harness.OperatorOptions{Binary: operatorBin, Kubeconfig: operatorKubeconfig,
 		LogPath: filepath.Join(workDir, ns+"-operator.log"),
-		Args:    append([]string{"--namespaces=" + ns, "--graceful-shutdown-timeout=5s"}, args...)})
+		// The specs' HTTP targets listen on 127.0.0.1, which deliveries may not reach by default.
+		Args: append([]string{"--namespaces=" + ns, "--graceful-shutdown-timeout=5s", "--delivery-allow-cidrs=127.0.0.1"}, args...)})
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(func() {
 		if CurrentSpecReport().Failed() {
