@@ -2,10 +2,13 @@ package controllers_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -150,6 +153,55 @@ var _ = Describe("Delivery safety against a tenant", func() {
 		Expect(dlq.got()).To(HaveLen(1))
 		Expect(string(dlq.got()[0].body)).To(ContainSubstring(`"lastError":"HTTP 400 Bad Request"`))
 		Expect(string(dlq.got()[0].body)).NotTo(ContainSubstring(secret))
+	})
+
+	// Fairness: deliveries run in their own executor, at most a share of it per namespace,
+	// so one tenant's slow targets hold neither the event controllers' workers nor
+	// everybody's delivery slots. 20 events of one family to a hanging endpoint are more
+	// than that family's workers (16): without the executor, they would keep the other
+	// namespace's event of the same family Pending until they time out.
+	It("keeps one namespace's hanging endpoints from holding another namespace's events", func() {
+		var inFlight atomic.Int32
+		release := make(chan struct{})
+		hanging := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			inFlight.Add(1)
+			defer inFlight.Add(-1)
+			select {
+			case <-release:
+			case <-r.Context().Done():
+			}
+		}))
+		DeferCleanup(hanging.Close)
+		DeferCleanup(func() { close(release) })
+		subscribeAs("slow", funnelv1.FunnelSubscriptionSpec{EventTypes: []string{"lease_transaction.*"},
+			Action:   funnelv1.Action{HTTP: &funnelv1.HTTPAction{URL: hanging.URL, Timeout: &metav1.Duration{Duration: time.Minute}}},
+			Delivery: funnelv1.DeliveryPolicy{Retries: ptr(int32(0))}})
+		body := string(example("classic-lease_transaction.status_updated.json"))
+		for i := range 20 {
+			a := post(webhookURL, path, []byte(strings.Replace(body, "8932127", fmt.Sprint(7000000+i), 1)), nil)
+			Expect(a.code).To(Equal(http.StatusOK), a.body)
+		}
+		Eventually(inFlight.Load).Should(BeNumerically(">=", 16), "the greedy namespace's attempts hang")
+
+		other, otherPath := openReceiverNamespace("other")
+		target := newSink(http.StatusOK)
+		Expect(k8s.Create(ctx, &funnelv1.FunnelSubscription{ObjectMeta: metav1.ObjectMeta{Namespace: other, Name: "fast"},
+			Spec: funnelv1.FunnelSubscriptionSpec{EventTypes: []string{"*"}, Action: funnelv1.Action{HTTP: &funnelv1.HTTPAction{URL: target.URL}}}})).To(Succeed())
+		Eventually(subscriptionReady(other, "fast")).Should(HaveField("Reason", funnelv1.ReasonReady))
+		a := post(webhookURL, otherPath, []byte(body), nil)
+		Expect(a.code).To(Equal(http.StatusOK), a.body)
+
+		Eventually(func(g Gomega) []funnelv1.EventPhase {
+			var list funnelv1.FunnelEventList
+			g.Expect(k8s.List(ctx, &list, client.InNamespace(other))).To(Succeed())
+			var phases []funnelv1.EventPhase
+			for _, ev := range list.Items {
+				phases = append(phases, ev.Status.Phase)
+			}
+			return phases
+		}, "10s").Should(Equal([]funnelv1.EventPhase{funnelv1.PhaseSucceeded}))
+		Expect(target.got()).To(HaveLen(1))
+		Expect(inFlight.Load()).To(BeNumerically(">=", 16), "the other namespace was served while the greedy one still hung")
 	})
 
 	DescribeTable("refuses at admission headers that would override the operator's, and unbounded timeouts",

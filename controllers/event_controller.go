@@ -3,7 +3,6 @@ package controllers
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	batchv1 "k8s.io/api/batch/v1"
@@ -20,9 +19,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/funnel-operator/funnel-operator/api/funnel"
 	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
+	"github.com/funnel-operator/funnel-operator/controllers/delivery"
 )
 
 var eventProcessingDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
@@ -47,6 +48,8 @@ type EventReconciler struct {
 	Dispatcher Dispatcher
 	Recorder   recorder.EventRecorder
 	Clock      clock.PassiveClock
+
+	recent staleGuard
 }
 
 // +kubebuilder:rbac:groups=funnel.leasing.dev,resources=funnelevents,verbs=get;list;watch
@@ -64,6 +67,9 @@ func (r *EventReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 	if !ev.DeletionTimestamp.IsZero() {
 		return ctrl.Result{}, nil
 	}
+	if r.recent.stale(req.NamespacedName, ev.ResourceVersion, start) {
+		return ctrl.Result{RequeueAfter: staleRecheck}, nil // our last write is not in the cache yet
+	}
 	log := ctrl.LoggerFrom(ctx).WithValues("type", ev.Spec.Type, "id", ev.Spec.EventID)
 	ctx = ctrl.LoggerInto(ctx, log)
 
@@ -79,22 +85,29 @@ func (r *EventReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 		log.Info("Replaying event", "previous", previous)
 	}
 
-	o, requeue, err := r.process(ctx, &ev)
+	o, d, err := r.process(ctx, &ev)
 	if err != nil {
 		eventProcessingDuration.WithLabelValues(string(r.Family), "error").Observe(r.Clock.Since(start).Seconds())
 		return ctrl.Result{}, err
+	}
+	// Nothing to record but attempts handed over moments ago: their outcomes wake the
+	// event soon, and that pass writes once (a replay's reset is written at once). Not
+	// observed in the metric: the pass that records the outcome is.
+	if d.Settling && token == base.Status.ObservedReplay {
+		return ctrl.Result{RequeueAfter: d.RequeueAfter}, nil
 	}
 	o.apply(&ev.Status, ev.Generation, r.Clock.Now())
 	if !equality.Semantic.DeepEqual(base.Status, ev.Status) {
 		if err := r.writeStatus(ctx, &ev, base); err != nil {
 			return ctrl.Result{}, err
 		}
+		r.recent.wrote(req.NamespacedName, base.ResourceVersion, r.Clock.Now())
 		if o.phase == funnelv1.PhaseFailed && base.Status.Phase != funnelv1.PhaseFailed {
 			r.Recorder.Eventf(&ev, nil, corev1.EventTypeWarning, o.ready.Reason, "Process", "%s", o.ready.Message)
 		}
 	}
 	eventProcessingDuration.WithLabelValues(string(r.Family), string(o.phase)).Observe(r.Clock.Since(start).Seconds())
-	return ctrl.Result{RequeueAfter: requeue}, nil
+	return ctrl.Result{RequeueAfter: d.RequeueAfter}, nil
 }
 
 // writeStatus writes the pass's status with one merge patch: the only write of a pass,
@@ -111,17 +124,17 @@ func (r *EventReconciler) writeStatus(ctx context.Context, ev, base *funnelv1.Fu
 
 // process validates the event with its type's handler and dispatches it. Invalid data
 // is a terminal outcome, not an error: retrying cannot fix it.
-func (r *EventReconciler) process(ctx context.Context, ev *funnelv1.FunnelEvent) (outcome, time.Duration, error) {
+func (r *EventReconciler) process(ctx context.Context, ev *funnelv1.FunnelEvent) (outcome, delivery.Result, error) {
 	handler := funnel.Lookup(ev.Spec.Type)
 	details, err := handler.Decode(ev.Spec.Data.Raw)
 	if err != nil {
-		return invalidOutcome(err), 0, nil
+		return invalidOutcome(err), delivery.Result{}, nil
 	}
 	d, err := r.Dispatcher.Dispatch(ctx, ev, details)
 	if err != nil {
-		return outcome{}, 0, fmt.Errorf("dispatching FunnelEvent %s/%s: %w", ev.Namespace, ev.Name, err)
+		return outcome{}, delivery.Result{}, fmt.Errorf("dispatching FunnelEvent %s/%s: %w", ev.Namespace, ev.Name, err)
 	}
-	return validOutcome(handler.Known, details.Summary, d.Deliveries), d.RequeueAfter, nil
+	return validOutcome(handler.Known, details.Summary, d.Deliveries), d, nil
 }
 
 // SetupWithManager registers the family's controller: named after the family, fed only
@@ -129,13 +142,22 @@ func (r *EventReconciler) process(ctx context.Context, ev *funnelv1.FunnelEvent)
 // deliveries run (Jobs carry their event's type label, so the right family wakes).
 func (r *EventReconciler) SetupWithManager(mgr ctrl.Manager, concurrency int) error {
 	family := familyPredicate(r.Family)
-	return ctrl.NewControllerManagedBy(mgr).
+	b := ctrl.NewControllerManagedBy(mgr).
 		Named(string(r.Family)).
 		For(&funnelv1.FunnelEvent{}, builder.WithPredicates(family, replayPredicate())).
 		Watches(&batchv1.Job{}, handler.EnqueueRequestForOwner(mgr.GetScheme(), mgr.GetRESTMapper(), &funnelv1.FunnelEvent{}, handler.OnlyControllerOwner()),
 			builder.WithPredicates(family)).
-		WithOptions(controller.Options{MaxConcurrentReconciles: concurrency}).
-		Complete(r)
+		WithOptions(controller.Options{MaxConcurrentReconciles: concurrency})
+	if w, ok := r.Dispatcher.(waker); ok {
+		b = b.WatchesRawSource(w.Wakeups(family))
+	}
+	return b.Complete(r)
+}
+
+// waker is a Dispatcher that finishes work outside the pass (the delivery executor's
+// HTTP attempts) and then wakes the events it was for, among those mine admits.
+type waker interface {
+	Wakeups(mine predicate.Predicate) source.Source
 }
 
 // familyPredicate admits events whose event-type label is a known type of the family;

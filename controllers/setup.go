@@ -54,6 +54,10 @@ type Options struct {
 	// DeliveryAllowCIDRs are ranges HTTP deliveries may connect to although the address
 	// policy refuses them (--delivery-allow-cidrs); see delivery.AddressPolicy.
 	DeliveryAllowCIDRs []netip.Prefix
+	// DeliveryConcurrency bounds the HTTP delivery attempts in flight, and
+	// DeliveryConcurrencyPerNamespace one namespace's share of them; the delivery
+	// package's defaults when 0.
+	DeliveryConcurrency, DeliveryConcurrencyPerNamespace int
 	// StatsInterval is how often subscription counts are written; 10s when 0.
 	StatsInterval time.Duration
 	// Clock is the time source of the controllers; the real clock when nil.
@@ -139,11 +143,15 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 			return fmt.Errorf("collecting the addresses deliveries may not reach: %w", err)
 		}
 		httpClient := delivery.NewHTTPClient(delivery.NewAddressPolicy(opts.DeliveryAllowCIDRs, own))
+		executor := delivery.NewExecutor(opts.DeliveryConcurrency, opts.DeliveryConcurrencyPerNamespace, opts.Clock)
+		if err := mgr.Add(executor); err != nil {
+			return fmt.Errorf("adding the delivery executor: %w", err)
+		}
 		stats := delivery.NewStats(mgr.GetClient(), mgr.GetAPIReader(), opts.StatsInterval)
 		if err := mgr.Add(stats); err != nil {
 			return fmt.Errorf("adding the subscription counters: %w", err)
 		}
-		opts.Dispatcher = &delivery.Router{Client: mgr.GetClient(), Identity: actAs, Scheme: mgr.GetScheme(), HTTP: httpClient,
+		opts.Dispatcher = &delivery.Router{Client: mgr.GetClient(), Identity: actAs, Scheme: mgr.GetScheme(), HTTP: httpClient, Executor: executor,
 			Clock: opts.Clock, Recorder: rec, Stats: stats}
 	}
 	if err := (&SubscriptionReconciler{Client: mgr.GetClient(), Identity: actAs, Recorder: rec,

@@ -50,7 +50,8 @@ type DeliveryPhase string
 const (
 	// DeliveryPending: not attempted yet, or waiting for the next retry.
 	DeliveryPending DeliveryPhase = "Pending"
-	// DeliveryRunning: an asynchronous action (a Job) is under way.
+	// DeliveryRunning: an attempt is under way: a Job, or an HTTP call waiting for a
+	// delivery worker or for the target's answer.
 	DeliveryRunning DeliveryPhase = "Running"
 	// DeliverySucceeded: the action succeeded.
 	DeliverySucceeded DeliveryPhase = "Succeeded"

@@ -50,6 +50,8 @@ type config struct {
 	allowInsecureReceivers  bool
 	defaultServiceAccount   string
 	deliveryAllowCIDRs      string
+	deliveryConcurrency     int
+	deliveryPerNamespace    int
 }
 
 func main() {
@@ -70,6 +72,8 @@ func main() {
 	flag.BoolVar(&cfg.allowInsecureReceivers, "allow-insecure-receivers", false, "Let FunnelReceivers with spec.auth.insecureSkipAuth: true accept unauthenticated requests; without it they are not Ready.")
 	flag.StringVar(&cfg.defaultServiceAccount, "default-service-account", "", "ServiceAccount (of the subscription's namespace) that FunnelSubscriptions without spec.serviceAccountName act as; when empty, they may only make HTTP calls without Secrets.")
 	flag.StringVar(&cfg.deliveryAllowCIDRs, "delivery-allow-cidrs", "", "Comma-separated CIDR ranges or addresses HTTP deliveries may connect to although they are refused by default (loopback, link-local and cloud metadata, unspecified, multicast, the operator's own addresses, the API server's). E.g. \"127.0.0.1/32\" for a sidecar.")
+	flag.IntVar(&cfg.deliveryConcurrency, "delivery-concurrency", delivery.DefaultExecutorWorkers, "HTTP delivery attempts in flight at once, across namespaces (each holds a connection for at most its timeout).")
+	flag.IntVar(&cfg.deliveryPerNamespace, "delivery-concurrency-per-namespace", delivery.DefaultExecutorWorkersPerNamespace, "HTTP delivery attempts in flight at once for one namespace, so one tenant's slow targets leave the rest to the others.")
 	flag.DurationVar(&cfg.shutdownTimeout, "graceful-shutdown-timeout", 30*time.Second, "How long in-flight work may take to finish after SIGTERM.")
 	zapOpts := zap.Options{Development: false}
 	zapOpts.BindFlags(flag.CommandLine)
@@ -95,6 +99,10 @@ func run(cfg config) error {
 		if errs := validation.IsDNS1123Subdomain(sa); len(errs) > 0 {
 			return fmt.Errorf("--default-service-account %q: %s", sa, strings.Join(errs, "; "))
 		}
+	}
+	if cfg.deliveryConcurrency < 1 || cfg.deliveryPerNamespace < 1 {
+		return fmt.Errorf("--delivery-concurrency %d, --delivery-concurrency-per-namespace %d: want at least 1 each",
+			cfg.deliveryConcurrency, cfg.deliveryPerNamespace)
 	}
 	allow, err := delivery.ParseCIDRs(cfg.deliveryAllowCIDRs)
 	if err != nil {
@@ -137,12 +145,14 @@ func run(cfg config) error {
 		ExternalURL: strings.TrimSuffix(cfg.externalURL, "/"),
 		Webhook: receiver.Options{Addr: cfg.webhookAddr, MaxInFlight: cfg.maxInFlight,
 			Policy: receiver.Policy{AllowInsecure: cfg.allowInsecureReceivers}},
-		EventConcurrency:          concurrency,
-		RetentionDeletesPerSecond: cfg.retentionDeletes,
-		Namespaces:                splitList(cfg.namespaces),
-		DefaultServiceAccount:     cfg.defaultServiceAccount,
-		Archive:                   store,
-		DeliveryAllowCIDRs:        allow,
+		EventConcurrency:                concurrency,
+		RetentionDeletesPerSecond:       cfg.retentionDeletes,
+		Namespaces:                      splitList(cfg.namespaces),
+		DefaultServiceAccount:           cfg.defaultServiceAccount,
+		Archive:                         store,
+		DeliveryAllowCIDRs:              allow,
+		DeliveryConcurrency:             cfg.deliveryConcurrency,
+		DeliveryConcurrencyPerNamespace: cfg.deliveryPerNamespace,
 	}); err != nil {
 		return err
 	}

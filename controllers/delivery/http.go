@@ -39,9 +39,33 @@ type attempt struct {
 	err string
 	// retryAfter is the target's Retry-After, when it sent one.
 	retryAfter time.Duration
-	// running: an asynchronous action (a Job) is under way.
-	running bool
-	job     string
+	// running: under way. A Job (job names it), or an HTTP call handed to the executor
+	// at submitted.
+	running   bool
+	job       string
+	submitted time.Time
+	// at is when an HTTP call was made.
+	at time.Time
+}
+
+// since is when the attempt began, as far as is known: now when not.
+func (a attempt) since(now time.Time) time.Time {
+	switch {
+	case !a.at.IsZero():
+		return a.at
+	case !a.submitted.IsZero():
+		return a.submitted
+	}
+	return now
+}
+
+// recheck is the safety-net wait of an attempt under way: its end wakes the event (a
+// Job's changes, an HTTP call's outcome), this is in case that wake is missed.
+func (a attempt) recheck() time.Duration {
+	if a.job != "" {
+		return jobRecheck
+	}
+	return httpRecheck
 }
 
 // maxResponseHeaderBytes bounds what a target may send as headers.
@@ -328,12 +352,12 @@ func failureOf(d *funnelv1.DeliveryStatus) failureContext {
 }
 
 // deadLetterBody is what an HTTP dead letter receives.
-func deadLetterBody(ev *funnelv1.FunnelEvent, summary string, d *funnelv1.DeliveryStatus) ([]byte, error) {
+func deadLetterBody(ev *funnelv1.FunnelEvent, summary string, f failureContext) ([]byte, error) {
 	return json.Marshal(struct {
 		Event        envelope       `json:"event"`
 		Subscription string         `json:"subscription"`
 		Failure      failureContext `json:"failure"`
-	}{envelopeOf(ev, summary), d.Subscription, failureOf(d)})
+	}{envelopeOf(ev, summary), f.Subscription, f})
 }
 
 // IdempotencyKey is the stable key of a delivery: the same for every attempt, replay

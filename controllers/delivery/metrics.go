@@ -17,6 +17,17 @@ var (
 		Help:    "Duration of one HTTP delivery attempt, by subscription.",
 		Buckets: prometheus.ExponentialBuckets(0.005, 2.5, 10),
 	}, []string{"subscription"})
+
+	executorRunning = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "funnel_delivery_attempts_running",
+		Help: "HTTP delivery attempts in flight (at most --delivery-concurrency).",
+	})
+	executorWaiting = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "funnel_delivery_attempts_waiting",
+		Help: "HTTP delivery attempts waiting for a worker: all busy, or their namespace at --delivery-concurrency-per-namespace.",
+	})
 )
 
-func init() { metrics.Registry.MustRegister(deliveriesTotal, deliveryDuration) }
+func init() {
+	metrics.Registry.MustRegister(deliveriesTotal, deliveryDuration, executorRunning, executorWaiting)
+}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -17,7 +18,9 @@ import (
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/funnel-operator/funnel-operator/api/funnel"
 	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
@@ -34,6 +37,11 @@ const (
 	pausedRecheck = time.Minute
 	// jobRecheck is a safety net for running Jobs; their changes wake the event anyway.
 	jobRecheck = 5 * time.Minute
+	// httpRecheck is a safety net for HTTP attempts in flight; their end wakes the event.
+	httpRecheck = time.Minute
+	// DefaultSettleTime is how long a pass with nothing to record but attempts just handed
+	// over leaves the status alone, waiting for their outcomes.
+	DefaultSettleTime = 2 * time.Second
 )
 
 // Result is a pass's outcome for an event's deliveries.
@@ -42,21 +50,32 @@ type Result struct {
 	Deliveries []funnelv1.DeliveryStatus
 	// RequeueAfter, when positive, is when a delivery needs the next pass.
 	RequeueAfter time.Duration
+	// Settling: nothing to record yet but HTTP attempts handed over moments ago. Their
+	// outcomes usually follow within milliseconds and wake the event, so the caller skips
+	// this pass's status write: an event with fast targets costs one write, not a
+	// "Running" one and then the outcome. RequeueAfter brings the pass that records the
+	// attempts as Running if they are still under way by then.
+	Settling bool
 }
 
 // Router routes events to FunnelSubscriptions and advances their deliveries. It keeps
 // all delivery state in the event's status, so a new leader picks up where the last one
-// stopped; it never sleeps, retries are scheduled through RequeueAfter.
+// stopped; it never sleeps nor waits for a target: retries are scheduled through
+// RequeueAfter, and HTTP attempts run in the Executor, whose outcomes wake the event.
 type Router struct {
-	// Client reads subscriptions and Jobs from the cache.
+	// Client reads events, subscriptions and Jobs from the cache.
 	Client client.Client
 	// Identity acts as each subscription's ServiceAccount: Job creates and Secret reads.
 	Identity *identity.Clients
 	Scheme   *runtime.Scheme
+	// HTTP makes the HTTP attempts (NewHTTPClient), in Executor.
 	HTTP     *http.Client
-	Clock    clock.PassiveClock
-	Recorder recorder.EventRecorder
-	Stats    *Stats
+	Executor *Executor
+	// SettleTime: see Result.Settling; DefaultSettleTime when 0.
+	SettleTime time.Duration
+	Clock      clock.PassiveClock
+	Recorder   recorder.EventRecorder
+	Stats      *Stats
 
 	filtersMu sync.Mutex
 	filters   map[types.UID]compiledFilter
@@ -69,34 +88,54 @@ type compiledFilter struct {
 }
 
 // Dispatch routes the event if it has not been routed yet, then advances every
-// unfinished delivery, concurrently.
+// unfinished delivery as far as it can go without waiting.
 func (r *Router) Dispatch(ctx context.Context, ev *funnelv1.FunnelEvent, details funnel.Details) (Result, error) {
 	deliveries := make([]funnelv1.DeliveryStatus, len(ev.Status.Deliveries))
 	for i := range ev.Status.Deliveries {
 		ev.Status.Deliveries[i].DeepCopyInto(&deliveries[i])
 	}
-	if len(deliveries) == 0 {
+	routed := len(deliveries) == 0
+	if routed {
 		var err error
 		if deliveries, err = r.route(ctx, ev); err != nil {
 			return Result{}, err
 		}
 	}
+	before := make([]funnelv1.DeliveryStatus, len(deliveries))
+	for i := range deliveries {
+		deliveries[i].DeepCopyInto(&before[i])
+	}
 
 	now := r.Clock.Now()
-	waits := make([]time.Duration, len(deliveries))
-	var wg sync.WaitGroup
+	var res Result
 	for i := range deliveries {
-		wg.Go(func() { waits[i] = r.advance(ctx, ev, details, &deliveries[i], now) })
+		s := r.advance(ctx, ev, details, &deliveries[i], now)
+		if s.wait > 0 && (res.RequeueAfter == 0 || s.wait < res.RequeueAfter) {
+			res.RequeueAfter = s.wait
+		}
+		res.Settling = res.Settling || s.settling
 	}
-	wg.Wait()
-
-	var next time.Duration
-	for _, w := range waits {
-		if w > 0 && (next == 0 || w < next) {
-			next = w
+	// Settling only while there is nothing else to record.
+	res.Settling = res.Settling && equality.Semantic.DeepEqual(before, deliveries)
+	res.Deliveries = deliveries
+	if routed && !res.Settling {
+		for _, d := range deliveries {
+			r.Stats.Matched(types.NamespacedName{Namespace: ev.Namespace, Name: d.Subscription})
 		}
 	}
-	return Result{Deliveries: deliveries, RequeueAfter: next}, nil
+	return res, nil
+}
+
+// Wakeups is a watch source for an event controller: the events mine admits, when one
+// of their HTTP attempts ends.
+func (r *Router) Wakeups(mine predicate.Predicate) source.Source { return r.Executor.Source(mine) }
+
+// step is how a delivery stands after a pass.
+type step struct {
+	// wait is when it needs the next pass (0: not on a timer).
+	wait time.Duration
+	// settling: an HTTP attempt handed over less than SettleTime ago, not recorded yet.
+	settling bool
 }
 
 // route finds the subscriptions of the event's namespace that want it: not suspended,
@@ -142,7 +181,6 @@ func (r *Router) route(ctx context.Context, ev *funnelv1.FunnelEvent) ([]funnelv
 			break
 		}
 		out = append(out, funnelv1.DeliveryStatus{Subscription: sub.Name, Phase: funnelv1.DeliveryPending})
-		r.Stats.Matched(client.ObjectKeyFromObject(sub))
 	}
 	return out, nil
 }
@@ -170,11 +208,10 @@ func (r *Router) filter(sub *funnelv1.FunnelSubscription) (*Filter, error) {
 	return f, err
 }
 
-// advance moves one delivery as far as it can go now and returns when it needs the next
-// pass (0: not on a timer).
-func (r *Router) advance(ctx context.Context, ev *funnelv1.FunnelEvent, details funnel.Details, d *funnelv1.DeliveryStatus, now time.Time) time.Duration {
+// advance moves one delivery as far as it can go now.
+func (r *Router) advance(ctx context.Context, ev *funnelv1.FunnelEvent, details funnel.Details, d *funnelv1.DeliveryStatus, now time.Time) step {
 	if finished(d.Phase) && (d.DeadLetter == nil || finished(d.DeadLetter.Phase)) {
-		return 0
+		return step{}
 	}
 	var sub funnelv1.FunnelSubscription
 	if err := r.Client.Get(ctx, types.NamespacedName{Namespace: ev.Namespace, Name: d.Subscription}, &sub); err != nil {
@@ -183,16 +220,16 @@ func (r *Router) advance(ctx context.Context, ev *funnelv1.FunnelEvent, details 
 		} else {
 			d.DeadLetter.Phase, d.DeadLetter.LastError = funnelv1.DeliveryFailed, "FunnelSubscription "+d.Subscription+" no longer exists"
 		}
-		return 0
+		return step{}
 	}
 	if sub.Spec.Suspend {
-		return pausedRecheck
+		return step{wait: pausedRecheck}
 	}
 	if finished(d.Phase) {
 		return r.advanceDeadLetter(ctx, ev, details, &sub, d, now)
 	}
 	if d.NextAttemptTime != nil && now.Before(d.NextAttemptTime.Time) {
-		return d.NextAttemptTime.Sub(now)
+		return step{wait: d.NextAttemptTime.Sub(now)}
 	}
 	pol := policyOf(sub.Spec.Delivery)
 	if pol.timeout > 0 && !now.Before(ev.Spec.ReceivedAt.Add(pol.timeout)) {
@@ -200,16 +237,19 @@ func (r *Router) advance(ctx context.Context, ev *funnelv1.FunnelEvent, details 
 	}
 
 	key := sub.Namespace + "/" + sub.Name
-	a := r.run(ctx, ev, details, &sub, &sub.Spec.Action, d, false)
+	a := r.run(ctx, ev, details, &sub, &sub.Spec.Action, d, false, now)
 	if a.running {
-		if d.Phase != funnelv1.DeliveryRunning {
-			d.Phase, d.Attempts, d.Job, d.LastAttemptTime = funnelv1.DeliveryRunning, d.Attempts+1, a.job, metaTime(now)
+		if s, ok := r.underWay(a, now); ok {
+			return s
 		}
-		return jobRecheck
+		if d.Phase != funnelv1.DeliveryRunning {
+			d.Phase, d.Attempts, d.Job, d.LastAttemptTime = funnelv1.DeliveryRunning, d.Attempts+1, a.job, metaTime(a.since(now))
+		}
+		return step{wait: a.recheck()}
 	}
-	if sub.Spec.Action.Job == nil || d.Phase != funnelv1.DeliveryRunning {
+	if d.Phase != funnelv1.DeliveryRunning {
 		d.Attempts++
-		d.LastAttemptTime = metaTime(now)
+		d.LastAttemptTime = metaTime(a.since(now))
 	}
 	d.ResponseCode, d.LastError, d.Job = a.code, a.err, a.job
 	switch {
@@ -217,7 +257,7 @@ func (r *Router) advance(ctx context.Context, ev *funnelv1.FunnelEvent, details 
 		d.Phase, d.NextAttemptTime, d.CompletionTime = funnelv1.DeliverySucceeded, nil, metaTime(now)
 		deliveriesTotal.WithLabelValues(key, "succeeded").Inc()
 		r.Stats.Finished(client.ObjectKeyFromObject(&sub), true, now)
-		return 0
+		return step{}
 	case a.retryable && d.Attempts <= pol.retries:
 		wait := pol.wait(d.Attempts)
 		if a.retryAfter > wait {
@@ -228,20 +268,36 @@ func (r *Router) advance(ctx context.Context, ev *funnelv1.FunnelEvent, details 
 		}
 		d.Phase, d.NextAttemptTime = funnelv1.DeliveryPending, metaTime(now.Add(wait))
 		deliveriesTotal.WithLabelValues(key, "retry").Inc()
-		return wait
+		return step{wait: wait}
 	default:
 		return r.fail(ctx, ev, details, &sub, d, now, a.err)
 	}
 }
 
+// underWay tells, for an attempt in flight, whether it is too recent to record: then the
+// pass waits for its outcome until SettleTime has passed.
+func (r *Router) underWay(a attempt, now time.Time) (step, bool) {
+	if a.job != "" || a.submitted.IsZero() {
+		return step{}, false
+	}
+	settle := r.SettleTime
+	if settle <= 0 {
+		settle = DefaultSettleTime
+	}
+	if left := a.submitted.Add(settle).Sub(now); left > 0 {
+		return step{wait: left, settling: true}, true
+	}
+	return step{}, false
+}
+
 // fail ends a delivery and starts its dead letter, if the subscription has one.
 func (r *Router) fail(ctx context.Context, ev *funnelv1.FunnelEvent, details funnel.Details, sub *funnelv1.FunnelSubscription,
-	d *funnelv1.DeliveryStatus, now time.Time, reason string) time.Duration {
+	d *funnelv1.DeliveryStatus, now time.Time, reason string) step {
 	d.Phase, d.NextAttemptTime, d.CompletionTime, d.LastError = funnelv1.DeliveryFailed, nil, metaTime(now), trim(reason)
 	r.Recorder.Eventf(ev, nil, corev1.EventTypeWarning, "DeliveryFailed", "Deliver",
 		"Delivery to %s failed after %d attempts: %s", d.Subscription, d.Attempts, d.LastError)
 	if sub == nil {
-		return 0
+		return step{}
 	}
 	deliveriesTotal.WithLabelValues(sub.Namespace+"/"+sub.Name, "failed").Inc()
 	r.Stats.Finished(client.ObjectKeyFromObject(sub), false, now)
@@ -249,27 +305,30 @@ func (r *Router) fail(ctx context.Context, ev *funnelv1.FunnelEvent, details fun
 		d.DeadLetter = &funnelv1.DeadLetterStatus{Phase: funnelv1.DeliveryPending}
 		return r.advanceDeadLetter(ctx, ev, details, sub, d, now)
 	}
-	return 0
+	return step{}
 }
 
 // advanceDeadLetter runs a failed delivery's dead letter: once, with a few retries on
 // transient failures.
-func (r *Router) advanceDeadLetter(ctx context.Context, ev *funnelv1.FunnelEvent, details funnel.Details, sub *funnelv1.FunnelSubscription, d *funnelv1.DeliveryStatus, now time.Time) time.Duration {
+func (r *Router) advanceDeadLetter(ctx context.Context, ev *funnelv1.FunnelEvent, details funnel.Details, sub *funnelv1.FunnelSubscription, d *funnelv1.DeliveryStatus, now time.Time) step {
 	dl := d.DeadLetter
 	if dl == nil || finished(dl.Phase) || sub.Spec.Delivery.DeadLetter == nil {
-		return 0
+		return step{}
 	}
 	if dl.NextAttemptTime != nil && now.Before(dl.NextAttemptTime.Time) {
-		return dl.NextAttemptTime.Sub(now)
+		return step{wait: dl.NextAttemptTime.Sub(now)}
 	}
-	a := r.run(ctx, ev, details, sub, sub.Spec.Delivery.DeadLetter, d, true)
+	a := r.run(ctx, ev, details, sub, sub.Spec.Delivery.DeadLetter, d, true, now)
 	if a.running {
+		if s, ok := r.underWay(a, now); ok {
+			return s
+		}
 		if dl.Phase != funnelv1.DeliveryRunning {
 			dl.Phase, dl.Attempts, dl.Job = funnelv1.DeliveryRunning, dl.Attempts+1, a.job
 		}
-		return jobRecheck
+		return step{wait: a.recheck()}
 	}
-	if sub.Spec.Delivery.DeadLetter.Job == nil || dl.Phase != funnelv1.DeliveryRunning {
+	if dl.Phase != funnelv1.DeliveryRunning {
 		dl.Attempts++
 	}
 	dl.ResponseCode, dl.LastError, dl.Job = a.code, a.err, a.job
@@ -280,22 +339,24 @@ func (r *Router) advanceDeadLetter(ctx context.Context, ev *funnelv1.FunnelEvent
 		deliveriesTotal.WithLabelValues(key, "dead_lettered").Inc()
 		r.Recorder.Eventf(ev, nil, corev1.EventTypeWarning, "DeadLettered", "DeadLetter",
 			"Delivery to %s failed; dead letter delivered", d.Subscription)
-		return 0
+		return step{}
 	case a.retryable && dl.Attempts < maxDeadLetterAttempts:
 		wait := policyOf(sub.Spec.Delivery).wait(dl.Attempts)
 		dl.Phase, dl.NextAttemptTime = funnelv1.DeliveryPending, metaTime(now.Add(wait))
-		return wait
+		return step{wait: wait}
 	default:
 		dl.Phase, dl.NextAttemptTime, dl.CompletionTime = funnelv1.DeliveryFailed, nil, metaTime(now)
 		r.Recorder.Eventf(ev, nil, corev1.EventTypeWarning, "DeadLetterFailed", "DeadLetter",
 			"Delivery to %s failed and so did its dead letter: %s", d.Subscription, dl.LastError)
-		return 0
+		return step{}
 	}
 }
 
-// run makes one attempt of an action (the delivery's, or its dead letter).
+// run makes one attempt of an action (the delivery's, or its dead letter): a Job is
+// created or followed here; an HTTP call is handed to the executor, and run reports it
+// running until its outcome is back.
 func (r *Router) run(ctx context.Context, ev *funnelv1.FunnelEvent, details funnel.Details, sub *funnelv1.FunnelSubscription,
-	action *funnelv1.Action, d *funnelv1.DeliveryStatus, deadLetter bool) attempt {
+	action *funnelv1.Action, d *funnelv1.DeliveryStatus, deadLetter bool, now time.Time) attempt {
 	if action.Job != nil {
 		var env []corev1.EnvVar
 		if deadLetter {
@@ -316,31 +377,89 @@ func (r *Router) run(ctx context.Context, ev *funnelv1.FunnelEvent, details funn
 		return runJob(ctx, r.Client, creator, ev, job)
 	}
 
-	attemptNo := d.Attempts + 1
+	// The attempt in flight, if one is recorded as Running, else the next one.
+	phase, number := d.Phase, d.Attempts
+	if deadLetter {
+		phase, number = d.DeadLetter.Phase, d.DeadLetter.Attempts
+	}
+	if phase != funnelv1.DeliveryRunning {
+		number++
+	}
+	h := httpAttempt{router: r, event: client.ObjectKeyFromObject(ev), uid: ev.UID, subscription: sub.Name,
+		summary: details.Summary, deadLetter: deadLetter, number: number}
+	if deadLetter {
+		h.failure = failureOf(d)
+	}
+	key := AttemptKey{Event: h.event, UID: ev.UID, Replay: ev.Status.ObservedReplay, Subscription: sub.Name, DeadLetter: deadLetter, Number: number}
+	st := r.Executor.attempt(key, wakeObject(ev), h.run)
+	if !st.done {
+		return attempt{running: true, submitted: st.submitted}
+	}
+	return st.outcome
+}
+
+// httpAttempt is one HTTP attempt as the executor holds it: names, not the event or the
+// body, which are read and built when it runs (from the cache: the event is there while
+// unfinished), so waiting attempts cost little memory.
+type httpAttempt struct {
+	router       *Router
+	event        types.NamespacedName
+	uid          types.UID
+	subscription string
+	summary      string
+	deadLetter   bool
+	failure      failureContext
+	number       int32
+}
+
+func (h httpAttempt) run(ctx context.Context) attempt {
+	r := h.router
+	var ev funnelv1.FunnelEvent
+	if err := r.Client.Get(ctx, h.event, &ev); err != nil || ev.UID != h.uid {
+		return attempt{err: "the event is gone"} // no pass will ask for this outcome
+	}
+	var sub funnelv1.FunnelSubscription
+	if err := r.Client.Get(ctx, types.NamespacedName{Namespace: ev.Namespace, Name: h.subscription}, &sub); err != nil {
+		return attempt{retryable: true, err: "FunnelSubscription " + h.subscription + " no longer exists"}
+	}
+	action := sub.Spec.Action.HTTP
+	if h.deadLetter && sub.Spec.Delivery.DeadLetter != nil {
+		action = sub.Spec.Delivery.DeadLetter.HTTP
+	}
+	if action == nil {
+		return attempt{retryable: true, err: "the action is no longer an HTTP call"}
+	}
 	var body []byte
 	var err error
-	if deadLetter {
-		attemptNo = d.DeadLetter.Attempts + 1
-		body, err = deadLetterBody(ev, details.Summary, d)
+	if h.deadLetter {
+		body, err = deadLetterBody(&ev, h.summary, h.failure)
 	} else {
-		body, err = eventBody(ev, details.Summary, action.HTTP.Body)
+		body, err = eventBody(&ev, h.summary, action.Body)
 	}
 	if err != nil {
 		return attempt{err: trim("building the body: " + err.Error())}
 	}
-	headers := eventHeaders(ev, sub.Name, attemptNo)
-	if deadLetter {
+	headers := eventHeaders(&ev, sub.Name, h.number)
+	if h.deadLetter {
 		headers.Set("X-Funnel-Dead-Letter", "true")
 	}
-	req, err := newRequest(ctx, r.secretReader(sub), ev.Namespace, action.HTTP, body, headers)
+	req, err := newRequest(ctx, r.secretReader(&sub), ev.Namespace, action, body, headers)
 	if err != nil {
 		// A missing Secret may be created any moment: retry rather than fail.
 		return attempt{retryable: true, err: trim(err.Error())}
 	}
-	start := time.Now()
-	a := req.do(ctx, r.HTTP, r.Clock.Now())
-	deliveryDuration.WithLabelValues(sub.Namespace + "/" + sub.Name).Observe(time.Since(start).Seconds())
+	start := r.Clock.Now()
+	a := req.do(ctx, r.HTTP, start)
+	a.at = start
+	deliveryDuration.WithLabelValues(sub.Namespace + "/" + sub.Name).Observe(r.Clock.Since(start).Seconds())
 	return a
+}
+
+// wakeObject is what the executor tells the event controllers when an attempt ends: the
+// event's name and the label that says whose it is.
+func wakeObject(ev *funnelv1.FunnelEvent) client.Object {
+	return &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Namespace: ev.Namespace, Name: ev.Name,
+		Labels: map[string]string{funnelv1.LabelEventType: ev.Labels[funnelv1.LabelEventType]}}}
 }
 
 func finished(p funnelv1.DeliveryPhase) bool {
