@@ -18,6 +18,7 @@ import (
 
 	"github.com/funnel-operator/funnel-operator/api/funnel"
 	"github.com/funnel-operator/funnel-operator/api/funnel/send"
+	"github.com/funnel-operator/funnel-operator/api/funnel/send/sendtest"
 	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
 )
 
@@ -217,16 +218,16 @@ func cli(t *testing.T, objs []client.Object, stdin string, args ...string) (int,
 }
 
 func TestSendOneEvent(t *testing.T) {
-	rec, srv := newRecorder(t, nil)
+	rec := sendtest.NewReceiver(t, nil)
 	objs := []client.Object{
 		receiver("funnel", all(tokenAuth("tok", ""), hmacAuth("sig", "", funnelv1.HMACSHA512))),
 		secret("tok", map[string]string{"token": "abc"}), secret("sig", map[string]string{"key": "k"}),
 	}
-	code, out, errOut := cli(t, objs, "", "send", "lease.move_in", "-n", ns, "--url", srv.URL)
+	code, out, errOut := cli(t, objs, "", "send", "lease.move_in", "-n", ns, "--url", rec.URL)
 	if code != 0 {
 		t.Fatalf("exit %d\n%s%s", code, out, errOut)
 	}
-	reqs := rec.all()
+	reqs := rec.Requests()
 	if len(reqs) != 1 {
 		t.Fatalf("%d requests, want 1", len(reqs))
 	}
@@ -256,12 +257,12 @@ func TestSendOneEvent(t *testing.T) {
 }
 
 func TestSendQuietPrintsTheName(t *testing.T) {
-	rec, srv := newRecorder(t, nil)
-	code, out, errOut := cli(t, nil, "", "send", "--receiver", "", "--url", srv.URL+"/webhooks/x/y", "-q", "--format", "partner", "renter.created")
+	rec := sendtest.NewReceiver(t, nil)
+	code, out, errOut := cli(t, nil, "", "send", "--receiver", "", "--url", rec.URL+"/webhooks/x/y", "-q", "--format", "partner", "renter.created")
 	if code != 0 {
 		t.Fatalf("exit %d\n%s%s", code, out, errOut)
 	}
-	body := rec.all()[0].Body
+	body := rec.Requests()[0].Body
 	env, err := funnel.Parse(body)
 	if err != nil {
 		t.Fatal(err)
@@ -274,7 +275,7 @@ func TestSendQuietPrintsTheName(t *testing.T) {
 func TestSendLoadAndExitStatus(t *testing.T) {
 	tests := []struct {
 		name     string
-		answer   func(http.ResponseWriter, *http.Request, []byte)
+		answer   func(http.ResponseWriter, *http.Request)
 		wantCode int
 		wantOut  []string
 		wantErr  string
@@ -286,10 +287,10 @@ func TestSendLoadAndExitStatus(t *testing.T) {
 		},
 		{
 			name: "every third refused",
-			answer: func() func(http.ResponseWriter, *http.Request, []byte) {
+			answer: func() func(http.ResponseWriter, *http.Request) {
 				var mu = make(chan struct{}, 1)
 				n := 0
-				return func(w http.ResponseWriter, _ *http.Request, _ []byte) {
+				return func(w http.ResponseWriter, _ *http.Request) {
 					mu <- struct{}{}
 					n++
 					refuse := n%3 == 0
@@ -308,13 +309,13 @@ func TestSendLoadAndExitStatus(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			rec, srv := newRecorder(t, tt.answer)
-			code, out, errOut := cli(t, nil, "", "send", "--receiver", "", "--url", srv.URL+"/webhooks/default/funnel",
+			rec := sendtest.NewReceiver(t, tt.answer)
+			code, out, errOut := cli(t, nil, "", "send", "--receiver", "", "--url", rec.URL+"/webhooks/default/funnel",
 				"--count", "10", "--duplicate", "2", "--concurrency", "3", "--token", "t")
 			if code != tt.wantCode {
 				t.Errorf("exit %d, want %d\n%s%s", code, tt.wantCode, out, errOut)
 			}
-			if n := len(rec.all()); n != 20 {
+			if n := len(rec.Requests()); n != 20 {
 				t.Errorf("%d requests, want 20", n)
 			}
 			for _, want := range tt.wantOut {
@@ -336,13 +337,13 @@ func TestSendFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, args := range [][]string{{"--file", path}, {"-f", "-"}} {
-		rec, srv := newRecorder(t, nil)
-		argv := append([]string{"send", "--receiver", "", "--url", srv.URL + "/webhooks/default/funnel", "--hmac-key", "k", "--count", "2"}, args...)
+		rec := sendtest.NewReceiver(t, nil)
+		argv := append([]string{"send", "--receiver", "", "--url", rec.URL + "/webhooks/default/funnel", "--hmac-key", "k", "--count", "2"}, args...)
 		code, out, errOut := cli(t, nil, body, argv...)
 		if code != 0 {
 			t.Fatalf("%v: exit %d\n%s%s", args, code, out, errOut)
 		}
-		for _, r := range rec.all() {
+		for _, r := range rec.Requests() {
 			if string(r.Body) != body {
 				t.Errorf("%v: sent %q, want the file verbatim", args, r.Body)
 			}
@@ -350,7 +351,7 @@ func TestSendFile(t *testing.T) {
 				t.Errorf("%v: signature %q, want %q", args, got, want)
 			}
 		}
-		if n := len(rec.all()); n != 2 {
+		if n := len(rec.Requests()); n != 2 {
 			t.Errorf("%v: %d requests, want 2", args, n)
 		}
 	}
@@ -423,7 +424,7 @@ func TestSendUnreachableFails(t *testing.T) {
 // httptestClosedURL returns the URL of a server that is no longer
 // listening.
 func httptestClosedURL(t *testing.T) string {
-	_, srv := newRecorder(t, nil)
+	srv := sendtest.NewReceiver(t, nil)
 	u := srv.URL
 	srv.Close()
 	return u

@@ -2,60 +2,13 @@ package main
 
 import (
 	"errors"
-	"io"
-	"net/http"
-	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/funnel-operator/funnel-operator/api/funnel"
 	"github.com/funnel-operator/funnel-operator/api/funnel/send"
 )
-
-// recorded is one request a test server received.
-type recorded struct {
-	Method string
-	Path   string
-	Header http.Header
-	Body   []byte
-}
-
-// recorder is a test receiver: it records every request and answers with
-// answer (funnel.AckBody with 200 when nil).
-type recorder struct {
-	mu       sync.Mutex
-	requests []recorded
-	answer   func(w http.ResponseWriter, r *http.Request, body []byte)
-}
-
-func (rec *recorder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	body, _ := io.ReadAll(r.Body)
-	rec.mu.Lock()
-	rec.requests = append(rec.requests, recorded{Method: r.Method, Path: r.URL.Path, Header: r.Header.Clone(), Body: body})
-	rec.mu.Unlock()
-	if rec.answer != nil {
-		rec.answer(w, r, body)
-		return
-	}
-	w.Header().Set("Content-Type", "text/plain")
-	_, _ = io.WriteString(w, funnel.AckBody)
-}
-
-func (rec *recorder) all() []recorded {
-	rec.mu.Lock()
-	defer rec.mu.Unlock()
-	return append([]recorded(nil), rec.requests...)
-}
-
-func newRecorder(t *testing.T, answer func(http.ResponseWriter, *http.Request, []byte)) (*recorder, *httptest.Server) {
-	t.Helper()
-	rec := &recorder{answer: answer}
-	srv := httptest.NewServer(rec)
-	t.Cleanup(srv.Close)
-	return rec, srv
-}
 
 func TestWebhookURL(t *testing.T) {
 	const path = "/webhooks/default/funnel"

@@ -9,16 +9,13 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	admissionv1 "k8s.io/api/admissionregistration/v1"
-	authenticationv1 "k8s.io/api/authentication/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -49,19 +46,9 @@ var _ = Describe("The operator with exactly config/rbac", func() {
 		requireLong()
 		start := time.Now()
 		rbacDir := filepath.Join(testenv.Root(), "config", "rbac")
-		if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "funnel-system"}}); !apierrors.IsAlreadyExists(err) {
-			Expect(err).NotTo(HaveOccurred())
-		}
-		out, err := testenv.Kubectl(cp.Env(), "apply", "-k", rbacDir)
-		Expect(err).NotTo(HaveOccurred(), out)
-
-		By("requesting a token of the ServiceAccount")
-		cs, err := kubernetes.NewForConfig(cp.Config)
+		By("applying config/rbac and requesting a token of the operator's ServiceAccount")
+		saToken, err := testenv.OperatorToken(ctx, cp.Env())
 		Expect(err).NotTo(HaveOccurred())
-		tr, err := cs.CoreV1().ServiceAccounts("funnel-system").CreateToken(ctx, "funnel-operator",
-			&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](3600)}}, metav1.CreateOptions{})
-		Expect(err).NotTo(HaveOccurred())
-		saToken := tr.Status.Token
 		kubeconfig := filepath.Join(workDir, "operator-sa.kubeconfig")
 		Expect(cp.WriteTokenKubeconfig(kubeconfig, "funnel-operator", saToken)).To(Succeed())
 

@@ -7,57 +7,15 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"runtime"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/funnel-operator/funnel-operator/api/funnel"
+	"github.com/funnel-operator/funnel-operator/api/funnel/send/sendtest"
 )
-
-// recorded is one request a test receiver got.
-type recorded struct {
-	Method, Path string
-	Header       http.Header
-	Body         []byte
-}
-
-// recorder is a test receiver: it records every request and answers with answer (200 and
-// funnel.AckBody when nil).
-type recorder struct {
-	mu       sync.Mutex
-	requests []recorded
-	answer   func(w http.ResponseWriter, r *http.Request)
-}
-
-func (rec *recorder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	body, _ := io.ReadAll(r.Body)
-	rec.mu.Lock()
-	rec.requests = append(rec.requests, recorded{Method: r.Method, Path: r.URL.Path, Header: r.Header.Clone(), Body: body})
-	rec.mu.Unlock()
-	if rec.answer != nil {
-		rec.answer(w, r)
-		return
-	}
-	_, _ = io.WriteString(w, funnel.AckBody)
-}
-
-func (rec *recorder) all() []recorded {
-	rec.mu.Lock()
-	defer rec.mu.Unlock()
-	return append([]recorded(nil), rec.requests...)
-}
-
-func newRecorder(t *testing.T, answer func(http.ResponseWriter, *http.Request)) (*recorder, *httptest.Server) {
-	t.Helper()
-	rec := &recorder{answer: answer}
-	srv := httptest.NewServer(rec)
-	t.Cleanup(srv.Close)
-	return rec, srv
-}
 
 func TestPostAuthenticates(t *testing.T) {
 	body := []byte(`{"id":1,"event_type":"x","event_timestamp":1,"idempotency_key":null,"event_data":{}}`)
@@ -75,12 +33,12 @@ func TestPostAuthenticates(t *testing.T) {
 		{"both", Auth{Token: "tok", HMACKey: key}, map[string]string{"Authorization": "Bearer tok", "X-Funnel-Signature": funnel.Signature("sha256", key, body)}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			rec, srv := newRecorder(t, nil)
-			s := &Sender{URLs: []string{srv.URL + "/webhooks/default/funnel"}, Auth: tc.auth, UserAgent: "test-agent"}
+			rec := sendtest.NewReceiver(t, nil)
+			s := &Sender{URLs: []string{rec.URL + "/webhooks/default/funnel"}, Auth: tc.auth, UserAgent: "test-agent"}
 			if res := s.Send(t.Context(), body); !res.Acknowledged() || len(res.Attempts) != 1 {
 				t.Fatalf("not acknowledged at once: %v", res.Attempts)
 			}
-			got := rec.all()[0]
+			got := rec.Requests()[0]
 			if got.Method != http.MethodPost || got.Path != "/webhooks/default/funnel" {
 				t.Errorf("request %s %s, want POST /webhooks/default/funnel", got.Method, got.Path)
 			}
@@ -119,7 +77,7 @@ func TestAcknowledgedOnlyExactBody(t *testing.T) {
 		{"unavailable", 503, "receiver not ready", false, "503 Service Unavailable: receiver not ready"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, srv := newRecorder(t, func(w http.ResponseWriter, _ *http.Request) {
+			srv := sendtest.NewReceiver(t, func(w http.ResponseWriter, _ *http.Request) {
 				if tc.status == 302 {
 					w.Header().Set("Location", "/elsewhere")
 				}
@@ -142,7 +100,7 @@ func TestAcknowledgedOnlyExactBody(t *testing.T) {
 // times, round the URLs, after RetryDelay; an acknowledged one is not.
 func TestRetriesLikeFunnel(t *testing.T) {
 	var n atomic.Int32
-	rec, srv := newRecorder(t, func(w http.ResponseWriter, _ *http.Request) {
+	rec := sendtest.NewReceiver(t, func(w http.ResponseWriter, _ *http.Request) {
 		if n.Add(1) < 3 {
 			w.Header().Set("Retry-After", "7")
 			http.Error(w, "busy", http.StatusServiceUnavailable)
@@ -152,7 +110,7 @@ func TestRetriesLikeFunnel(t *testing.T) {
 	})
 	var delays []string
 	var seen []string
-	s := &Sender{URLs: []string{srv.URL + "/a", srv.URL + "/b"}, Retries: FunnelRetries,
+	s := &Sender{URLs: []string{rec.URL + "/a", rec.URL + "/b"}, Retries: FunnelRetries,
 		RetryDelay: func(n int, last Attempt) time.Duration {
 			delays = append(delays, fmt.Sprintf("%d:%s", n, last.RetryAfter))
 			return time.Millisecond
@@ -163,7 +121,7 @@ func TestRetriesLikeFunnel(t *testing.T) {
 		t.Fatalf("acknowledged %v after %d attempts, want true after 3", res.Acknowledged(), len(res.Attempts))
 	}
 	var paths []string
-	for _, r := range rec.all() {
+	for _, r := range rec.Requests() {
 		paths = append(paths, r.Path)
 	}
 	if got := strings.Join(paths, ","); got != "/a,/b,/a" {
@@ -199,7 +157,7 @@ func TestRetryAfterOrBackoff(t *testing.T) {
 
 func TestPostTimeoutAndHeaderOverride(t *testing.T) {
 	release := make(chan struct{})
-	rec, srv := newRecorder(t, func(w http.ResponseWriter, r *http.Request) {
+	rec := sendtest.NewReceiver(t, func(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-release:
 		case <-r.Context().Done():
@@ -207,14 +165,14 @@ func TestPostTimeoutAndHeaderOverride(t *testing.T) {
 	})
 	defer close(release)
 	s := &Sender{Auth: Auth{Token: "t"}, Timeout: 50 * time.Millisecond}
-	a := s.Post(t.Context(), srv.URL, []byte(`{}`), http.Header{"Authorization": nil, "X-Extra": {"1"}})
+	a := s.Post(t.Context(), rec.URL, []byte(`{}`), http.Header{"Authorization": nil, "X-Extra": {"1"}})
 	if a.Code != 0 || !errors.Is(a.Err, context.DeadlineExceeded) || !strings.Contains(a.Err.Error(), "no answer within 50ms") {
 		t.Errorf("attempt %v, want no answer within 50ms", a)
 	}
 	if a.Acknowledged() || a.Failure() == "" {
 		t.Error("a timed out attempt counts as acknowledged")
 	}
-	h := rec.all()[0].Header
+	h := rec.Requests()[0].Header
 	if h.Get("Authorization") != "" || h.Get("X-Extra") != "1" {
 		t.Errorf("header overrides not applied: %v", h)
 	}
@@ -231,7 +189,7 @@ func numbered() func() ([]byte, error) {
 
 func TestRunClosedLoopCountsAndCopies(t *testing.T) {
 	var inFlight, peak atomic.Int64
-	rec, srv := newRecorder(t, func(w http.ResponseWriter, _ *http.Request) {
+	rec := sendtest.NewReceiver(t, func(w http.ResponseWriter, _ *http.Request) {
 		n := inFlight.Add(1)
 		for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
 		}
@@ -240,7 +198,7 @@ func TestRunClosedLoopCountsAndCopies(t *testing.T) {
 		_, _ = io.WriteString(w, funnel.AckBody)
 	})
 	const count, concurrency, copies = 40, 4, 3
-	s := &Sender{URLs: []string{srv.URL}, Client: NewClient(concurrency * copies)}
+	s := &Sender{URLs: []string{rec.URL}, Client: NewClient(concurrency * copies)}
 	rep := NewReport()
 	st, err := Run(t.Context(), Load{Concurrency: concurrency, Count: count}, numbered(), func(ctx context.Context, body []byte) {
 		for _, r := range s.SendCopies(ctx, body, copies) {
@@ -254,7 +212,7 @@ func TestRunClosedLoopCountsAndCopies(t *testing.T) {
 		t.Errorf("started %d, sent %d, acknowledged %d, by status %v", st.Started, rep.Sent, rep.Acknowledged, rep.ByStatus)
 	}
 	perBody := map[string]int{}
-	for _, r := range rec.all() {
+	for _, r := range rec.Requests() {
 		perBody[string(r.Body)]++
 	}
 	if len(perBody) != count {
@@ -314,7 +272,7 @@ func TestRunOpenLoopKeepsTheRate(t *testing.T) {
 // no goroutine behind.
 func TestRunCancel(t *testing.T) {
 	started := make(chan struct{}, 100)
-	_, srv := newRecorder(t, func(w http.ResponseWriter, r *http.Request) {
+	srv := sendtest.NewReceiver(t, func(w http.ResponseWriter, r *http.Request) {
 		started <- struct{}{}
 		<-r.Context().Done() // never answers on its own
 	})
