@@ -44,8 +44,9 @@ type attempt struct {
 	running   bool
 	job       string
 	submitted time.Time
-	// at is when an HTTP call was made.
-	at time.Time
+	// at is when an HTTP call was made, took how long it took.
+	at   time.Time
+	took time.Duration
 }
 
 // since is when the attempt began, as far as is known: now when not.

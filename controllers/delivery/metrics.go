@@ -2,6 +2,7 @@ package delivery
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 )
 
@@ -30,4 +31,12 @@ var (
 
 func init() {
 	metrics.Registry.MustRegister(deliveriesTotal, deliveryDuration, executorRunning, executorWaiting)
+}
+
+// ForgetSubscription removes the series of a deleted subscription: where subscriptions
+// come and go, their series would otherwise stay for the life of the process.
+func ForgetSubscription(key types.NamespacedName) {
+	label := key.Namespace + "/" + key.Name
+	deliveriesTotal.DeletePartialMatch(prometheus.Labels{"subscription": label})
+	deliveryDuration.DeleteLabelValues(label)
 }

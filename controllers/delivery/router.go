@@ -251,6 +251,7 @@ func (r *Router) advance(ctx context.Context, ev *funnelv1.FunnelEvent, details 
 		d.Attempts++
 		d.LastAttemptTime = metaTime(a.since(now))
 	}
+	observeCall(key, a)
 	d.ResponseCode, d.LastError, d.Job = a.code, a.err, a.job
 	switch {
 	case a.succeeded:
@@ -331,8 +332,9 @@ func (r *Router) advanceDeadLetter(ctx context.Context, ev *funnelv1.FunnelEvent
 	if dl.Phase != funnelv1.DeliveryRunning {
 		dl.Attempts++
 	}
-	dl.ResponseCode, dl.LastError, dl.Job = a.code, a.err, a.job
 	key := sub.Namespace + "/" + sub.Name
+	observeCall(key, a)
+	dl.ResponseCode, dl.LastError, dl.Job = a.code, a.err, a.job
 	switch {
 	case a.succeeded:
 		dl.Phase, dl.NextAttemptTime, dl.CompletionTime = funnelv1.DeliverySucceeded, nil, metaTime(now)
@@ -450,9 +452,17 @@ func (h httpAttempt) run(ctx context.Context) attempt {
 	}
 	start := r.Clock.Now()
 	a := req.do(ctx, r.HTTP, start)
-	a.at = start
-	deliveryDuration.WithLabelValues(sub.Namespace + "/" + sub.Name).Observe(r.Clock.Since(start).Seconds())
+	a.at, a.took = start, r.Clock.Since(start)
 	return a
+}
+
+// observeCall records how long an HTTP call took. It is done by the pass that records
+// the outcome, which has just read the subscription: a call that ends after its
+// subscription was deleted does not bring the deleted series back.
+func observeCall(subscription string, a attempt) {
+	if !a.at.IsZero() {
+		deliveryDuration.WithLabelValues(subscription).Observe(a.took.Seconds())
+	}
 }
 
 // wakeObject is what the executor tells the event controllers when an attempt ends: the
