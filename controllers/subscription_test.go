@@ -89,8 +89,7 @@ var _ = Describe("Subscriptions", func() {
 	// subscribe creates a subscription and waits until its controller found it Ready.
 	subscribe := func(name string, spec funnelv1.FunnelSubscriptionSpec) {
 		GinkgoHelper()
-		Expect(k8s.Create(ctx, &funnelv1.FunnelSubscription{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Spec: spec})).To(Succeed())
-		Eventually(subscriptionReady(ns, name)).Should(HaveField("Reason", funnelv1.ReasonReady))
+		subscribeReady(ns, name, spec)
 	}
 	httpTo := func(url string) funnelv1.Action {
 		return funnelv1.Action{HTTP: &funnelv1.HTTPAction{URL: url}}

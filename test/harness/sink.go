@@ -27,7 +27,7 @@ type SinkRequest struct {
 // Sink is an HTTP target for FunnelSubscription actions on loopback. It answers 200
 // unless told otherwise (SetCode) and records every request.
 type Sink struct {
-	// URL is http://127.0.0.1:port.
+	// URL is http://<address>:port (http://127.0.0.1:port from NewSink).
 	URL string
 
 	srv  *http.Server
@@ -38,8 +38,11 @@ type Sink struct {
 }
 
 // NewSink starts a sink on a free loopback port.
-func NewSink() (*Sink, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+func NewSink() (*Sink, error) { return NewSinkOn("127.0.0.1:0") }
+
+// NewSinkOn starts a sink listening on addr (host:port; port 0 picks a free one).
+func NewSinkOn(addr string) (*Sink, error) {
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
 	}
