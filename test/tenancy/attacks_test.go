@@ -154,6 +154,38 @@ var _ = Describe("A tenant with FunnelSubscriptions but no Jobs, Pods or Secrets
 	})
 })
 
+var _ = Describe("A tenant that may impersonate an account allowed to create Jobs", func() {
+	It("gets its Jobs, created as that account, owned by their event under OwnerReferencesPermissionEnforcement", func() {
+		t := newTenant("runner", append(subscriber, mayImpersonate("runner"))...)
+		Expect(testenv.ServiceAccount(ctx, k8s, t.ns, "runner", rbacv1.PolicyRule{APIGroups: []string{"batch"},
+			Resources: []string{"jobs"}, Verbs: []string{"create"}})).To(Succeed())
+		token := openReceiver(t.ns)
+		op := startOperator(t.ns)
+		Expect(t.client.Create(ctx, &funnelv1.FunnelSubscription{ObjectMeta: metav1.ObjectMeta{Namespace: t.ns, Name: "move-in"},
+			Spec: funnelv1.FunnelSubscriptionSpec{EventTypes: []string{"lease.move_in"}, ServiceAccountName: "runner",
+				Action: funnelv1.Action{Job: &funnelv1.JobAction{Template: batchv1.JobTemplateSpec{Spec: batchv1.JobSpec{
+					Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{RestartPolicy: corev1.RestartPolicyNever,
+						Containers: []corev1.Container{{Name: "c", Image: "example.com/pms:1"}}}}}}}}}})).To(Succeed())
+		Eventually(subscriptionReady(t.ns, "move-in")).Should(HaveField("Reason", funnelv1.ReasonReady))
+
+		Expect(post(op, t.ns, token, "v3-lease.move_in.json")).To(Equal(http.StatusOK))
+		Eventually(func() []batchv1.Job { return jobs(t.ns) }).Should(HaveLen(1))
+		ev := event(t.ns, moveIn)(Default)
+		Expect(metav1.IsControlledBy(&jobs(t.ns)[0], &ev)).To(BeTrue())
+
+		reqs, err := harness.Requests(cp.AuditLog, operatorUser)
+		Expect(err).NotTo(HaveOccurred())
+		var creates []string
+		for _, r := range reqs {
+			if r.Resource == "jobs" && r.Verb == "create" && r.Namespace == t.ns {
+				creates = append(creates, r.As)
+			}
+		}
+		Expect(creates).NotTo(BeEmpty())
+		Expect(creates).To(HaveEach("system:serviceaccount:"+t.ns+":runner"), "every Job create (dry runs included) as the subscription's account")
+	})
+})
+
 var _ = Describe("The operator's own access to Secrets", func() {
 	It("neither lists nor watches Secrets, and reads by name only its receivers' Secrets; subscriptions' only as their ServiceAccounts", func() {
 		for _, verb := range []string{"list", "watch"} {
