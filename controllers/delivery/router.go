@@ -79,6 +79,7 @@ type Router struct {
 
 	filtersMu sync.Mutex
 	filters   map[types.UID]compiledFilter
+	routes    pendingRoutes
 }
 
 type compiledFilter struct {
@@ -94,11 +95,15 @@ func (r *Router) Dispatch(ctx context.Context, ev *funnelv1.FunnelEvent, details
 	for i := range ev.Status.Deliveries {
 		ev.Status.Deliveries[i].DeepCopyInto(&deliveries[i])
 	}
+	now := r.Clock.Now()
 	routed := len(deliveries) == 0
 	if routed {
-		var err error
-		if deliveries, err = r.route(ctx, ev); err != nil {
-			return Result{}, err
+		var kept bool
+		if deliveries, kept = r.routes.take(ev, now); !kept {
+			var err error
+			if deliveries, err = r.route(ctx, ev); err != nil {
+				return Result{}, err
+			}
 		}
 	}
 	before := make([]funnelv1.DeliveryStatus, len(deliveries))
@@ -106,7 +111,6 @@ func (r *Router) Dispatch(ctx context.Context, ev *funnelv1.FunnelEvent, details
 		deliveries[i].DeepCopyInto(&before[i])
 	}
 
-	now := r.Clock.Now()
 	var res Result
 	for i := range deliveries {
 		s := r.advance(ctx, ev, details, &deliveries[i], now)
@@ -118,7 +122,10 @@ func (r *Router) Dispatch(ctx context.Context, ev *funnelv1.FunnelEvent, details
 	// Settling only while there is nothing else to record.
 	res.Settling = res.Settling && equality.Semantic.DeepEqual(before, deliveries)
 	res.Deliveries = deliveries
-	if routed && !res.Settling {
+	switch {
+	case routed && res.Settling:
+		r.routes.keep(ev, before, now)
+	case routed:
 		for _, d := range deliveries {
 			r.Stats.Matched(types.NamespacedName{Namespace: ev.Namespace, Name: d.Subscription})
 		}

@@ -163,3 +163,24 @@ func TestDispatchRecordsASlowAttemptAsRunning(t *testing.T) {
 		t.Errorf("the target got %d requests, want 1", hits.Load())
 	}
 }
+
+// TestDispatchRoutesOnce: the pass that records a settled pass's outcomes keeps its
+// routing; a subscription created in between is not routed to (replay would).
+func TestDispatchRoutesOnce(t *testing.T) {
+	target := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	defer target.Close()
+	f := newRouterFixture(t, target.URL)
+	if res := f.pass(t); !res.Settling {
+		t.Fatalf("first pass: %+v", res)
+	}
+	late := &funnelv1.FunnelSubscription{ObjectMeta: metav1.ObjectMeta{Namespace: f.ev.Namespace, Name: "late"},
+		Spec: funnelv1.FunnelSubscriptionSpec{EventTypes: []string{"*"}, Action: funnelv1.Action{HTTP: &funnelv1.HTTPAction{URL: target.URL}}}}
+	if err := f.router.Client.Create(context.Background(), late); err != nil {
+		t.Fatal(err)
+	}
+	f.awaitWake(t)
+	res := f.pass(t)
+	if len(res.Deliveries) != 1 || res.Deliveries[0].Subscription != "pms" || res.Deliveries[0].Phase != funnelv1.DeliverySucceeded {
+		t.Fatalf("second pass: %+v", res.Deliveries)
+	}
+}
