@@ -3,6 +3,7 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"strconv"
@@ -25,6 +26,7 @@ import (
 	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
 	"github.com/funnel-operator/funnel-operator/controllers/archive"
 	"github.com/funnel-operator/funnel-operator/controllers/delivery"
+	"github.com/funnel-operator/funnel-operator/controllers/history"
 	"github.com/funnel-operator/funnel-operator/controllers/identity"
 	"github.com/funnel-operator/funnel-operator/controllers/metawrite"
 	"github.com/funnel-operator/funnel-operator/controllers/receiver"
@@ -79,6 +81,9 @@ type Options struct {
 	// ReceiverSecrets reads the receivers' Secrets; one refreshed every
 	// receiver.DefaultSecretRefresh when nil.
 	ReceiverSecrets *receiver.Secrets
+	// History, when set, serves the archive as the aggregated history API on every
+	// replica; it needs Archive.
+	History *history.Options
 }
 
 // CacheOptions are the manager's cache settings: FunnelEvents are cached only while
@@ -212,6 +217,18 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 			return fmt.Errorf("adding the archiver: %w", err)
 		}
 		retention.Archive = opts.Archive
+	}
+	if opts.History != nil {
+		if opts.Archive == nil {
+			return errors.New("the history API serves the archive: turn the archive on too")
+		}
+		srv, err := history.NewServer(*opts.History, opts.Archive)
+		if err != nil {
+			return err
+		}
+		if err := mgr.Add(srv); err != nil {
+			return fmt.Errorf("adding the history API: %w", err)
+		}
 	}
 	deletes := opts.RetentionDeletesPerSecond
 	if deletes <= 0 {

@@ -23,6 +23,7 @@ import (
 	"github.com/funnel-operator/funnel-operator/controllers"
 	"github.com/funnel-operator/funnel-operator/controllers/archive"
 	"github.com/funnel-operator/funnel-operator/controllers/delivery"
+	"github.com/funnel-operator/funnel-operator/controllers/history"
 	"github.com/funnel-operator/funnel-operator/controllers/receiver"
 )
 
@@ -52,6 +53,8 @@ type config struct {
 	deliveryAllowCIDRs      string
 	deliveryConcurrency     int
 	deliveryPerNamespace    int
+	historyAddr             string
+	historyCertDir          string
 }
 
 func main() {
@@ -70,6 +73,8 @@ func main() {
 	flag.StringVar(&cfg.pprofAddr, "pprof-bind-address", "0", "Address of the Go pprof endpoints (/debug/pprof); \"0\" disables them.")
 	flag.IntVar(&cfg.maxInFlight, "webhook-max-in-flight", receiver.DefaultMaxInFlight, "Webhook requests handled at once; more are shed at once with 503 rather than queued past Funnel's timeout.")
 	flag.BoolVar(&cfg.allowInsecureReceivers, "allow-insecure-receivers", false, "Let FunnelReceivers with spec.auth.insecureSkipAuth: true accept unauthenticated requests; without it they are not Ready.")
+	flag.StringVar(&cfg.historyAddr, "history-bind-address", "0", "Address the history API (history.funnel.leasing.dev, aggregated: see config/history) binds to; \"0\" disables it. Needs the archive ("+archiveURLEnv+").")
+	flag.StringVar(&cfg.historyCertDir, "history-cert-dir", "", "Directory with the history API's serving certificate (tls.crt, tls.key); a self-signed one when empty.")
 	flag.StringVar(&cfg.defaultServiceAccount, "default-service-account", "", "ServiceAccount (of the subscription's namespace) that FunnelSubscriptions without spec.serviceAccountName act as; when empty, they may only make HTTP calls without Secrets.")
 	flag.StringVar(&cfg.deliveryAllowCIDRs, "delivery-allow-cidrs", "", "Comma-separated CIDR ranges or addresses HTTP deliveries may connect to although they are refused by default (loopback, link-local and cloud metadata, unspecified, multicast, the operator's own addresses, the API server's). E.g. \"127.0.0.1/32\" for a sidecar.")
 	flag.IntVar(&cfg.deliveryConcurrency, "delivery-concurrency", delivery.DefaultExecutorWorkers, "HTTP delivery attempts in flight at once, across namespaces (each holds a connection for at most its timeout).")
@@ -153,6 +158,7 @@ func run(cfg config) error {
 		DeliveryAllowCIDRs:              allow,
 		DeliveryConcurrency:             cfg.deliveryConcurrency,
 		DeliveryConcurrencyPerNamespace: cfg.deliveryPerNamespace,
+		History:                         historyOptions(cfg),
 	}); err != nil {
 		return err
 	}
@@ -169,6 +175,24 @@ func run(cfg config) error {
 		return fmt.Errorf("running manager: %w", err)
 	}
 	return nil
+}
+
+// historyOptions configures the history API, nil when it is off. It checks users'
+// permissions with the operator's own kubeconfig (--kubeconfig or $KUBECONFIG; in the
+// cluster, the ServiceAccount).
+func historyOptions(cfg config) *history.Options {
+	if cfg.historyAddr == "" || cfg.historyAddr == "0" {
+		return nil
+	}
+	kubeconfig := ""
+	if f := flag.Lookup("kubeconfig"); f != nil {
+		kubeconfig = f.Value.String()
+	}
+	if kubeconfig == "" {
+		kubeconfig, _, _ = strings.Cut(os.Getenv("KUBECONFIG"), string(os.PathListSeparator))
+	}
+	return &history.Options{Addr: cfg.historyAddr, CertDir: cfg.historyCertDir, Kubeconfig: kubeconfig,
+		DNSNames: []string{"funnel-history." + os.Getenv("POD_NAMESPACE") + ".svc", "localhost"}}
 }
 
 // splitList splits a comma-separated flag value, dropping empty items.
