@@ -9,6 +9,7 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	historyv1 "github.com/funnel-operator/funnel-operator/api/history/v1alpha1"
 	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
 )
 
@@ -64,5 +65,6 @@ func newScheme() *runtime.Scheme {
 	s := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(s))
 	utilruntime.Must(funnelv1.AddToScheme(s))
+	utilruntime.Must(historyv1.AddToScheme(s))
 	return s
 }

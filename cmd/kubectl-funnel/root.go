@@ -69,5 +69,6 @@ select the cluster and namespace, as with kubectl.`,
 	root.AddCommand(newReplayCommand(kube, streams))
 	root.AddCommand(newStatsCommand(kube, streams))
 	root.AddCommand(newTailCommand(kube, streams))
+	root.AddCommand(newHistoryCommand(kube, streams))
 	return root
 }
