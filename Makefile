@@ -153,6 +153,10 @@ clean-local: ## Delete the local control plane's data (.local/).
 
 BENCH_FLAGS ?=
 
+.PHONY: bench-history
+bench-history: ## History queries on 1 M archived rows (a throwaway PostgreSQL; ~2 min): p50/p99 and bytes per event, beside a get by name.
+	ARCHIVE_SCALE=1 go test -count=1 -timeout 20m -v -run TestHistoryQueryScale ./controllers/archive/
+
 .PHONY: bench
 bench: envtest-assets ## Receiver and end to end against raw creates in the same run, API costs, scaling, memory (~12 min on 2 cores); writes bench/. BENCH_FLAGS=--quick: smoke run.
 	go build -o $(BIN)/manager ./cmd/manager
