@@ -128,6 +128,7 @@ test-reliability: envtest-assets ## Every reliability scenario, long ones includ
 	RELIABILITY_LONG=1 RELIABILITY_DOCS=$(CURDIR)/docs/reliability.md go test -count=1 -timeout 40m -v ./test/reliability/...
 	@echo "test-reliability: scenarios matching '$(OLDEST_K8S_RELIABILITY_FOCUS)' against $$($(ENVTEST_OLDEST_ASSETS_DIR)/kube-apiserver --version), the oldest supported"
 	KUBEBUILDER_ASSETS=$(ENVTEST_OLDEST_ASSETS_DIR) RELIABILITY_LONG=1 go test -count=1 -timeout 10m ./test/reliability/... -ginkgo.focus='$(OLDEST_K8S_RELIABILITY_FOCUS)'
+	HISTORY_E2E=1 go test -count=1 -timeout 15m -v ./test/history/...
 
 .PHONY: deploy-check
 deploy-check: envtest-assets ## Dry-run config/default against a real API server, and run the operator with exactly config/rbac.

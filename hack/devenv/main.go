@@ -53,6 +53,7 @@ type options struct {
 	webhookAddr string
 	probeAddr   string
 	metricsAddr string
+	historyAddr string
 }
 
 func main() {
@@ -67,6 +68,7 @@ func main() {
 	flag.StringVar(&o.webhookAddr, "webhook-bind-address", "127.0.0.1:8080", "Address of the webhook receiver.")
 	flag.StringVar(&o.probeAddr, "health-probe-bind-address", "127.0.0.1:8081", "Address of the health probes.")
 	flag.StringVar(&o.metricsAddr, "metrics-bind-address", "127.0.0.1:8082", "Address of the metrics endpoint.")
+	flag.StringVar(&o.historyAddr, "history-bind-address", "127.0.0.1:8443", "Address of the history API, with a local control plane and PostgreSQL.")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -86,11 +88,16 @@ func main() {
 }
 
 func run(ctx context.Context, o options) error {
-	cfg, kubeconfig, stopPlane, err := controlPlane(ctx, o)
+	cfg, kubeconfig, local, stopPlane, err := controlPlane(ctx, o)
 	if err != nil {
 		return err
 	}
 	defer stopPlane()
+	hist, err := startHistory(ctx, o, local)
+	if err != nil {
+		return err
+	}
+	defer hist.stop()
 
 	c, err := client.New(cfg, client.Options{Scheme: testenv.Scheme()})
 	if err != nil {
@@ -112,7 +119,7 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 
-	mgr, err := startManager(o, kubeconfig)
+	mgr, err := startManager(o, kubeconfig, hist)
 	if err != nil {
 		return err
 	}
@@ -122,7 +129,13 @@ func run(ctx context.Context, o options) error {
 	ready := make(chan error, 1)
 	readyCtx, cancelReady := context.WithCancel(ctx)
 	defer cancelReady()
-	go func() { ready <- waitReady(readyCtx, c, o) }()
+	go func() {
+		err := waitReady(readyCtx, c, o)
+		if err == nil && hist.on() {
+			err = harness.RegisterHistoryAPI(readyCtx, c, hist.port, hist.caBundle, time.Minute)
+		}
+		ready <- err
+	}()
 
 	for {
 		select {
@@ -132,7 +145,7 @@ func run(ctx context.Context, o options) error {
 				continue
 			}
 			if err == nil {
-				printBanner(o, kubeconfig, token)
+				printBanner(o, kubeconfig, token, hist.on())
 			}
 			ready = nil
 		case err := <-exited:
@@ -156,26 +169,31 @@ func run(ctx context.Context, o options) error {
 
 // controlPlane returns the cluster to use: the reachable one from $KUBECONFIG unless
 // --local, else a local kube-apiserver and etcd whose data persists in o.dir.
-func controlPlane(ctx context.Context, o options) (*rest.Config, string, func(), error) {
+func controlPlane(ctx context.Context, o options) (*rest.Config, string, bool, func(), error) {
 	if !o.local {
 		if cfg, path, ok := reachableCluster(ctx); ok {
 			fmt.Fprintf(os.Stderr, "make run: using the cluster from %s (%s); LOCAL=1 starts a local one instead\n", path, cfg.Host)
 			if _, err := envtest.InstallCRDs(cfg, envtest.CRDInstallOptions{Paths: []string{o.crds}, ErrorIfPathMissing: true}); err != nil {
-				return nil, "", nil, fmt.Errorf("installing CRDs: %w", err)
+				return nil, "", false, nil, fmt.Errorf("installing CRDs: %w", err)
 			}
-			return cfg, path, func() {}, nil
+			return cfg, path, false, func() {}, nil
 		}
 	}
 
 	dir, err := filepath.Abs(o.dir)
 	if err != nil {
-		return nil, "", nil, err
+		return nil, "", false, nil, err
 	}
 	fmt.Fprintf(os.Stderr, "make run: starting a local control plane (data in %s)\n", dir)
-	// etcd's data stays in dir: the next make run finds what this one stored.
-	cp, err := testenv.StartControlPlane(testenv.ControlPlaneOptions{Dir: dir, CRDDirs: []string{o.crds}})
+	// The aggregation layer on, for the history API.
+	flags, err := harness.AggregationFlags(filepath.Join(dir, "front-proxy"))
 	if err != nil {
-		return nil, "", nil, err
+		return nil, "", false, nil, err
+	}
+	// etcd's data stays in dir: the next make run finds what this one stored.
+	cp, err := testenv.StartControlPlane(testenv.ControlPlaneOptions{Dir: dir, CRDDirs: []string{o.crds}, APIServerFlags: flags})
+	if err != nil {
+		return nil, "", false, nil, err
 	}
 	stop := func() {
 		fmt.Fprintln(os.Stderr, "make run: stopping the local control plane")
@@ -183,7 +201,66 @@ func controlPlane(ctx context.Context, o options) (*rest.Config, string, func(),
 			fmt.Fprintf(os.Stderr, "make run: stopping the local control plane: %v\n", err)
 		}
 	}
-	return cp.Config, cp.Kubeconfig, stop, nil
+	return cp.Config, cp.Kubeconfig, true, stop, nil
+}
+
+// history is make run's archive and history API: a PostgreSQL in o.dir/postgres (kept
+// across runs, like etcd's data) and the history API's certificate; off (zero) without
+// a local control plane or without PostgreSQL's binaries.
+type history struct {
+	pg       *harness.Postgres
+	certDir  string
+	caBundle []byte
+	port     int32
+}
+
+func (h history) on() bool { return h.pg != nil }
+
+func (h history) stop() {
+	if h.pg != nil {
+		fmt.Fprintln(os.Stderr, "make run: stopping PostgreSQL")
+		if err := h.pg.Stop(); err != nil {
+			fmt.Fprintf(os.Stderr, "make run: stopping PostgreSQL: %v\n", err)
+		}
+	}
+}
+
+func startHistory(ctx context.Context, o options, local bool) (history, error) {
+	if !local {
+		return history{}, nil
+	}
+	if _, err := harness.PostgresBinDir(); err != nil {
+		fmt.Fprintf(os.Stderr, "make run: no archive and history API: %v\n", err)
+		return history{}, nil
+	}
+	dir, err := filepath.Abs(o.dir)
+	if err != nil {
+		return history{}, err
+	}
+	_, port, err := net.SplitHostPort(o.historyAddr)
+	if err != nil {
+		return history{}, fmt.Errorf("--history-bind-address: %w", err)
+	}
+	h := history{certDir: filepath.Join(dir, "history-tls")}
+	if _, err := fmt.Sscan(port, &h.port); err != nil {
+		return history{}, fmt.Errorf("--history-bind-address: %w", err)
+	}
+	if err := os.MkdirAll(h.certDir, 0o700); err != nil {
+		return history{}, err
+	}
+	if h.caBundle, err = harness.WriteHistoryCert(h.certDir); err != nil {
+		return history{}, err
+	}
+	// PostgreSQL runs as the user postgres (as root, we may not run it), which must be
+	// able to pass through dir to reach its own directory in it; listing stays ours.
+	if err := os.Chmod(dir, 0o711); err != nil {
+		return history{}, err
+	}
+	fmt.Fprintf(os.Stderr, "make run: starting PostgreSQL for the archive (data in %s)\n", filepath.Join(dir, "postgres"))
+	if h.pg, err = harness.StartPostgres(ctx, harness.PostgresOptions{Dir: filepath.Join(dir, "postgres")}); err != nil {
+		return history{}, err
+	}
+	return h, nil
 }
 
 // reachableCluster loads the user's kubeconfig and checks that its API server answers.
@@ -307,21 +384,27 @@ func applyConsoleSubscription(ctx context.Context, c client.Client, ns, url stri
 
 // startManager starts the operator binary in its own process group, so the terminal's
 // Ctrl-C reaches only us and we stop it in order.
-func startManager(o options, kubeconfig string) (*exec.Cmd, error) {
+func startManager(o options, kubeconfig string, hist history) (*exec.Cmd, error) {
 	// The console sink is on loopback, which deliveries may not reach unless allowed.
 	sinkHost, _, err := net.SplitHostPort(o.sinkAddr)
 	if err != nil {
 		return nil, fmt.Errorf("--sink-address %q: %w", o.sinkAddr, err)
 	}
-	cmd := exec.Command(o.manager,
-		"--delivery-allow-cidrs="+sinkHost,
-		"--webhook-bind-address="+o.webhookAddr,
-		"--health-probe-bind-address="+o.probeAddr,
-		"--metrics-bind-address="+o.metricsAddr,
-		"--external-url=http://"+o.webhookAddr,
+	args := []string{
+		"--delivery-allow-cidrs=" + sinkHost,
+		"--webhook-bind-address=" + o.webhookAddr,
+		"--health-probe-bind-address=" + o.probeAddr,
+		"--metrics-bind-address=" + o.metricsAddr,
+		"--external-url=http://" + o.webhookAddr,
 		"--zap-devel",
-	)
-	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
+	}
+	env := append(os.Environ(), "KUBECONFIG="+kubeconfig)
+	if hist.on() {
+		args = append(args, "--history-bind-address="+o.historyAddr, "--history-cert-dir="+hist.certDir)
+		env = append(env, "FUNNEL_ARCHIVE_DATABASE_URL="+hist.pg.URL)
+	}
+	cmd := exec.Command(o.manager, args...)
+	cmd.Env = env
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 	if err := cmd.Start(); err != nil {
@@ -355,8 +438,17 @@ func kubectlPath() string {
 	return filepath.Join(os.Getenv("KUBEBUILDER_ASSETS"), "kubectl")
 }
 
-func printBanner(o options, kubeconfig, token string) {
+func printBanner(o options, kubeconfig, token string, history bool) {
 	k := kubectlPath() + " --kubeconfig " + kubeconfig
+	historyLines := ""
+	if history {
+		historyLines = fmt.Sprintf(`
+History (the PostgreSQL archive, %[3]s/postgres; events are archived once finished):
+  %[1]s get archivedevents -n %[2]s -o wide
+  %[1]s get archivedevents -n %[2]s -l funnel.leasing.dev/lease-transaction-id=74824   # the curl above
+  %[4]s --kubeconfig %[5]s -n %[2]s history --lease-transaction 74824
+`, k, o.namespace, o.dir, filepath.Join(filepath.Dir(o.manager), "kubectl-funnel"), kubeconfig)
+	}
 	fmt.Printf(`
 ================================================================================
 funnel-operator is ready
@@ -376,8 +468,8 @@ Try:
   curl -sS -H 'Authorization: Bearer %[6]s' -H 'Content-Type: application/json' \
     --data '{"id":8932127,"event_type":"lease_transaction.status_updated","event_timestamp":1680064028,"idempotency_key":null,"event_data":{"lease_transaction_id":74824,"lease_transaction_type":"Application","current_status":"Approved","previous_status":"Submitted","client_id":12453,"community_id":43522}}' \
     http://%[1]s/webhooks/%[2]s/funnel
-
+%[8]s
 Ctrl-C stops the operator and the local control plane.
 ================================================================================
-`, o.webhookAddr, o.namespace, tokenSecret, k, kubeconfig, token, filepath.Join(filepath.Dir(o.manager), "kubectl-funnel"))
+`, o.webhookAddr, o.namespace, tokenSecret, k, kubeconfig, token, filepath.Join(filepath.Dir(o.manager), "kubectl-funnel"), historyLines)
 }
