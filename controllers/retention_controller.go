@@ -320,9 +320,10 @@ func (r *RetentionReconciler) reportCap(ctx context.Context, rcv *funnelv1.Funne
 		return nil
 	}
 	// The optimistic lock keeps the receiver controller's Ready condition (both write the
-	// conditions list, which a merge patch replaces whole); on a conflict, read again.
+	// conditions list, which a merge patch replaces whole); on a conflict, read again
+	// (from the cache: the operator may list and watch receivers, not get them).
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(rcv), rcv); err != nil {
+		if err := r.Get(ctx, client.ObjectKeyFromObject(rcv), rcv); err != nil {
 			return err
 		}
 		base := rcv.DeepCopy()
