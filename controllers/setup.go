@@ -25,6 +25,7 @@ import (
 	"github.com/funnel-operator/funnel-operator/api/funnel"
 	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
 	"github.com/funnel-operator/funnel-operator/controllers/archive"
+	"github.com/funnel-operator/funnel-operator/controllers/backfill"
 	"github.com/funnel-operator/funnel-operator/controllers/delivery"
 	"github.com/funnel-operator/funnel-operator/controllers/history"
 	"github.com/funnel-operator/funnel-operator/controllers/identity"
@@ -142,6 +143,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	if err != nil {
 		return err
 	}
+	var router *delivery.Router
 	if opts.Dispatcher == nil {
 		own, err := delivery.OperatorAddresses(ctx, mgr.GetConfig().Host)
 		if err != nil {
@@ -156,8 +158,16 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		if err := mgr.Add(stats); err != nil {
 			return fmt.Errorf("adding the subscription counters: %w", err)
 		}
-		opts.Dispatcher = &delivery.Router{Client: mgr.GetClient(), Identity: actAs, Scheme: mgr.GetScheme(), HTTP: httpClient, Executor: executor,
+		router = &delivery.Router{Client: mgr.GetClient(), Identity: actAs, Scheme: mgr.GetScheme(), HTTP: httpClient, Executor: executor,
 			Clock: opts.Clock, Recorder: rec, Stats: stats}
+		opts.Dispatcher = router
+	}
+	if router != nil {
+		// Backfills deliver through the same router: the same requests, identity and limits.
+		if err := (&backfill.Reconciler{Client: mgr.GetClient(), Archive: opts.Archive, Deliverer: router,
+			Clock: opts.Clock}).SetupWithManager(mgr); err != nil {
+			return fmt.Errorf("setting up the FunnelBackfill controller: %w", err)
+		}
 	}
 	if err := (&SubscriptionReconciler{Client: mgr.GetClient(), Identity: actAs, Recorder: rec,
 		Recheck: opts.SubscriptionRecheck}).SetupWithManager(mgr); err != nil {

@@ -13,6 +13,26 @@ const (
 	// ConditionMaxEventsReached reports whether a receiver holds more finished events than
 	// spec.retention.maxEvents, so that retention deletes events before their age says.
 	ConditionMaxEventsReached = "MaxEventsReached"
+	// ConditionComplete reports whether a FunnelBackfill is done.
+	ConditionComplete = "Complete"
+)
+
+// Condition reasons of FunnelBackfill (with SubscriptionNotFound below).
+const (
+	// ReasonBackfilling (Ready=True): the backfill delivers.
+	ReasonBackfilling = "Backfilling"
+	// ReasonSubscriptionNotFound: spec.subscription does not exist (yet).
+	ReasonSubscriptionNotFound = "SubscriptionNotFound"
+	// ReasonUnsupportedAction: the subscription's action is a Job; backfills deliver to HTTP actions.
+	ReasonUnsupportedAction = "UnsupportedAction"
+	// ReasonNoArchive: the operator runs without the archive, where backfills read events from.
+	ReasonNoArchive = "NoArchive"
+	// ReasonArchiveUnavailable: the archive's database fails; the backfill waits.
+	ReasonArchiveUnavailable = "ArchiveUnavailable"
+	// ReasonCompleted (Complete=True): every matching event was attempted to the end.
+	ReasonCompleted = "Completed"
+	// ReasonInProgress (Complete=False): events remain.
+	ReasonInProgress = "InProgress"
 )
 
 // Condition reasons of FunnelReceiver.

@@ -40,6 +40,21 @@ var migrations = []string{
 	CREATE INDEX funnel_events_type ON funnel_events (namespace, type, received_at, uid);
 	CREATE INDEX funnel_events_name ON funnel_events (namespace, name);
 	CREATE INDEX funnel_events_labels ON funnel_events USING gin (labels);`,
+	// 2: what backfills delivered: one row per backfill and event, its final outcome.
+	`CREATE TABLE funnel_backfill_deliveries (
+		backfill_uid uuid NOT NULL,
+		event_uid uuid NOT NULL,
+		namespace text NOT NULL,
+		backfill text NOT NULL,
+		event text NOT NULL,
+		subscription text NOT NULL,
+		phase text NOT NULL,
+		attempts integer NOT NULL,
+		response_code integer NOT NULL,
+		last_error text NOT NULL,
+		completed_at timestamptz NOT NULL DEFAULT now(),
+		PRIMARY KEY (backfill_uid, event_uid)
+	);`,
 }
 
 // migrationLock is the advisory lock that serialises migrations of replicas starting at

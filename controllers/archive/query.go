@@ -25,6 +25,9 @@ type Query struct {
 	Namespace string
 	// Name, Type, Receiver and Phase must equal when set.
 	Name, Type, Receiver, Phase string
+	// TypePatterns, when set, are a subscription's type patterns: exact types, prefixes
+	// ("lease_transaction.*") or "*"; the type must match one.
+	TypePatterns []string
 	// Labels is a Kubernetes label selector; nil selects everything.
 	Labels labels.Selector
 	// ReceivedAfter (inclusive) and ReceivedBefore (exclusive) bound spec.receivedAt.
@@ -138,6 +141,33 @@ func scanEvent(row pgx.CollectableRow) (Event, error) {
 // listSQL is the query for q: every condition a column or jsonb test the indexes serve
 // (namespace and receipt order, type, the labels' GIN index), values always parameters.
 func listSQL(q Query) (string, []any, error) {
+	where, args, err := whereSQL(q)
+	if err != nil {
+		return "", nil, err
+	}
+	sql := `SELECT ` + eventColumns + ` FROM funnel_events` + where + " ORDER BY received_at, uid"
+	if q.Limit > 0 {
+		args = append(args, q.Limit+1)
+		sql += " LIMIT $" + strconv.Itoa(len(args))
+	}
+	return sql, args, nil
+}
+
+// Count counts the events q selects (its Limit aside).
+func (s *Store) Count(ctx context.Context, q Query) (int64, error) {
+	where, args, err := whereSQL(q)
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM funnel_events`+where, args...).Scan(&n); err != nil {
+		return 0, fmt.Errorf("counting archived events: %w", err)
+	}
+	return n, nil
+}
+
+// whereSQL is q's WHERE clause ("" for none) and its parameters.
+func whereSQL(q Query) (string, []any, error) {
 	var where []string
 	var args []any
 	arg := func(v any) string {
@@ -149,6 +179,9 @@ func listSQL(q Query) (string, []any, error) {
 		if c.value != "" {
 			where = append(where, c.column+" = "+arg(c.value))
 		}
+	}
+	if cond := typePatternsSQL(q.TypePatterns, arg); cond != "" {
+		where = append(where, cond)
 	}
 	if !q.ReceivedAfter.IsZero() {
 		where = append(where, "received_at >= "+arg(q.ReceivedAfter))
@@ -169,15 +202,32 @@ func listSQL(q Query) (string, []any, error) {
 			where = append(where, cond)
 		}
 	}
-	sql := `SELECT ` + eventColumns + ` FROM funnel_events`
-	if len(where) > 0 {
-		sql += " WHERE " + strings.Join(where, " AND ")
+	if len(where) == 0 {
+		return "", args, nil
 	}
-	sql += " ORDER BY received_at, uid"
-	if q.Limit > 0 {
-		sql += " LIMIT " + arg(q.Limit+1)
+	return " WHERE " + strings.Join(where, " AND "), args, nil
+}
+
+// typePatternsSQL matches the type against subscription patterns, as
+// delivery.TypeMatches does; "" when one pattern is "*" or there are none.
+func typePatternsSQL(patterns []string, arg func(any) string) string {
+	var ors []string
+	for _, p := range patterns {
+		switch {
+		case p == "*":
+			return ""
+		case strings.HasSuffix(p, ".*"):
+			prefix := strings.TrimSuffix(p, "*")
+			escaped := strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(prefix)
+			ors = append(ors, "type LIKE "+arg(escaped+"%"))
+		default:
+			ors = append(ors, "type = "+arg(p))
+		}
 	}
-	return sql, args, nil
+	if len(ors) == 0 {
+		return ""
+	}
+	return "(" + strings.Join(ors, " OR ") + ")"
 }
 
 // labelSQL is one label requirement as a condition on the labels column, with

@@ -438,29 +438,7 @@ func (h httpAttempt) run(ctx context.Context) attempt {
 	if action == nil {
 		return attempt{retryable: true, err: "the action is no longer an HTTP call"}
 	}
-	var body []byte
-	var err error
-	if h.deadLetter {
-		body, err = deadLetterBody(&ev, h.summary, h.failure)
-	} else {
-		body, err = eventBody(&ev, h.summary, action.Body)
-	}
-	if err != nil {
-		return attempt{err: trim("building the body: " + err.Error())}
-	}
-	headers := eventHeaders(&ev, sub.Name, h.number)
-	if h.deadLetter {
-		headers.Set("X-Funnel-Dead-Letter", "true")
-	}
-	req, err := newRequest(ctx, r.secretReader(&sub), ev.Namespace, action, body, headers)
-	if err != nil {
-		// A missing Secret may be created any moment: retry rather than fail.
-		return attempt{retryable: true, err: trim(err.Error())}
-	}
-	start := r.Clock.Now()
-	a := req.do(ctx, r.HTTP, start)
-	a.at, a.took = start, r.Clock.Since(start)
-	return a
+	return r.call(ctx, &ev, &sub, action, h.summary, h.number, h.deadLetter, h.failure)
 }
 
 // observeCall records how long an HTTP call took. It is done by the pass that records

@@ -71,6 +71,10 @@ var _ = Describe("The operator with exactly config/rbac", func() {
 				Template: batchv1.JobTemplateSpec{Spec: batchv1.JobSpec{Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{
 					RestartPolicy: corev1.RestartPolicyNever, Containers: []corev1.Container{{Name: "c", Image: "example.com/c:1"}}}}}}}}}})).To(Succeed())
 
+		By("a FunnelBackfill, with no archive to read: its conditions say so (a status patch)")
+		Expect(k8s.Create(ctx, &funnelv1.FunnelBackfill{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: "history"},
+			Spec: funnelv1.FunnelBackfillSpec{Subscription: "pms"}})).To(Succeed())
+
 		By("holding the status of one event, so that a failed pass records the same Event twice (an Event series: a patch)")
 		held := holdStatus(f.ns)
 
