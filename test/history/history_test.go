@@ -101,6 +101,35 @@ var _ = Describe("Archive and history API", func() {
 		Expect(err).NotTo(HaveOccurred())
 		Expect(strings.Split(strings.TrimSpace(out), "\n")).To(HaveLen(n))
 	})
+	It("backfills a new subscription from the archive, surviving a SIGKILL, each event once", func() {
+		ns := "history-e2e" // the 60 events archived by the spec above (specs run in order)
+		sink, err := harness.NewSink()
+		Expect(err).NotTo(HaveOccurred())
+		defer func() { _ = sink.Close() }()
+		Expect(k8s.Create(ctx, &funnelv1.FunnelSubscription{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "late"},
+			Spec: funnelv1.FunnelSubscriptionSpec{EventTypes: []string{"*"},
+				Action: funnelv1.Action{HTTP: &funnelv1.HTTPAction{URL: sink.URL + "/late"}}}})).To(Succeed())
+		Expect(k8s.Create(ctx, &funnelv1.FunnelBackfill{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "late"},
+			Spec: funnelv1.FunnelBackfillSpec{Subscription: "late", EventsPerSecond: 10}})).To(Succeed())
+		Eventually(sink.Len).Should(BeNumerically(">=", 15))
+		By("SIGKILL mid-backfill")
+		op.Kill()
+		Expect(op.Start()).To(Succeed())
+		Expect(op.WaitReady(ctx, time.Minute)).To(Succeed())
+		Eventually(func(g Gomega) funnelv1.FunnelBackfillStatus {
+			var bf funnelv1.FunnelBackfill
+			g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "late"}, &bf)).To(Succeed())
+			return bf.Status
+		}).WithTimeout(2 * time.Minute).Should(And(HaveField("Delivered", int64(60)), HaveField("Remaining", int64(0)),
+			HaveField("CompletionTime", Not(BeNil()))))
+		byKey := sink.ByKey()
+		Expect(byKey).To(HaveLen(60), "every archived event, to the new subscription")
+		again := 0
+		for _, n := range byKey {
+			again += n - 1
+		}
+		Expect(again).To(BeNumerically("<=", 1), "at most the delivery under way at the SIGKILL is made again, with the same key")
+	})
 })
 
 // archiveErrors is the operator's funnel_archive_errors_total.

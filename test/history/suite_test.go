@@ -68,8 +68,9 @@ var _ = BeforeSuite(func() {
 	port := ln.Addr().(*net.TCPAddr).Port
 	Expect(ln.Close()).To(Succeed())
 	op, err = harness.NewOperator(harness.OperatorOptions{Binary: bin, Kubeconfig: cp.Kubeconfig, LogPath: filepath.Join(dir, "operator.log"),
-		Env:  []string{"FUNNEL_ARCHIVE_DATABASE_URL=" + pg.URL},
-		Args: []string{"--history-bind-address=127.0.0.1:" + strconv.Itoa(port), "--history-cert-dir=" + certDir}})
+		Env: []string{"FUNNEL_ARCHIVE_DATABASE_URL=" + pg.URL},
+		Args: []string{"--history-bind-address=127.0.0.1:" + strconv.Itoa(port), "--history-cert-dir=" + certDir,
+			"--delivery-allow-cidrs=127.0.0.1"}}) // the backfill's sink is on loopback
 	Expect(err).NotTo(HaveOccurred())
 	Expect(op.Start()).To(Succeed())
 	DeferCleanup(func() { op.Stop(30 * time.Second) })
