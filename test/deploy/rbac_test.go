@@ -14,19 +14,15 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
-	authenticationv1 "k8s.io/api/authentication/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -51,12 +47,10 @@ var _ = Describe("The operator with the RBAC of config/rbac", Ordered, func() {
 	)
 
 	BeforeAll(func() {
-		err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "funnel-system"}})
-		if !apierrors.IsAlreadyExists(err) {
-			Expect(err).NotTo(HaveOccurred())
-		}
-		out, err := testenv.Kubectl(env, "apply", "-k", filepath.Join(testenv.Root(), "config", "rbac"))
-		Expect(err).NotTo(HaveOccurred(), out)
+		// A token of the ServiceAccount, not impersonation by the admin: the operator
+		// impersonates its subscriptions' accounts, and that must be its own permission.
+		token, err := testenv.OperatorToken(ctx, env)
+		Expect(err).NotTo(HaveOccurred())
 
 		sink := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			_, _ = io.Copy(io.Discard, r.Body)
@@ -68,15 +62,8 @@ var _ = Describe("The operator with the RBAC of config/rbac", Ordered, func() {
 		DeferCleanup(sink.Close)
 		sinkURL = "http://" + sinkLn.Addr().String()
 
-		// A token of the ServiceAccount, not impersonation by the admin: the operator
-		// impersonates its subscriptions' accounts, and that must be its own permission.
-		cs, err := kubernetes.NewForConfig(cfg)
-		Expect(err).NotTo(HaveOccurred())
-		tr, err := cs.CoreV1().ServiceAccounts("funnel-system").CreateToken(ctx, "funnel-operator",
-			&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](3600)}}, metav1.CreateOptions{})
-		Expect(err).NotTo(HaveOccurred())
 		asOperator := rest.AnonymousClientConfig(cfg)
-		asOperator.BearerToken = tr.Status.Token
+		asOperator.BearerToken = token
 		mgr, err := ctrl.NewManager(asOperator, ctrl.Options{
 			Scheme:                  testenv.Scheme(),
 			Logger:                  zap.New(zap.WriteTo(GinkgoWriter)),

@@ -19,11 +19,6 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
-	authenticationv1 "k8s.io/api/authentication/v1"
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/funnel-operator/funnel-operator/test/harness"
@@ -72,21 +67,15 @@ var _ = BeforeSuite(func() {
 	DeferCleanup(func() { Expect(cp.Stop()).To(Succeed()) })
 	k8s = cp.Client
 
-	By("installing config/rbac and config/policies")
-	Expect(k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "funnel-system"}})).To(Succeed())
-	for _, dir := range []string{"rbac", "policies"} {
-		out, err := testenv.Kubectl(cp.Env(), "apply", "-k", filepath.Join(testenv.Root(), "config", dir))
-		Expect(err).NotTo(HaveOccurred(), out)
-	}
-
-	By("a kubeconfig with a token of the operator's ServiceAccount, and nothing else")
-	cs, err := kubernetes.NewForConfig(cp.Config)
-	Expect(err).NotTo(HaveOccurred())
-	tr, err := cs.CoreV1().ServiceAccounts("funnel-system").CreateToken(ctx, "funnel-operator",
-		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](3600)}}, metav1.CreateOptions{})
+	By("installing config/rbac, and a kubeconfig with a token of the operator's ServiceAccount and nothing else")
+	token, err := testenv.OperatorToken(ctx, cp.Env())
 	Expect(err).NotTo(HaveOccurred())
 	operatorKubeconfig = filepath.Join(workDir, "operator.kubeconfig")
-	Expect(cp.WriteTokenKubeconfig(operatorKubeconfig, "funnel-operator", tr.Status.Token)).To(Succeed())
+	Expect(cp.WriteTokenKubeconfig(operatorKubeconfig, "funnel-operator", token)).To(Succeed())
+
+	By("installing config/policies")
+	out, err := testenv.Kubectl(cp.Env(), "apply", "-k", filepath.Join(testenv.Root(), "config", "policies"))
+	Expect(err).NotTo(HaveOccurred(), out)
 
 	By("waiting until the policies are in force")
 	Eventually(func() error {
