@@ -8,6 +8,7 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -96,6 +97,7 @@ func (r *EventReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 	if d.Settling && token == base.Status.ObservedReplay {
 		return ctrl.Result{RequeueAfter: d.RequeueAfter}, nil
 	}
+	o.conflict = conflictCondition(&ev)
 	o.apply(&ev.Status, ev.Generation, r.Clock.Now())
 	if !equality.Semantic.DeepEqual(base.Status, ev.Status) {
 		if err := r.writeStatus(ctx, &ev, base); err != nil {
@@ -104,6 +106,9 @@ func (r *EventReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 		r.recent.wrote(req.NamespacedName, base.ResourceVersion, r.Clock.Now())
 		if o.phase == funnelv1.PhaseFailed && base.Status.Phase != funnelv1.PhaseFailed {
 			r.Recorder.Eventf(&ev, nil, corev1.EventTypeWarning, o.ready.Reason, "Process", "%s", o.ready.Message)
+		}
+		if o.conflict != nil && meta.FindStatusCondition(base.Status.Conditions, funnelv1.ConditionContentConflict) == nil {
+			r.Recorder.Eventf(&ev, nil, corev1.EventTypeWarning, funnelv1.ConditionContentConflict, "Receive", "%s", o.conflict.Message)
 		}
 	}
 	eventProcessingDuration.WithLabelValues(string(r.Family), string(o.phase)).Observe(r.Clock.Since(start).Seconds())

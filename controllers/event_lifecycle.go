@@ -27,6 +27,7 @@ const (
 	ReasonNotHandled       = "NotHandled"
 	ReasonProcessing       = "Processing"
 	ReasonProcessingFailed = "ProcessingFailed"
+	ReasonDifferentContent = "DifferentContent"
 )
 
 // Dispatcher is the seam where routing and delivery plug into event processing: given a
@@ -48,10 +49,12 @@ func (NoDeliveries) Dispatch(context.Context, *funnelv1.FunnelEvent, funnel.Deta
 
 // outcome is a pass's verdict on an event, from which status is written.
 type outcome struct {
-	phase      funnelv1.EventPhase
-	validated  metav1.Condition
-	delivered  metav1.Condition
-	ready      metav1.Condition
+	phase     funnelv1.EventPhase
+	validated metav1.Condition
+	delivered metav1.Condition
+	ready     metav1.Condition
+	// conflict is the ContentConflict condition of a variant, nil for other events.
+	conflict   *metav1.Condition
 	summary    string
 	deliveries []funnelv1.DeliveryStatus
 }
@@ -131,7 +134,11 @@ func (o outcome) apply(st *funnelv1.FunnelEventStatus, generation int64, now tim
 	for _, d := range o.deliveries {
 		st.Attempts += d.Attempts
 	}
-	for _, c := range []metav1.Condition{o.validated, o.delivered, o.ready} {
+	conds := []metav1.Condition{o.validated, o.delivered, o.ready}
+	if o.conflict != nil {
+		conds = append(conds, *o.conflict)
+	}
+	for _, c := range conds {
 		c.ObservedGeneration = generation
 		meta.SetStatusCondition(&st.Conditions, c)
 	}
@@ -175,6 +182,26 @@ func replayToken(value string) string {
 	}
 	sum := sha256.Sum256([]byte(value))
 	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// conflictCondition says, for an event stored as a variant (label variant-of), which
+// event its identity was stored as first; nil for other events.
+func conflictCondition(ev *funnelv1.FunnelEvent) *metav1.Condition {
+	first, ok := ev.Labels[funnelv1.LabelVariantOf]
+	if !ok {
+		return nil
+	}
+	c := condition(funnelv1.ConditionContentConflict, metav1.ConditionTrue, ReasonDifferentContent,
+		fmt.Sprintf("Event %s (type %s, receiver %s) was received before with different content, stored as %s; this version is kept and processed too",
+			idOrContent(ev.Spec.EventID), ev.Spec.Type, ev.Spec.Receiver, first))
+	return &c
+}
+
+func idOrContent(id string) string {
+	if id == "" {
+		return "without id"
+	}
+	return "id " + id
 }
 
 func condition(typ string, status metav1.ConditionStatus, reason, msg string) metav1.Condition {

@@ -30,10 +30,12 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	clocktesting "k8s.io/utils/clock/testing"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
+	"github.com/funnel-operator/funnel-operator/api/funnel"
 	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
 	"github.com/funnel-operator/funnel-operator/controllers/receiver"
 	"github.com/funnel-operator/funnel-operator/test/testenv"
@@ -116,10 +118,15 @@ func valueOf(m *dto.Metric) float64 {
 	return m.GetCounter().GetValue()
 }
 
-func partnerName(body []byte) string {
-	sum := sha256.Sum256(body)
-	return "evt-p-" + hex.EncodeToString(sum[:])[:32]
+// exampleName is the name receiver "funnel" gives a documented example (with an id: it
+// does not depend on the time).
+func exampleName(file string) string {
+	GinkgoHelper()
+	return must(funnel.EventName("funnel", example(file), time.Now()))
 }
+
+// event is the FunnelEvent an acknowledgement stands for.
+func (a answer) event() string { return a.header.Get(funnel.EventNameHeader) }
 
 func hmacHex(newHash func() hash.Hash, key string, body []byte) string {
 	m := hmac.New(newHash, []byte(key))
@@ -215,20 +222,21 @@ var _ = Describe("Webhook receiver", func() {
 		DescribeTable("are stored once, and acknowledged every time",
 			func(file, name string, format funnelv1.EventFormat, eventType, id, occurred string, subjects map[string]string) {
 				body := example(file)
-				if name == "" {
-					name = partnerName(body)
-				}
+				var names []string
 				for range 2 {
 					a := post(webhookURL, path, body, nil)
 					Expect(a.code).To(Equal(http.StatusOK), a.body)
 					Expect(a.body).To(Equal(ack))
 					Expect(a.header.Get("Content-Type")).To(HavePrefix("text/plain"))
+					names = append(names, a.event())
 				}
 
 				items := events()
 				Expect(items).To(HaveLen(1))
 				ev := items[0]
-				Expect(ev.Name).To(Equal(name))
+				Expect(names).To(HaveEach(ev.Name), "the answers name the stored event")
+				Expect(ev.Name).To(HavePrefix(name))
+				Expect(len(ev.Name)).To(BeNumerically("<=", 63))
 				Expect(ev.Spec.Receiver).To(Equal("funnel"))
 				Expect(ev.Spec.Format).To(Equal(format))
 				Expect(ev.Spec.Type).To(Equal(eventType))
@@ -258,36 +266,105 @@ var _ = Describe("Webhook receiver", func() {
 				}).Should(Equal(int64(1)))
 			},
 			Entry("classic lease_transaction.status_updated", "classic-lease_transaction.status_updated.json",
-				"evt-8932127", funnelv1.FormatClassic, "lease_transaction.status_updated", "8932127", "2023-03-29T04:27:08Z",
+				"evt-8932127-", funnelv1.FormatClassic, "lease_transaction.status_updated", "8932127", "2023-03-29T04:27:08Z",
 				map[string]string{"lease-transaction-id": "74824", "community-id": "43522", "client-id": "12453"}),
 			Entry("V3 lease_transaction.unit_reserved", "v3-lease_transaction.unit_reserved.json",
-				"evt-8cc87045-1111-4a16-a882-454044e6762a", funnelv1.FormatV3, "lease_transaction.unit_reserved",
+				"evt-8cc87045-1111-4a16-a882-454044e6762a-", funnelv1.FormatV3, "lease_transaction.unit_reserved",
 				"8cc87045-1111-4a16-a882-454044e6762a", "2024-10-09T13:49:31.658518Z",
 				map[string]string{"lease-transaction-id": "74824", "community-id": "435242", "unit-id": "4352", "client-id": "12457533"}),
 			Entry("V3 lease.move_in", "v3-lease.move_in.json",
-				"evt-3eb29a92-e480-40ee-9a9f-61fff5e3f3d5", funnelv1.FormatV3, "lease.move_in",
+				"evt-3eb29a92-e480-40ee-9a9f-61fff5e3f3d5-", funnelv1.FormatV3, "lease.move_in",
 				"3eb29a92-e480-40ee-9a9f-61fff5e3f3d5", "2023-03-11T14:23:56.01Z", nil),
 			Entry("V3 lease.move_in_canceled", "v3-lease.move_in_canceled.json",
-				"evt-3eb29a92-e480-40ee-9a9f-61fff5e3f3d6", funnelv1.FormatV3, "lease.move_in_canceled",
+				"evt-3eb29a92-e480-40ee-9a9f-61fff5e3f3d6-", funnelv1.FormatV3, "lease.move_in_canceled",
 				"3eb29a92-e480-40ee-9a9f-61fff5e3f3d6", "2023-03-11T14:23:56.01Z", nil),
 			Entry("Partner v2 renter.created", "partner-renter.created.json",
-				"", funnelv1.FormatPartnerV2, "renter.created", "", "",
+				"evt-p-", funnelv1.FormatPartnerV2, "renter.created", "", "",
 				map[string]string{"renter-id": "456678", "community-id": "1234"}),
 			Entry("Partner v2 renter.status-change", "partner-renter.status-change.json",
-				"", funnelv1.FormatPartnerV2, "renter.status-change", "", "",
+				"evt-p-", funnelv1.FormatPartnerV2, "renter.status-change", "", "",
 				map[string]string{"renter-id": "456678", "community-id": "1234"}),
 			Entry("Partner v2 appointment.updated", "partner-appointment.updated.json",
-				"", funnelv1.FormatPartnerV2, "appointment.updated", "", "",
+				"evt-p-", funnelv1.FormatPartnerV2, "appointment.updated", "", "",
 				map[string]string{"renter-id": "456", "community-id": "123"}),
 		)
+
+		DescribeTable("accepts every shape Funnel may plausibly send: 200, stored, what differs from the docs noted",
+			func(contentType string, body string, issues ...string) {
+				a := post(webhookURL, path, []byte(body), map[string]string{"Content-Type": contentType})
+				Expect(a.code).To(Equal(http.StatusOK), a.body)
+				Expect(a.body).To(Equal(ack))
+				var ev funnelv1.FunnelEvent
+				Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: a.event()}, &ev)).To(Succeed())
+				if len(issues) == 0 {
+					Expect(ev.Annotations).NotTo(HaveKey(funnelv1.AnnotationIssues))
+					return
+				}
+				var got []funnel.Issue
+				Expect(json.Unmarshal([]byte(ev.Annotations[funnelv1.AnnotationIssues]), &got)).To(Succeed())
+				var fields []string
+				for _, i := range got {
+					fields = append(fields, i.Field)
+				}
+				Expect(fields).To(Equal(issues))
+			},
+			Entry("epoch seconds with a fraction", "application/json",
+				`{"id":1001,"event_type":"lease_transaction.updated","event_timestamp":1680064028.5,"event_data":{"lease_transaction_id":1}}`, "event_timestamp"),
+			Entry("epoch milliseconds", "application/json",
+				`{"id":1002,"event_type":"lease_transaction.updated","event_timestamp":1680064028500,"event_data":{"lease_transaction_id":1}}`, "event_timestamp"),
+			Entry("an ISO-8601 timestamp in a classic envelope", "application/json",
+				`{"id":1003,"event_type":"lease_transaction.updated","event_timestamp":"2023-03-29T04:27:08Z","event_data":{}}`, "event_timestamp"),
+			Entry("an unreadable timestamp", "application/json",
+				`{"id":1004,"event_type":"lease_transaction.updated","event_timestamp":"yesterday","event_data":{}}`, "event_timestamp"),
+			Entry("V3 epoch seconds", "application/json",
+				`{"id":"3eb29a92-e480-40ee-9a9f-61fff5e3f3d7","event":"lease.move_in","timestamp":1678544636,"data":{}}`, "timestamp"),
+			Entry("V3 timestamp unparsable", "application/json",
+				`{"id":"3eb29a92-e480-40ee-9a9f-61fff5e3f3d8","event":"lease.move_in","timestamp":"soon","data":{}}`, "timestamp"),
+			Entry("data null", "application/json", `{"id":"3eb29a92-e480-40ee-9a9f-61fff5e3f3d9","event":"lease.move_in","data":null}`, "data"),
+			Entry("data absent", "application/json", `{"event":"renter.created"}`, "data"),
+			Entry("data a list", "application/json", `{"event":"renter.created","data":[1,2]}`, "data"),
+			Entry("a UTF-8 byte order mark", "application/json", "\xef\xbb\xbf"+`{"event":"renter.created","data":{"funnel_renter_id":5}}`),
+			Entry("an id as a numeric string", "application/json",
+				`{"id":"1005","event_type":"lease_transaction.updated","event_timestamp":1680064028,"event_data":{}}`, "id"),
+			Entry("an id as a number in V3", "application/json", `{"id":1006,"event":"lease.move_in","data":{}}`, "id"),
+			Entry("an id null", "application/json",
+				`{"id":null,"event_type":"lease_transaction.updated","event_timestamp":1680064028,"event_data":{}}`, "id"),
+			Entry("an id longer than spec.eventID", "application/json",
+				`{"id":"`+strings.Repeat("x", 300)+`","event":"lease.move_in","data":{}}`, "id"),
+			Entry("an idempotency key over 512 characters", "application/json",
+				`{"id":1007,"event_type":"lease_transaction.updated","event_timestamp":1680064028,"idempotency_key":"`+strings.Repeat("k", 600)+`","event_data":{}}`, "idempotency_key"),
+			Entry("a repeated key", "application/json", `{"event":"x","event":"renter.created","data":{}}`, "event"),
+			Entry("text/plain", "text/plain", `{"event":"renter.created","data":{"funnel_renter_id":6}}`),
+			Entry("no Content-Type", "", `{"event":"renter.created","data":{"funnel_renter_id":7}}`),
+			Entry("a form Content-Type with a JSON body", "application/x-www-form-urlencoded", `{"event":"renter.created","data":{"funnel_renter_id":8}}`),
+			Entry("an unknown type in upper case", "application/json", `{"event":"Renter.Archived","data":{}}`),
+		)
+
+		It("keeps what spec cannot hold in annotations: long ids and keys whole, unknown top-level fields", func() {
+			id, key := strings.Repeat("i", 300), strings.Repeat("k", 600)
+			a := post(webhookURL, path, []byte(`{"id":"`+id+`","event":"lease.move_in","data":{},"attempt":2}`), nil)
+			Expect(a.code).To(Equal(http.StatusOK), a.body)
+			var ev funnelv1.FunnelEvent
+			Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: a.event()}, &ev)).To(Succeed())
+			Expect(ev.Spec.EventID).To(HavePrefix("sha256:"))
+			Expect(ev.Annotations).To(HaveKeyWithValue(funnelv1.AnnotationEventID, id))
+			Expect(ev.Annotations).To(HaveKeyWithValue(funnelv1.AnnotationEnvelopeExtra, `{"attempt":2}`))
+
+			a = post(webhookURL, path, []byte(`{"id":1,"event_type":"x","event_timestamp":1,"idempotency_key":"`+key+`","event_data":{}}`), nil)
+			Expect(a.code).To(Equal(http.StatusOK), a.body)
+			Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: a.event()}, &ev)).To(Succeed())
+			Expect(ev.Spec.IdempotencyKey).To(HavePrefix("sha256:"))
+			Expect(ev.Annotations).To(HaveKeyWithValue(funnelv1.AnnotationIdempotencyKey, key))
+		})
 
 		It("keeps an id above 2^53 and integers in data exact", func() {
 			body := []byte(`{"id": 9007199254740993, "event_type": "lease_transaction.status_updated", "event_timestamp": 1680064028,
 				"event_data": {"lease_transaction_id": 9007199254740995, "lease_transaction_type": "Application", "current_status": "Approved"}}`)
 			a := post(webhookURL, path, body, nil)
 			Expect(a.code).To(Equal(http.StatusOK), a.body)
+			Expect(a.event()).To(HavePrefix("evt-9007199254740993-"))
 			var ev funnelv1.FunnelEvent
-			Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "evt-9007199254740993"}, &ev)).To(Succeed())
+			Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: a.event()}, &ev)).To(Succeed())
 			Expect(ev.Spec.EventID).To(Equal("9007199254740993"))
 			Expect(string(ev.Spec.Data.Raw)).To(ContainSubstring(`"lease_transaction_id":9007199254740995`))
 			Expect(ev.Labels).To(HaveKeyWithValue("funnel.leasing.dev/lease-transaction-id", "9007199254740995"))
@@ -301,15 +378,70 @@ var _ = Describe("Webhook receiver", func() {
 			Expect(events()).To(ConsistOf(HaveField("Spec.Type", "lease.brand_new")))
 		})
 
-		It("answers 409 when an id comes back with different content, and keeps the first", func() {
-			Expect(post(webhookURL, path, example("classic-lease_transaction.status_updated.json"), nil).code).To(Equal(http.StatusOK))
+		It("stores an id that comes back with different content as a flagged variant, and answers 200", func() {
+			first := post(webhookURL, path, example("classic-lease_transaction.status_updated.json"), nil)
+			Expect(first.code).To(Equal(http.StatusOK))
 			conflicts := metricValue("funnel_events_conflicting_total", map[string]string{"type": "lease_transaction.status_updated"})
 			changed := bytes.Replace(example("classic-lease_transaction.status_updated.json"), []byte(`"Approved"`), []byte(`"Denied"`), 1)
-			a := post(webhookURL, path, changed, nil)
-			Expect(a.code).To(Equal(http.StatusConflict))
-			Expect(a.body).To(ContainSubstring("evt-8932127 was already received with different content"))
+			var variants []string
+			for range 2 { // the variant's retry lands on the variant
+				a := post(webhookURL, path, changed, nil)
+				Expect(a.code).To(Equal(http.StatusOK), a.body)
+				Expect(a.body).To(Equal(ack))
+				variants = append(variants, a.event())
+			}
+			Expect(variants[0]).To(HavePrefix(first.event()+"-"), "recognisable: the first event's name and a suffix")
+			Expect(variants[1]).To(Equal(variants[0]))
 			Expect(metricValue("funnel_events_conflicting_total", map[string]string{"type": "lease_transaction.status_updated"})).To(Equal(conflicts + 1))
-			Expect(events()).To(ConsistOf(HaveField("Spec.Data.Raw", ContainSubstring(`"Approved"`))))
+			Expect(events()).To(ConsistOf(
+				SatisfyAll(HaveField("Name", first.event()), HaveField("Spec.Data.Raw", ContainSubstring(`"Approved"`)),
+					HaveField("Labels", Not(HaveKey(funnelv1.LabelVariantOf)))),
+				SatisfyAll(HaveField("Name", variants[0]), HaveField("Spec.Data.Raw", ContainSubstring(`"Denied"`)),
+					HaveField("Labels", HaveKeyWithValue(funnelv1.LabelVariantOf, first.event()))),
+			))
+
+			By("the variant is flagged with a condition and a Warning Event, and processed like any event")
+			Eventually(getEvent(ns, variants[0])).Should(SatisfyAll(finished(funnelv1.PhaseSucceeded),
+				HaveField("Status.Conditions", ContainElement(SatisfyAll(HaveField("Type", funnelv1.ConditionContentConflict),
+					HaveField("Status", metav1.ConditionTrue), HaveField("Message", ContainSubstring(first.event())))))))
+			Eventually(kubeEvents(ns, variants[0])).Should(ContainElement(SatisfyAll(
+				HaveField("Type", "Warning"), HaveField("Reason", funnelv1.ConditionContentConflict))))
+			Eventually(getEvent(ns, first.event())).Should(SatisfyAll(finished(funnelv1.PhaseSucceeded),
+				HaveField("Status.Conditions", Not(ContainElement(HaveField("Type", funnelv1.ConditionContentConflict))))))
+		})
+
+		It("stores the same id with another type, or at another receiver, as another event", func() {
+			// Funnel's own docs show lease.move_in and lease.move_in_canceled with one id.
+			moveIn := example("v3-lease.move_in.json")
+			canceled := bytes.Replace(moveIn, []byte(`"lease.move_in"`), []byte(`"lease.move_in_canceled"`), 1)
+			Expect(k8s.Create(ctx, &funnelv1.FunnelReceiver{
+				ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "second"},
+				Spec: funnelv1.FunnelReceiverSpec{Auth: funnelv1.ReceiverAuth{Token: &funnelv1.TokenAuth{
+					SecretRef: funnelv1.SecretKeyRef{Name: "funnel-token", Key: "token"}}}},
+			})).To(Succeed())
+			Eventually(func() int { return post(webhookURL, "/webhooks/"+ns+"/second", moveIn, nil).code }).Should(Equal(http.StatusOK))
+			for _, body := range [][]byte{moveIn, canceled} {
+				a := post(webhookURL, path, body, nil)
+				Expect(a.code).To(Equal(http.StatusOK), a.body)
+			}
+			Expect(events()).To(ConsistOf(
+				SatisfyAll(HaveField("Spec.Receiver", "second"), HaveField("Spec.Type", "lease.move_in")),
+				SatisfyAll(HaveField("Spec.Receiver", "funnel"), HaveField("Spec.Type", "lease.move_in")),
+				SatisfyAll(HaveField("Spec.Receiver", "funnel"), HaveField("Spec.Type", "lease.move_in_canceled")),
+			))
+		})
+
+		It("treats a retry in another serialisation as a duplicate: UUID case, number notation, timestamp unit, added fields", func() {
+			Expect(post(webhookURL, path, example("v3-lease.move_in.json"), nil).code).To(Equal(http.StatusOK))
+			retry := []byte(`{"attempt":2,"data":{"charges":[{"amount":2.5e5,"charge_type":"Monthly","description":"Rent","end_date":"2024-03-10",` +
+				`"pms_identifier":"rent","start_date":"2023-03-11"},{"amount":5000.0,"charge_type":"Monthly","description":"Dog Rent",` +
+				`"end_date":"2024-03-10","pms_identifier":"pet","start_date":"2023-03-11"}],"community_pms_identifier":"123",` +
+				`"move_in_date":"2023-03-11","pms_identifier":"t0000000"},"event":"lease.move_in","id":"3EB29A92-E480-40EE-9A9F-61FFF5E3F3D5",` +
+				`"timestamp":1678544636010}`)
+			a := post(webhookURL, path, retry, nil)
+			Expect(a.code).To(Equal(http.StatusOK), a.body)
+			Expect(a.event()).To(Equal(exampleName("v3-lease.move_in.json")))
+			Expect(events()).To(HaveLen(1))
 		})
 
 		It("treats a re-sent event that differs only in whitespace and key order as a duplicate", func() {
@@ -339,7 +471,7 @@ var _ = Describe("Webhook receiver", func() {
 			Expect(events()).To(HaveLen(1))
 			Eventually(func(g Gomega) int64 {
 				var ev funnelv1.FunnelEvent
-				g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "evt-8cc87045-1111-4a16-a882-454044e6762a"}, &ev)).To(Succeed())
+				g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: exampleName("v3-lease_transaction.unit_reserved.json")}, &ev)).To(Succeed())
 				return ev.Status.Duplicates
 			}).Should(Equal(int64(49)))
 			Eventually(func() float64 { return metricValue("funnel_webhook_duplicate_counts_pending", nil) }).
@@ -401,30 +533,19 @@ var _ = Describe("Webhook receiver", func() {
 			Entry("a string", "POST", "", "application/json", []byte(`"event"`), nil, 400, "object"),
 			Entry("null", "POST", "", "application/json", []byte(`null`), nil, 400, "object"),
 			Entry("no known envelope", "POST", "", "application/json", []byte(`{"hello":"world"}`), nil, 400, "envelope"),
-			Entry("classic id as a string", "POST", "", "application/json",
-				[]byte(strings.Replace(classic, `8932127`, `"8932127"`, 1)), nil, 400, `"id"`),
-			Entry("classic id negative", "POST", "", "application/json",
-				[]byte(strings.Replace(classic, `8932127`, `-5`, 1)), nil, 400, `"id"`),
-			Entry("classic id fractional", "POST", "", "application/json",
-				[]byte(strings.Replace(classic, `8932127`, `1.5`, 1)), nil, 400, `"id"`),
 			Entry("event_type a number", "POST", "", "application/json",
 				[]byte(strings.Replace(classic, `"lease_transaction.status_updated"`, `7`, 1)), nil, 400, `"event_type"`),
 			Entry("missing event type", "POST", "", "application/json",
 				[]byte(`{"id":"3eb29a92-e480-40ee-9a9f-61fff5e3f3d5","timestamp":"2023-03-11T14:23:56Z","data":{}}`), nil, 400, ""),
-			Entry("event_timestamp a string", "POST", "", "application/json",
-				[]byte(strings.Replace(classic, `1680064028`, `"yesterday"`, 1)), nil, 400, `"event_timestamp"`),
-			Entry("V3 timestamp unparsable", "POST", "", "application/json",
-				[]byte(`{"id":"3eb29a92-e480-40ee-9a9f-61fff5e3f3d5","event":"lease.move_in","timestamp":"soon","data":{}}`), nil, 400, `"timestamp"`),
-			Entry("data not an object", "POST", "", "application/json",
-				[]byte(`{"id":"3eb29a92-e480-40ee-9a9f-61fff5e3f3d5","event":"lease.move_in","timestamp":"2023-03-11T14:23:56Z","data":[1]}`), nil, 400, `"data"`),
 			Entry("deep nesting", "POST", "", "application/json",
 				[]byte(`{"event":"renter.created","data":`+deep+`}`), nil, 400, "nest"),
 			Entry("invalid UTF-8", "POST", "", "application/json",
 				[]byte("{\"event\":\"renter.created\",\"data\":{\"name\":\"\xff\xfe\"}}"), nil, 400, "UTF-8"),
 			Entry("body over the receiver's limit", "POST", "", "application/json",
 				[]byte(`{"event":"renter.created","data":{"pad":"`+strings.Repeat("x", 5000)+`"}}`), nil, 413, "limit of 4096 bytes"),
-			Entry("wrong content type", "POST", "", "text/xml", []byte(classic), nil, 415, "application/json"),
-			Entry("form content type", "POST", "", "application/x-www-form-urlencoded", []byte(classic), nil, 415, "application/json"),
+			Entry("XML", "POST", "", "text/xml", []byte(`<event type="x"/>`), nil, 415, "application/json"),
+			Entry("a form", "POST", "", "application/x-www-form-urlencoded", []byte(`event=renter.created`), nil, 415, "application/json"),
+			Entry("not JSON, said to be JSON", "POST", "", "application/json", []byte(`<event type="x"/>`), nil, 400, "invalid JSON"),
 			Entry("GET", "GET", "", "", nil, nil, 405, "POST"),
 			Entry("PUT", "PUT", "", "application/json", []byte(classic), nil, 405, "POST"),
 			Entry("missing token", "POST", "", "application/json", []byte(classic), map[string]string{"Authorization": ""}, 401, "credentials"),
@@ -650,10 +771,14 @@ var _ = Describe("Webhook receiver", func() {
 				return evs[0].Status.Duplicates
 			}).Should(Equal(int64(2)))
 
-			By("a different payload under the same id is still a conflict")
+			By("a different payload under the same id is stored as a variant")
 			changed := bytes.Replace(body, []byte(`"pms_identifier"`), []byte(`"pms_identifier_x"`), 1)
 			Expect(changed).NotTo(Equal(body))
-			Expect(post(url, path, changed, nil).code).To(Equal(http.StatusConflict))
+			Expect(post(url, path, changed, nil).code).To(Equal(http.StatusOK))
+			Expect(events()).To(HaveLen(2))
+			Expect(k8s.Delete(ctx, &funnelv1.FunnelEvent{ObjectMeta: metav1.ObjectMeta{Namespace: ns,
+				Name: funnel.VariantName(exampleName("v3-lease.move_in.json"), must(funnel.Parse(changed)).Digest())}})).To(Succeed())
+			creates.Store(1)
 
 			By("deleted since (retention), the event is created again")
 			Expect(k8s.Delete(ctx, &events()[0])).To(Succeed())
@@ -661,6 +786,48 @@ var _ = Describe("Webhook receiver", func() {
 			Expect(post(url, path, body, nil).code).To(Equal(http.StatusOK))
 			Expect(creates.Load()).To(Equal(int32(2)))
 			Expect(events()).To(HaveLen(1))
+		})
+	})
+
+	Describe("Partner v2 events, which have no id", func() {
+		It("are retries within the dedupe window, in any serialisation, and new events after it", func() {
+			createReceiver(func(s *funnelv1.FunnelReceiverSpec) { s.DedupeWindow = &metav1.Duration{Duration: 2 * time.Hour} })
+			start := time.Date(2025, 6, 1, 0, 30, 0, 0, time.UTC) // windows are [00:00, 02:00), [02:00, 04:00)…
+			clk := clocktesting.NewFakePassiveClock(start)
+			url := startReceiver(interceptor.Funcs{}, receiver.Options{Clock: clk})
+			body := example("partner-renter.status-change.json")
+			var generic map[string]any
+			Expect(json.Unmarshal(body, &generic)).To(Succeed())
+			reserialised := must(json.Marshal(generic)) // other key order, no whitespace
+
+			first := post(url, path, body, nil)
+			Expect(first.code).To(Equal(http.StatusOK), first.body)
+			for _, at := range []struct {
+				after time.Duration
+				body  []byte
+			}{
+				{time.Hour, body},
+				{time.Hour + 45*time.Minute, reserialised},
+				{time.Hour + 50*time.Minute, body}, // the next window: found in the previous one
+			} {
+				clk.SetTime(start.Add(at.after))
+				a := post(url, path, at.body, nil)
+				Expect(a.code).To(Equal(http.StatusOK), a.body)
+				Expect(a.event()).To(Equal(first.event()), "a retry %s after the first receipt", at.after)
+			}
+			Expect(events()).To(HaveLen(1))
+			Eventually(func(g Gomega) int64 {
+				var ev funnelv1.FunnelEvent
+				g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: first.event()}, &ev)).To(Succeed())
+				return ev.Status.Duplicates
+			}).Should(Equal(int64(3)))
+
+			By("after the window, the same body is a new event (a renter back to the same status)")
+			clk.SetTime(start.Add(2*time.Hour + time.Minute))
+			later := post(url, path, body, nil)
+			Expect(later.code).To(Equal(http.StatusOK), later.body)
+			Expect(later.event()).NotTo(Equal(first.event()))
+			Expect(events()).To(HaveLen(2))
 		})
 	})
 

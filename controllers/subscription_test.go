@@ -102,7 +102,7 @@ var _ = Describe("Subscriptions", func() {
 		a := post(webhookURL, path, example(file), nil)
 		Expect(a.code).To(Equal(http.StatusOK), a.body)
 	}
-	const approved = "evt-8932127"
+	approved := exampleName("classic-lease_transaction.status_updated.json")
 
 	It("delivers a matching event to an HTTP target, signed, with its idempotency key", func() {
 		target := newSink(http.StatusOK)
@@ -265,7 +265,7 @@ var _ = Describe("Subscriptions", func() {
 		first := newSink(http.StatusOK)
 		subscribe("early", funnelv1.FunnelSubscriptionSpec{EventTypes: []string{"*"}, Action: httpTo(first.URL)})
 		send("v3-lease.move_in_canceled.json")
-		name := "evt-3eb29a92-e480-40ee-9a9f-61fff5e3f3d6"
+		name := exampleName("v3-lease.move_in_canceled.json")
 		Eventually(getEvent(ns, name)).Should(finished(funnelv1.PhaseSucceeded))
 
 		late := newSink(http.StatusOK)
@@ -325,7 +325,7 @@ var _ = Describe("Subscriptions", func() {
 				Containers:    []corev1.Container{{Name: "post-move-in", Image: "example.com/pms/move-in:1"}}}}}}}}})
 		send("v3-lease.move_in.json")
 		send("v3-lease.move_in.json") // a duplicate receipt must not make a second Job
-		name := "evt-3eb29a92-e480-40ee-9a9f-61fff5e3f3d5"
+		name := exampleName("v3-lease.move_in.json")
 
 		Eventually(getEvent(ns, name)).Should(SatisfyAll(HaveField("Status.Phase", funnelv1.PhaseProcessing),
 			HaveField("Status.Deliveries", ConsistOf(SatisfyAll(HaveField("Phase", funnelv1.DeliveryRunning), HaveField("Job", Not(BeEmpty())))))))

@@ -3,6 +3,7 @@ package funnel
 import (
 	"bytes"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -15,15 +16,15 @@ func TestParseExamples(t *testing.T) {
 		id         string
 		typ        string
 		occurredAt string // RFC 3339 with nanoseconds, "" for none
-		objectName string // "" for PartnerV2: checked against the body hash
+		namePrefix string // the event name for receiver "funnel" starts so
 	}{
-		{"classic-lease_transaction.status_updated.json", FormatClassic, "8932127", "lease_transaction.status_updated", "2023-03-29T04:27:08Z", "evt-8932127"},
-		{"v3-lease_transaction.unit_reserved.json", FormatV3, "8cc87045-1111-4a16-a882-454044e6762a", "lease_transaction.unit_reserved", "2024-10-09T13:49:31.658518Z", "evt-8cc87045-1111-4a16-a882-454044e6762a"},
-		{"v3-lease.move_in.json", FormatV3, "3eb29a92-e480-40ee-9a9f-61fff5e3f3d5", "lease.move_in", "2023-03-11T14:23:56.01Z", "evt-3eb29a92-e480-40ee-9a9f-61fff5e3f3d5"},
-		{"v3-lease.move_in_canceled.json", FormatV3, "3eb29a92-e480-40ee-9a9f-61fff5e3f3d6", "lease.move_in_canceled", "2023-03-11T14:23:56.01Z", "evt-3eb29a92-e480-40ee-9a9f-61fff5e3f3d6"},
-		{"partner-renter.created.json", FormatPartnerV2, "", "renter.created", "", ""},
-		{"partner-renter.status-change.json", FormatPartnerV2, "", "renter.status-change", "", ""},
-		{"partner-appointment.updated.json", FormatPartnerV2, "", "appointment.updated", "", ""},
+		{"classic-lease_transaction.status_updated.json", FormatClassic, "8932127", "lease_transaction.status_updated", "2023-03-29T04:27:08Z", "evt-8932127-"},
+		{"v3-lease_transaction.unit_reserved.json", FormatV3, "8cc87045-1111-4a16-a882-454044e6762a", "lease_transaction.unit_reserved", "2024-10-09T13:49:31.658518Z", "evt-8cc87045-1111-4a16-a882-454044e6762a-"},
+		{"v3-lease.move_in.json", FormatV3, "3eb29a92-e480-40ee-9a9f-61fff5e3f3d5", "lease.move_in", "2023-03-11T14:23:56.01Z", "evt-3eb29a92-e480-40ee-9a9f-61fff5e3f3d5-"},
+		{"v3-lease.move_in_canceled.json", FormatV3, "3eb29a92-e480-40ee-9a9f-61fff5e3f3d6", "lease.move_in_canceled", "2023-03-11T14:23:56.01Z", "evt-3eb29a92-e480-40ee-9a9f-61fff5e3f3d6-"},
+		{"partner-renter.created.json", FormatPartnerV2, "", "renter.created", "", "evt-p-"},
+		{"partner-renter.status-change.json", FormatPartnerV2, "", "renter.status-change", "", "evt-p-"},
+		{"partner-appointment.updated.json", FormatPartnerV2, "", "appointment.updated", "", "evt-p-"},
 	}
 	if len(tests) != len(exampleFiles) {
 		t.Fatalf("%d cases for %d example files", len(tests), len(exampleFiles))
@@ -53,12 +54,12 @@ func TestParseExamples(t *testing.T) {
 			if want := dataOfExample(t, body); !bytes.Equal(env.Data, want) {
 				t.Errorf("Data is not verbatim:\n got %s\nwant %s", env.Data, want)
 			}
-			wantName := tt.objectName
-			if tt.format == FormatPartnerV2 {
-				wantName = "evt-p-" + sha256Hex32(body)
+			if len(env.Issues) != 0 || env.Extra != nil {
+				t.Errorf("a documented example has issues %v or extra fields %s", env.Issues, env.Extra)
 			}
-			if got := env.ObjectName(body); got != wantName {
-				t.Errorf("ObjectName = %q, want %q", got, wantName)
+			name := Naming{Receiver: "funnel"}.Identify(env, time.Now()).Name
+			if !strings.HasPrefix(name, tt.namePrefix) || !isDNSSubdomain(name) || len(name) > 63 {
+				t.Errorf("name %q, want a short DNS subdomain starting %q", name, tt.namePrefix)
 			}
 		})
 	}
@@ -66,21 +67,12 @@ func TestParseExamples(t *testing.T) {
 
 func TestParseKeepsPrecision(t *testing.T) {
 	t.Run("classic id above 2^64", func(t *testing.T) {
-		body := []byte(`{"id": 123456789012345678901234567890, "event_type": "x.y", "event_data": {}}`)
-		env := mustParse(t, body)
+		env := mustParse(t, []byte(`{"id": 123456789012345678901234567890, "event_type": "x.y", "event_data": {}}`))
 		if env.ID != "123456789012345678901234567890" {
 			t.Errorf("ID = %q", env.ID)
 		}
-		if got := env.ObjectName(body); got != "evt-123456789012345678901234567890" {
-			t.Errorf("ObjectName = %q", got)
-		}
-	})
-	t.Run("40-digit classic id", func(t *testing.T) {
-		id := strings.Repeat("9", 40)
-		body := []byte(`{"id":` + id + `,"event_type":"x","event_data":{}}`)
-		env := mustParse(t, body)
-		if name := env.ObjectName(body); name != "evt-"+id || !isDNSSubdomain(name) {
-			t.Errorf("ObjectName = %q", name)
+		if name := (Naming{Receiver: "r"}).Identify(env, time.Now()).Name; !strings.HasPrefix(name, "evt-i-") {
+			t.Errorf("name = %q", name)
 		}
 	})
 	t.Run("microseconds", func(t *testing.T) {
@@ -95,135 +87,166 @@ func TestParseKeepsPrecision(t *testing.T) {
 		if string(env.Data) != data {
 			t.Errorf("Data = %s, want %s", env.Data, data)
 		}
+		if string(env.Extra) != `{"extra":[1]}` {
+			t.Errorf("Extra = %s", env.Extra)
+		}
 	})
 }
 
-func TestParseAccepts(t *testing.T) {
+// issue is what a lenient case must record: the field and whether it is invalid.
+type issue struct {
+	field   string
+	invalid bool
+}
+
+func TestParseLenient(t *testing.T) {
+	at := func(s string) *time.Time {
+		tm, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			panic(err)
+		}
+		return &tm
+	}
+	const when = "2023-03-29T04:27:08Z"
+	classic := func(id, ts string) string {
+		return `{"id":` + id + `,"event_type":"lease_transaction.status_updated","event_timestamp":` + ts + `,"event_data":{"a":1}}`
+	}
 	tests := []struct {
-		name   string
-		body   string
-		check  func(*Envelope) bool
-		reason string
+		name     string
+		body     string
+		format   Format
+		id       string
+		occurred *time.Time
+		data     string
+		issues   []issue
 	}{
-		{"unknown fields and type", `{"id":1,"event_type":"brand.new","event_data":{"a":1},"future":{"x":[]}}`,
-			func(e *Envelope) bool { return e.Type == "brand.new" }, "type kept"},
-		{"classic timestamp null", `{"id":1,"event_type":"x","event_timestamp":null,"event_data":{}}`,
-			func(e *Envelope) bool { return e.OccurredAt == nil }, "OccurredAt nil"},
-		{"classic timestamp absent", `{"id":1,"event_type":"x","event_data":{}}`,
-			func(e *Envelope) bool { return e.OccurredAt == nil }, "OccurredAt nil"},
-		{"classic id zero", `{"id":0,"event_type":"x","event_data":{}}`,
-			func(e *Envelope) bool { return e.ID == "0" }, "ID 0"},
-		{"idempotency key string", `{"id":1,"event_type":"x","idempotency_key":"k-1","event_data":{}}`,
-			func(e *Envelope) bool { return e.IdempotencyKey == "k-1" }, "key kept"},
-		{"idempotency key number kept as text", `{"id":1,"event_type":"x","idempotency_key":12345678901234567890,"event_data":{}}`,
-			func(e *Envelope) bool { return e.IdempotencyKey == "12345678901234567890" }, "key digits kept"},
-		{"v3 timestamp null", `{"id":"a","event":"x","timestamp":null,"data":{}}`,
-			func(e *Envelope) bool { return e.Format == FormatV3 && e.OccurredAt == nil }, "V3 without time"},
-		{"v3 timestamp without zone", `{"id":"a","event":"x","timestamp":"2021-08-01 15:00:00","data":{}}`,
-			func(e *Envelope) bool { return e.OccurredAt.Equal(time.Date(2021, 8, 1, 15, 0, 0, 0, time.UTC)) }, "UTC"},
-		{"v3 timestamp offset", `{"id":"a","event":"x","timestamp":"2023-03-11T09:23:56-05:00","data":{}}`,
-			func(e *Envelope) bool { return e.OccurredAt.Equal(time.Date(2023, 3, 11, 14, 23, 56, 0, time.UTC)) }, "converted to UTC"},
-		{"classic wins over event", `{"id":1,"event_type":"a","event":"b","event_data":{}}`,
-			func(e *Envelope) bool { return e.Format == FormatClassic && e.Type == "a" }, "classic"},
-		{"partner ignores timestamp", `{"event":"renter.created","timestamp":"garbage","data":{}}`,
-			func(e *Envelope) bool { return e.Format == FormatPartnerV2 && e.OccurredAt == nil }, "partner"},
-		{"escaped type", `{"event":"renter\u002ecreated","data":{}}`,
-			func(e *Envelope) bool { return e.Type == "renter.created" }, "unescaped"},
-		{"surrounding whitespace", " \n\t{\"event\":\"x\",\"data\":{}}\r\n ",
-			func(e *Envelope) bool { return e.Type == "x" }, "parsed"},
-		{"type of exactly 253 bytes", `{"event":"` + strings.Repeat("a", 253) + `","data":{}}`,
-			func(e *Envelope) bool { return len(e.Type) == 253 }, "kept"},
-		{"array data at depth 64 fails on its kind, not its depth", `{"event":"x","data":` + strings.Repeat("[", 63) + strings.Repeat("]", 63) + `}`,
-			nil, "not data object"},
-		{"nesting of exactly 64", `{"event":"x","data":{"a":` + strings.Repeat("[", 62) + strings.Repeat("]", 62) + `}}`,
-			func(e *Envelope) bool { return len(e.Data) > 0 }, "accepted"},
+		{"documented classic", classic("8932127", "1680064028"), FormatClassic, "8932127", at(when), `{"a":1}`, nil},
+		{"byte order mark", "\xef\xbb\xbf" + classic("1", "1680064028"), FormatClassic, "1", at(when), `{"a":1}`, nil},
+		{"epoch seconds with a fraction", classic("1", "1680064028.5"), FormatClassic, "1", at("2023-03-29T04:27:08.5Z"), `{"a":1}`, []issue{{"event_timestamp", false}}},
+		{"epoch milliseconds", classic("1", "1680064028123"), FormatClassic, "1", at("2023-03-29T04:27:08.123Z"), `{"a":1}`, []issue{{"event_timestamp", false}}},
+		{"epoch microseconds", classic("1", "1680064028123456"), FormatClassic, "1", at("2023-03-29T04:27:08.123456Z"), `{"a":1}`, []issue{{"event_timestamp", false}}},
+		{"epoch nanoseconds", classic("1", "1680064028123456789"), FormatClassic, "1", at("2023-03-29T04:27:08.123456789Z"), `{"a":1}`, []issue{{"event_timestamp", false}}},
+		{"epoch seconds in exponent notation", classic("1", "1.680064028e9"), FormatClassic, "1", at(when), `{"a":1}`, []issue{{"event_timestamp", false}}},
+		{"epoch seconds as a string", classic("1", `"1680064028"`), FormatClassic, "1", at(when), `{"a":1}`, []issue{{"event_timestamp", false}}},
+		{"ISO-8601 in a classic envelope", classic("1", `"2023-03-29T06:27:08+02:00"`), FormatClassic, "1", at(when), `{"a":1}`, []issue{{"event_timestamp", false}}},
+		{"classic timestamp null", classic("1", "null"), FormatClassic, "1", nil, `{"a":1}`, []issue{{"event_timestamp", true}}},
+		{"classic timestamp absent", `{"id":1,"event_type":"x","event_data":{}}`, FormatClassic, "1", nil, `{}`, []issue{{"event_timestamp", true}}},
+		{"classic timestamp unreadable", classic("1", `"soon"`), FormatClassic, "1", nil, `{"a":1}`, []issue{{"event_timestamp", true}}},
+		{"classic timestamp out of range", classic("1", "1e30"), FormatClassic, "1", nil, `{"a":1}`, []issue{{"event_timestamp", true}}},
+		{"classic timestamp with a huge exponent", classic("1", "1e999999999"), FormatClassic, "1", nil, `{"a":1}`, []issue{{"event_timestamp", true}}},
+		{"classic id as a numeric string", classic(`"8932127"`, "1680064028"), FormatClassic, "8932127", at(when), `{"a":1}`, []issue{{"id", false}}},
+		{"classic id as a string with leading zeros", classic(`"007"`, "1680064028"), FormatClassic, "7", at(when), `{"a":1}`, []issue{{"id", false}}},
+		{"classic id not an integer", classic("1.50", "1680064028"), FormatClassic, "15e-1", at(when), `{"a":1}`, []issue{{"id", false}}},
+		{"classic id a UUID string", classic(`"8CC87045-1111-4A16-A882-454044E6762A"`, "1680064028"), FormatClassic, "8CC87045-1111-4A16-A882-454044E6762A", at(when), `{"a":1}`, []issue{{"id", false}}},
+		{"classic id null", classic("null", "1680064028"), FormatClassic, "", at(when), `{"a":1}`, []issue{{"id", true}}},
+		{"classic id missing", `{"event_type":"x","event_timestamp":1680064028,"event_data":{}}`, FormatClassic, "", at(when), `{}`, []issue{{"id", true}}},
+		{"classic id an object", classic(`{"n":1}`, "1680064028"), FormatClassic, "", at(when), `{"a":1}`, []issue{{"id", true}}},
+		{"classic data null", `{"id":1,"event_type":"x","event_timestamp":1680064028,"event_data":null}`, FormatClassic, "1", at(when), `{}`, []issue{{"event_data", true}}},
+		{"classic data absent", `{"id":1,"event_type":"x","event_timestamp":1680064028}`, FormatClassic, "1", at(when), `{}`, []issue{{"event_data", true}}},
+		{"classic data an array", `{"id":1,"event_type":"x","event_timestamp":1680064028,"event_data":[1, 2]}`, FormatClassic, "1", at(when), `{"value":[1, 2]}`, []issue{{"event_data", true}}},
+		{"v3 timestamp as epoch seconds", `{"id":"a","event":"x","timestamp":1680064028,"data":{}}`, FormatV3, "a", at(when), `{}`, []issue{{"timestamp", false}}},
+		{"v3 timestamp unreadable", `{"id":"a","event":"x","timestamp":"yesterday","data":{}}`, FormatV3, "a", nil, `{}`, []issue{{"timestamp", false}}},
+		{"v3 timestamp null", `{"id":"a","event":"x","timestamp":null,"data":{}}`, FormatV3, "a", nil, `{}`, nil},
+		{"v3 timestamp without zone", `{"id":"a","event":"x","timestamp":"2021-08-01 15:00:00","data":{}}`, FormatV3, "a", at("2021-08-01T15:00:00Z"), `{}`, nil},
+		{"v3 id a number", `{"id":5,"event":"x","data":{}}`, FormatV3, "5", nil, `{}`, []issue{{"id", false}}},
+		{"v3 id null", `{"id":null,"event":"x","data":{}}`, FormatV3, "", nil, `{}`, []issue{{"id", false}}},
+		{"v3 id empty", `{"id":"","event":"x","data":{}}`, FormatV3, "", nil, `{}`, []issue{{"id", false}}},
+		{"v3 id longer than a name", `{"id":"` + strings.Repeat("a", 300) + `","event":"x","data":{}}`, FormatV3, strings.Repeat("a", 300), nil, `{}`, nil},
+		{"v3 id with an unpaired surrogate", `{"id":"a\ud800","event":"x","data":{}}`, FormatV3, `a\ud800`, nil, `{}`, []issue{{"id", false}}},
+		{"v3 data null", `{"id":"a","event":"x","data":null}`, FormatV3, "a", nil, `{}`, []issue{{"data", false}}},
+		{"v3 data a string", `{"id":"a","event":"x","data":"{}"}`, FormatV3, "a", nil, `{"value":"{}"}`, []issue{{"data", true}}},
+		{"partner data absent", `{"event":"renter.created"}`, FormatPartnerV2, "", nil, `{}`, []issue{{"data", false}}},
+		{"partner ignores timestamp", `{"event":"renter.created","timestamp":"garbage","data":{}}`, FormatPartnerV2, "", nil, `{}`, nil},
+		{"a repeated key: the last wins", `{"event":"x","event":"renter.created","data":{}}`, FormatPartnerV2, "", nil, `{}`, []issue{{"event", false}}},
+		{"classic wins over event", `{"id":1,"event_type":"a","event":"b","event_timestamp":1680064028,"event_data":{}}`, FormatClassic, "1", at(when), `{}`, nil},
+		{"nesting of exactly 64", `{"event":"x","data":{"a":` + strings.Repeat("[", 62) + strings.Repeat("]", 62) + `}}`, FormatPartnerV2, "", nil, `{"a":` + strings.Repeat("[", 62) + strings.Repeat("]", 62) + `}`, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			env, err := Parse([]byte(tt.body))
-			if tt.check == nil {
-				// Used where only the depth limit is of interest: the error
-				// must not be the depth error.
-				if err == nil || strings.Contains(err.Error(), "nesting") {
-					t.Fatalf("Parse: %v, want an error other than nesting", err)
+			env := mustParse(t, []byte(tt.body))
+			if env.Format != tt.format || env.ID != tt.id {
+				t.Errorf("format %q id %q, want %q %q", env.Format, env.ID, tt.format, tt.id)
+			}
+			switch {
+			case tt.occurred == nil && env.OccurredAt != nil:
+				t.Errorf("OccurredAt = %v, want none", env.OccurredAt)
+			case tt.occurred != nil && (env.OccurredAt == nil || !env.OccurredAt.Equal(*tt.occurred)):
+				t.Errorf("OccurredAt = %v, want %v", env.OccurredAt, tt.occurred)
+			}
+			if string(env.Data) != tt.data {
+				t.Errorf("Data = %s, want %s", env.Data, tt.data)
+			}
+			var got []issue
+			for _, i := range env.Issues {
+				got = append(got, issue{i.Field, i.Invalid})
+				if i.Reason == "" {
+					t.Errorf("issue %q without a reason", i.Field)
 				}
-				return
 			}
-			if err != nil {
-				t.Fatalf("Parse: %v", err)
-			}
-			if !tt.check(env) {
-				t.Errorf("%s: got %+v", tt.reason, env)
+			if !slices.Equal(got, tt.issues) {
+				t.Errorf("issues %v, want %v", env.Issues, tt.issues)
 			}
 		})
+	}
+}
+
+func TestParseKeepsTheRest(t *testing.T) {
+	long := strings.Repeat("k", 600)
+	env := mustParse(t, []byte(`{"id":1,"event_type":"x","event_timestamp":1,"idempotency_key":"`+long+`","event_data":{},"attempt":2,"sent_at":"now"}`))
+	if env.IdempotencyKey != long {
+		t.Errorf("long idempotency key not kept whole: %d bytes", len(env.IdempotencyKey))
+	}
+	if string(env.Extra) != `{"attempt":2,"sent_at":"now"}` {
+		t.Errorf("Extra = %s", env.Extra)
+	}
+	env = mustParse(t, []byte(`{"id":1,"event_type":"x","event_timestamp":1,"idempotency_key":{"b":1, "a":[true]},"event_data":{}}`))
+	if env.IdempotencyKey != `{"a":[true],"b":1}` || len(env.Issues) != 1 || env.Issues[0].Field != "idempotency_key" {
+		t.Errorf("object idempotency key: %q, issues %v", env.IdempotencyKey, env.Issues)
+	}
+	env = mustParse(t, []byte(`{"id":1,"event_type":"x","event_timestamp":1,"idempotency_key":12345678901234567890,"event_data":{}}`))
+	if env.IdempotencyKey != "12345678901234567890" {
+		t.Errorf("number idempotency key: %q", env.IdempotencyKey)
 	}
 }
 
 func TestParseErrors(t *testing.T) {
 	deep := `{"event":"x","data":{"a":` + strings.Repeat("[", 63) + strings.Repeat("]", 63) + `}}`
 	tests := []struct {
-		name string
-		body string
-		want string
+		name    string
+		body    string
+		want    string
+		notJSON bool
 	}{
-		{"empty", ``, "body is empty"},
-		{"whitespace only", " \n\t ", "body is empty"},
-		{"invalid JSON", `{"event":`, "invalid JSON"},
-		{"trailing comma in object", `{"event":"x","data":{},}`, "invalid JSON at byte"},
-		{"trailing comma in data", `{"event":"x","data":{"a":1,}}`, "invalid JSON"},
-		{"trailing garbage", `{"event":"x","data":{}} x`, "after top-level value"},
-		{"two values", `{"event":"x","data":{}}{}`, "invalid JSON"},
-		{"single quotes", `{'event':'x'}`, "invalid JSON"},
-		{"invalid UTF-8 in string", "{\"event\":\"x\xff\",\"data\":{}}", "not valid UTF-8 (bad byte at offset 11)"},
-		{"invalid UTF-8 in data", "{\"event\":\"x\",\"data\":{\"a\":\"\xc3\x28\"}}", "not valid UTF-8"},
-		{"byte order mark", "\xef\xbb\xbf{\"event\":\"x\",\"data\":{}}", "invalid JSON"},
-		{"array", `[{"event":"x","data":{}}]`, "must be an object, got array"},
-		{"string", `"event"`, "must be an object, got string"},
-		{"null", `null`, "must be an object, got null"},
-		{"number", `42`, "must be an object, got number"},
-		{"empty object", `{}`, "no recognisable envelope"},
-		{"unrelated object", `{"type":"x","payload":{}}`, "no recognisable envelope"},
-		{"nesting too deep", deep, "deeper than 64"},
-		{"nesting far too deep", strings.Repeat("[", 100000), "deeper than 64"},
-		{"duplicate key", `{"event":"x","event":"y","data":{}}`, `"event" appears more than once`},
-		{"classic id missing", `{"event_type":"x","event_data":{}}`, `classic envelope: "id" is missing`},
-		{"classic id string", `{"id":"8932127","event_type":"x","event_data":{}}`, `classic envelope: "id" must be a non-negative integer, got string`},
-		{"classic id null", `{"id":null,"event_type":"x","event_data":{}}`, `"id" must be a non-negative integer, got null`},
-		{"classic id fraction", `{"id":1.5,"event_type":"x","event_data":{}}`, `"id" must be a non-negative integer, got 1.5`},
-		{"classic id exponent", `{"id":1e3,"event_type":"x","event_data":{}}`, `got 1e3`},
-		{"classic id negative", `{"id":-1,"event_type":"x","event_data":{}}`, `got -1`},
-		{"classic id 41 digits", `{"id":` + strings.Repeat("1", 41) + `,"event_type":"x","event_data":{}}`, `"id" must have at most 40 digits, got 41`},
-		{"classic type missing", `{"id":1,"event_data":{}}`, `classic envelope: "event_type" is missing`},
-		{"classic type empty", `{"id":1,"event_type":"","event_data":{}}`, `"event_type" must not be empty`},
-		{"classic type number", `{"id":1,"event_type":7,"event_data":{}}`, `"event_type" must be a non-empty string, got number`},
-		{"classic type null", `{"id":1,"event_type":null,"event_data":{}}`, `got null`},
-		{"type too long", `{"id":1,"event_type":"` + strings.Repeat("a", 254) + `","event_data":{}}`, `is 254 bytes long, at most 253 allowed`},
-		{"type with newline", `{"id":1,"event_type":"a\nb","event_data":{}}`, `must not contain control characters`},
-		{"v3 id with an unpaired surrogate", `{"id":"a\ud800","event":"x","data":{}}`, `v3 envelope: "id" must not contain U+FFFD or unpaired surrogate escapes`},
-		{"type with U+FFFD", "{\"event\":\"a\uFFFDb\",\"data\":{}}", `"event" must not contain U+FFFD`},
-		{"type with NUL", `{"event":"a\u0000b","data":{}}`, `must not contain control characters`},
-		{"classic timestamp string", `{"id":1,"event_type":"x","event_timestamp":"1680064028","event_data":{}}`, `"event_timestamp" must be an integer number of epoch seconds or null, got string`},
-		{"classic timestamp fraction", `{"id":1,"event_type":"x","event_timestamp":1680064028.5,"event_data":{}}`, `got 1680064028.5`},
-		{"classic timestamp negative", `{"id":1,"event_type":"x","event_timestamp":-1,"event_data":{}}`, `"event_timestamp" -1 is out of range`},
-		{"classic timestamp huge", `{"id":1,"event_type":"x","event_timestamp":99999999999999999999,"event_data":{}}`, `is out of range`},
-		{"idempotency key object", `{"id":1,"event_type":"x","idempotency_key":{},"event_data":{}}`, `"idempotency_key" must be a string or null, got object`},
-		{"classic data missing", `{"id":1,"event_type":"x"}`, `classic envelope: "event_data" is missing`},
-		{"classic data null", `{"id":1,"event_type":"x","event_data":null}`, `"event_data" must be an object, got null`},
-		{"classic data array", `{"id":1,"event_type":"x","event_data":[]}`, `"event_data" must be an object, got array`},
-		{"classic with data instead of event_data", `{"id":1,"event_type":"x","data":{}}`, `"event_data" is missing`},
-		{"v3 id number", `{"id":5,"event":"x","data":{}}`, `v3 envelope: "id" must be a non-empty string, got number`},
-		{"v3 id null", `{"id":null,"event":"x","data":{}}`, `"id" must be a non-empty string, got null`},
-		{"v3 id empty", `{"id":"","event":"x","data":{}}`, `v3 envelope: "id" must not be empty`},
-		{"v3 id too long", `{"id":"` + strings.Repeat("a", 254) + `","event":"x","data":{}}`, `"id" is 254 bytes long`},
-		{"v3 event empty", `{"id":"a","event":"","data":{}}`, `v3 envelope: "event" must not be empty`},
-		{"v3 timestamp number", `{"id":"a","event":"x","timestamp":1680064028,"data":{}}`, `"timestamp" must be an ISO-8601 string or null, got number`},
-		{"v3 timestamp garbage", `{"id":"a","event":"x","timestamp":"yesterday","data":{}}`, `"timestamp" is not an ISO-8601 time`},
-		{"v3 timestamp bad month", `{"id":"a","event":"x","timestamp":"2023-13-11T00:00:00Z","data":{}}`, `month 13 is out of range`},
-		{"v3 data missing", `{"id":"a","event":"x"}`, `v3 envelope: "data" is missing`},
-		{"v3 data string", `{"id":"a","event":"x","data":"{}"}`, `"data" must be an object, got string`},
-		{"partner event number", `{"event":1,"data":{}}`, `partner v2 envelope: "event" must be a non-empty string, got number`},
-		{"partner data missing", `{"event":"renter.created"}`, `partner v2 envelope: "data" is missing`},
-		{"partner data null", `{"event":"renter.created","data":null}`, `"data" must be an object, got null`},
+		{"empty", ``, "body is empty", false},
+		{"whitespace only", " \n\t ", "body is empty", false},
+		{"invalid JSON", `{"event":`, "invalid JSON", true},
+		{"trailing comma in object", `{"event":"x","data":{},}`, "invalid JSON at byte", true},
+		{"trailing comma in data", `{"event":"x","data":{"a":1,}}`, "invalid JSON", true},
+		{"trailing garbage", `{"event":"x","data":{}} x`, "after top-level value", true},
+		{"two values", `{"event":"x","data":{}}{}`, "invalid JSON", true},
+		{"single quotes", `{'event':'x'}`, "invalid JSON", true},
+		{"a form", `payload=%7B%22event%22%7D`, "invalid JSON", true},
+		{"invalid UTF-8 in string", "{\"event\":\"x\xff\",\"data\":{}}", "not valid UTF-8 (bad byte at offset 11)", true},
+		{"invalid UTF-8 in data", "{\"event\":\"x\",\"data\":{\"a\":\"\xc3\x28\"}}", "not valid UTF-8", true},
+		{"array", `[{"event":"x","data":{}}]`, "must be an object, got array", false},
+		{"string", `"event"`, "must be an object, got string", false},
+		{"null", `null`, "must be an object, got null", false},
+		{"number", `42`, "must be an object, got number", false},
+		{"empty object", `{}`, "no recognisable envelope", false},
+		{"unrelated object", `{"type":"x","payload":{}}`, "no recognisable envelope", false},
+		{"nesting too deep", deep, "deeper than 64", false},
+		{"nesting far too deep", strings.Repeat("[", 100000), "deeper than 64", false},
+		{"classic type missing", `{"id":1,"event_data":{}}`, `classic envelope: "event_type" is missing`, false},
+		{"classic type empty", `{"id":1,"event_type":"","event_data":{}}`, `"event_type" must not be empty`, false},
+		{"classic type number", `{"id":1,"event_type":7,"event_data":{}}`, `"event_type" must be a non-empty string, got number`, false},
+		{"classic type null", `{"id":1,"event_type":null,"event_data":{}}`, `got null`, false},
+		{"type too long", `{"id":1,"event_type":"` + strings.Repeat("a", 254) + `","event_data":{}}`, `is 254 bytes long, at most 253 allowed`, false},
+		{"type with newline", `{"id":1,"event_type":"a\nb","event_data":{}}`, `must not contain control characters`, false},
+		{"type with U+FFFD", "{\"event\":\"a\uFFFDb\",\"data\":{}}", `"event" must not contain U+FFFD`, false},
+		{"type with an unpaired surrogate", `{"event":"a\udc00","data":{}}`, `"event" must not contain U+FFFD`, false},
+		{"type with NUL", `{"event":"a\u0000b","data":{}}`, `must not contain control characters`, false},
+		{"v3 event empty", `{"id":"a","event":"","data":{}}`, `v3 envelope: "event" must not be empty`, false},
+		{"partner event number", `{"event":1,"data":{}}`, `partner v2 envelope: "event" must be a non-empty string, got number`, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -237,6 +260,9 @@ func TestParseErrors(t *testing.T) {
 			}
 			if !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("error %q does not contain %q", err, tt.want)
+			}
+			if perr.NotJSON != tt.notJSON {
+				t.Errorf("NotJSON = %v, want %v", perr.NotJSON, tt.notJSON)
 			}
 			if env != nil {
 				t.Errorf("envelope returned with error: %+v", env)

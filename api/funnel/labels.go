@@ -38,6 +38,17 @@ var subjectSources = []struct {
 	{LabelRenterID, []string{"funnel_renter_id"}},
 }
 
+// subjectFields are the data fields any subject label is read from.
+var subjectFields = func() map[string]bool {
+	m := map[string]bool{}
+	for _, src := range subjectSources {
+		for _, f := range src.fields {
+			m[f] = true
+		}
+	}
+	return m
+}()
+
 // SubjectLabels returns the subject labels (keys LabelLeaseTransactionID and
 // the like) for the ids found at the top level of data. An integer gives its
 // digits, a string is used only when it already is a valid label value;
@@ -49,9 +60,16 @@ var subjectSources = []struct {
 // type-specific rule can be added without changing callers.
 func SubjectLabels(eventType string, data json.RawMessage) map[string]string {
 	labels := map[string]string{}
-	var fields map[string]json.RawMessage
-	if json.Unmarshal(data, &fields) != nil {
+	data = trimJSONSpace(data)
+	if jsonKind(data) != "object" || !json.Valid(data) {
 		return labels
+	}
+	// Offsets rather than a decoded map: data may be large, the labels need a few ids.
+	fields := map[string]json.RawMessage{}
+	for _, m := range members(data, 0) {
+		if key := decodeString(data[m.keyStart:m.keyEnd]); subjectFields[key] {
+			fields[key] = data[m.valStart:m.valEnd]
+		}
 	}
 	for _, src := range subjectSources {
 		for _, name := range src.fields {

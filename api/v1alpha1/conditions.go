@@ -15,6 +15,9 @@ const (
 	ConditionMaxEventsReached = "MaxEventsReached"
 	// ConditionComplete reports whether a FunnelBackfill is done.
 	ConditionComplete = "Complete"
+	// ConditionContentConflict is True on an event whose identity (receiver, id, type) was
+	// received before with different content: it is stored and processed as a variant.
+	ConditionContentConflict = "ContentConflict"
 )
 
 // Condition reasons of FunnelBackfill (with SubscriptionNotFound below).
@@ -94,8 +97,23 @@ const (
 	// LabelFormat is the envelope format: Classic, V3 or PartnerV2.
 	LabelFormat = "funnel.leasing.dev/format"
 	// AnnotationDigest is the receiver's digest of the event content (api/funnel Envelope.Digest):
-	// a later receipt of the same id with another digest is a conflict, answered 409.
+	// a later receipt of the same identity with another digest is stored as a variant.
 	AnnotationDigest = "funnel.leasing.dev/digest"
+	// LabelVariantOf marks an event whose identity (receiver, id, type) was already stored
+	// with different content: its value is the name of the event stored first.
+	LabelVariantOf = "funnel.leasing.dev/variant-of"
+	// AnnotationIssues lists, as JSON, how the envelope differed from Funnel's docs
+	// (api/funnel Issue): what the receiver read leniently, and what is invalid.
+	AnnotationIssues = "funnel.leasing.dev/issues"
+	// AnnotationEnvelopeExtra holds, as a JSON object, the envelope's top-level fields that
+	// no format defines, verbatim.
+	AnnotationEnvelopeExtra = "funnel.leasing.dev/envelope-extra"
+	// AnnotationEventID holds the whole event id when it is longer than spec.eventID may be
+	// (spec.eventID then holds "sha256:<hex>" of it).
+	AnnotationEventID = "funnel.leasing.dev/event-id"
+	// AnnotationIdempotencyKey holds the whole idempotency key when it is longer than
+	// spec.idempotencyKey may be (which then holds "sha256:<hex>" of it).
+	AnnotationIdempotencyKey = "funnel.leasing.dev/idempotency-key"
 	// AnnotationReplay re-runs processing of an event whenever its value changes. Finished
 	// events are outside the controllers' cache (it selects on status.phase), so a replay
 	// also sets status.phase back to Pending: kubectl funnel replay does both.

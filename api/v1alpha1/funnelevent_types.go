@@ -59,6 +59,12 @@ const (
 	DeliveryFailed DeliveryPhase = "Failed"
 )
 
+// Lengths of FunnelEventSpec fields; longer values are kept whole in annotations.
+const (
+	MaxEventIDLength        = 253
+	MaxIdempotencyKeyLength = 512
+)
+
 // FunnelEventSpec is the event exactly as Funnel sent it. It is written once, by the
 // receiver, and never changes: a retried delivery from Funnel lands on the same object.
 // +kubebuilder:validation:XValidation:rule="self == oldSelf",message="spec is immutable"
@@ -74,7 +80,9 @@ type FunnelEventSpec struct {
 	Format EventFormat `json:"format"`
 
 	// eventID is Funnel's id of the event: the classic integer id as exact decimal
-	// digits, or the V3 UUID. Empty for PartnerV2, whose envelope has no id.
+	// digits, or the V3 UUID, as sent. Empty for PartnerV2, whose envelope has no id. An
+	// id longer than 253 bytes is "sha256:<hex>" of it, the whole id in the annotation
+	// funnel.leasing.dev/event-id.
 	// +optional
 	// +kubebuilder:validation:MaxLength=253
 	EventID string `json:"eventID,omitempty"`
@@ -91,7 +99,9 @@ type FunnelEventSpec struct {
 	OccurredAt *metav1.MicroTime `json:"occurredAt,omitempty"`
 
 	// idempotencyKey is the classic envelope's idempotency_key, kept verbatim. Its meaning
-	// is undocumented, so it is never used to merge events.
+	// is undocumented, so it is never used to merge events. A key longer than 512 bytes is
+	// "sha256:<hex>" of it, the whole key in the annotation
+	// funnel.leasing.dev/idempotency-key.
 	// +optional
 	// +kubebuilder:validation:MaxLength=512
 	IdempotencyKey string `json:"idempotencyKey,omitempty"`

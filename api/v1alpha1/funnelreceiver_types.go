@@ -187,6 +187,16 @@ type FunnelReceiverSpec struct {
 	// +kubebuilder:default={}
 	RateLimit RateLimit `json:"rateLimit,omitempty"`
 
+	// dedupeWindow is how long an identical envelope without an event id (Partner v2, whose
+	// envelope has none) counts as a retry of the first receipt; after it, an identical body
+	// is a new event. Longer than Funnel's retry horizon.
+	// +optional
+	// +kubebuilder:default="24h"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern="^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1h') && duration(self) <= duration('8760h')",message="must be between 1h and 8760h"
+	DedupeWindow *metav1.Duration `json:"dedupeWindow,omitempty"`
+
 	// retention of finished events.
 	// +optional
 	// +kubebuilder:default={}

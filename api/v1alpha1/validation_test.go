@@ -2,6 +2,7 @@ package v1alpha1_test
 
 import (
 	"strings"
+	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
@@ -256,6 +257,10 @@ var _ = Describe("FunnelReceiver schema", func() {
 		Entry("maxEvents negative", func(s map[string]any) { set(s, "retention.maxEvents", int64(-1)) }, "spec.retention.maxEvents: Invalid value"),
 		Entry("maxEvents above the bound", func(s map[string]any) { set(s, "retention.maxEvents", int64(10000001)) }, "spec.retention.maxEvents: Invalid value"),
 		Entry("retention not a duration", func(s map[string]any) { set(s, "retention.succeeded", "a week") }, "spec.retention.succeeded"),
+		Entry("dedupe window of a week", func(s map[string]any) { set(s, "dedupeWindow", "168h") }, ""),
+		Entry("dedupe window shorter than an hour", func(s map[string]any) { set(s, "dedupeWindow", "30m") }, "must be between 1h and 8760h"),
+		Entry("dedupe window longer than a year", func(s map[string]any) { set(s, "dedupeWindow", "8761h") }, "must be between 1h and 8760h"),
+		Entry("dedupe window not a duration", func(s map[string]any) { set(s, "dedupeWindow", "a day") }, "spec.dedupeWindow"),
 	)
 
 	It("applies the documented defaults", func() {
@@ -270,6 +275,7 @@ var _ = Describe("FunnelReceiver schema", func() {
 		Expect(got.Spec.Retention.Succeeded).To(Equal(&metav1.Duration{Duration: funnelv1.DefaultSucceededRetention}))
 		Expect(got.Spec.Retention.Failed).To(Equal(&metav1.Duration{Duration: funnelv1.DefaultFailedRetention}))
 		Expect(got.Spec.Retention.MaxEvents).To(HaveValue(Equal(funnelv1.DefaultMaxEvents)), "bounded by default")
+		Expect(got.Spec.DedupeWindow).To(Equal(&metav1.Duration{Duration: 24 * time.Hour}))
 		Expect(got.Spec.RateLimit).To(Equal(funnelv1.RateLimit{
 			RequestsPerSecond: funnelv1.DefaultRequestsPerSecond, Burst: funnelv1.DefaultBurst}))
 	})

@@ -438,6 +438,11 @@ func (in *FunnelReceiverSpec) DeepCopyInto(out *FunnelReceiverSpec) {
 		**out = **in
 	}
 	out.RateLimit = in.RateLimit
+	if in.DedupeWindow != nil {
+		in, out := &in.DedupeWindow, &out.DedupeWindow
+		*out = new(v1.Duration)
+		**out = **in
+	}
 	in.Retention.DeepCopyInto(&out.Retention)
 }
 

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -248,7 +249,7 @@ func TestSendOneEvent(t *testing.T) {
 	if env.Type != funnel.TypeMoveIn || env.Format != funnel.FormatV3 {
 		t.Errorf("sent %s %s, want lease.move_in V3", env.Type, env.Format)
 	}
-	name := env.ObjectName(req.Body)
+	name, _ := funnel.EventName("funnel", req.Body, time.Now())
 	for _, want := range []string{"200 OK", funnel.AckBody, "FunnelEvent " + name + ": kubectl get fev " + name + " -n default"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
@@ -267,8 +268,8 @@ func TestSendQuietPrintsTheName(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if out != env.ObjectName(body)+"\n" {
-		t.Errorf("output %q, want only the object name %s", out, env.ObjectName(body))
+	if name, _ := funnel.EventName("y", body, time.Now()); out != name+"\n" || env.Type != "renter.created" {
+		t.Errorf("output %q, want only the object name %s", out, name)
 	}
 }
 

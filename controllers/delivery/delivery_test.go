@@ -29,7 +29,7 @@ func exampleEvent(t testing.TB, file string) *funnelv1.FunnelEvent {
 		t.Fatal(err)
 	}
 	ev := &funnelv1.FunnelEvent{}
-	ev.Namespace, ev.Name = "leasing", env.ObjectName(body)
+	ev.Namespace, ev.Name = "leasing", funnel.Naming{Receiver: "funnel"}.Identify(env, time.Now()).Name
 	ev.Labels = funnel.SubjectLabels(env.Type, env.Data)
 	ev.Spec = funnelv1.FunnelEventSpec{Receiver: "funnel", Format: funnelv1.EventFormat(env.Format), EventID: env.ID, Type: env.Type,
 		IdempotencyKey: env.IdempotencyKey, ReceivedAt: metav1.NewMicroTime(time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC)),
@@ -259,7 +259,7 @@ func TestEnvelopeBody(t *testing.T) {
 	if err := json.Unmarshal(body, &got); err != nil {
 		t.Fatal(err)
 	}
-	if got["name"] != "evt-8932127" || got["id"] != "8932127" || got["type"] != "lease_transaction.status_updated" ||
+	if got["name"] != ev.Name || !strings.HasPrefix(ev.Name, "evt-8932127-") || got["id"] != "8932127" || got["type"] != "lease_transaction.status_updated" ||
 		got["format"] != "Classic" || got["occurredAt"] != "2023-03-29T04:27:08Z" || got["summary"] != "Application 74824: Submitted → Approved" {
 		t.Errorf("envelope = %s", body)
 	}

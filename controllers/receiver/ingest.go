@@ -2,6 +2,9 @@ package receiver
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -9,7 +12,6 @@ import (
 	"mime"
 	"net/http"
 	"os"
-	"reflect"
 	"slices"
 	"strings"
 	"time"
@@ -19,7 +21,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	utiljson "k8s.io/apimachinery/pkg/util/json"
 	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -32,59 +33,62 @@ import (
 // need no body come first, so unauthenticated or throttled senders cost no body read.
 func (s *Server) handle(ctx context.Context, w http.ResponseWriter, r *http.Request, key types.NamespacedName) (string, reply) {
 	if r.Method != http.MethodPost {
-		return "", reply{http.StatusMethodNotAllowed, "method not allowed: Funnel events are POSTed"}
+		return "", reply{code: http.StatusMethodNotAllowed, msg: "method not allowed: Funnel events are POSTed"}
 	}
 	var rcv funnelv1.FunnelReceiver
 	if err := s.cache.Get(ctx, key, &rcv); err != nil {
 		if apierrors.IsNotFound(err) {
 			s.forgetLimiter(key)
-			return "", reply{http.StatusNotFound, fmt.Sprintf("no FunnelReceiver %s", key)}
+			return "", reply{code: http.StatusNotFound, msg: fmt.Sprintf("no FunnelReceiver %s", key)}
 		}
 		logger(ctx).Error(err, "Reading FunnelReceiver from the cache", "receiver", key)
-		return "", reply{http.StatusServiceUnavailable, "receiver configuration unavailable, retry later"}
+		return "", reply{code: http.StatusServiceUnavailable, msg: "receiver configuration unavailable, retry later"}
 	}
 	label := key.String()
 	cfg, err := Resolve(ctx, s.opts.Secrets, &rcv, s.opts.Policy)
 	if err != nil {
 		logger(ctx).Error(err, "Resolving FunnelReceiver", "receiver", key)
-		return label, reply{http.StatusServiceUnavailable, "receiver configuration unavailable, retry later"}
+		return label, reply{code: http.StatusServiceUnavailable, msg: "receiver configuration unavailable, retry later"}
 	}
 	// Only the reason: the message names Secrets, which unauthenticated callers need not know.
 	if cfg.Ready.Status != metav1.ConditionTrue {
-		return label, reply{http.StatusServiceUnavailable, "receiver not ready: " + cfg.Ready.Reason}
+		return label, reply{code: http.StatusServiceUnavailable, msg: "receiver not ready: " + cfg.Ready.Reason}
 	}
 	if len(cfg.AllowedCIDRs) > 0 {
 		if addr, ok := clientAddr(r, cfg.TrustedProxies); !ok || !contains(cfg.AllowedCIDRs, addr) {
-			return label, reply{http.StatusForbidden, "source address not allowed"}
+			return label, reply{code: http.StatusForbidden, msg: "source address not allowed"}
 		}
 	}
 	if cfg.Token != nil && !tokenMatches(r.Header.Get(cfg.TokenHeader), cfg.Token) {
-		return label, reply{http.StatusUnauthorized, "missing or invalid credentials"}
+		return label, reply{code: http.StatusUnauthorized, msg: "missing or invalid credentials"}
 	}
 	if !s.limiter(key, cfg.RateLimit).Allow() {
-		return label, reply{http.StatusTooManyRequests, "rate limited, retry later"}
-	}
-	if !isJSON(r.Header.Get("Content-Type")) {
-		return label, reply{http.StatusUnsupportedMediaType, "unsupported content type: send application/json"}
+		return label, reply{code: http.StatusTooManyRequests, msg: "rate limited, retry later"}
 	}
 	if r.ContentLength > cfg.MaxBodyBytes {
-		return label, reply{http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than the receiver's limit of %d bytes", cfg.MaxBodyBytes)}
+		return label, reply{code: http.StatusRequestEntityTooLarge, msg: fmt.Sprintf("body larger than the receiver's limit of %d bytes", cfg.MaxBodyBytes)}
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, cfg.MaxBodyBytes))
 	if err != nil {
 		return label, bodyError(err, cfg.MaxBodyBytes)
 	}
 	if cfg.HMACKey != nil && !signatureMatches(r.Header.Get(cfg.HMACHeader), body, cfg.HMACKey, cfg.HMACAlgorithm) {
-		return label, reply{http.StatusUnauthorized, "missing or invalid signature"}
+		return label, reply{code: http.StatusUnauthorized, msg: "missing or invalid signature"}
 	}
 	env, err := funnel.Parse(body)
 	if err != nil {
-		return label, reply{http.StatusBadRequest, err.Error()}
+		// Any Content-Type is taken when the body is JSON (Funnel's docs do not promise
+		// the header); 415 only for a body that is not JSON and was not said to be.
+		var perr *funnel.ParseError
+		if errors.As(err, &perr) && perr.NotJSON && !isJSON(r.Header.Get("Content-Type")) {
+			return label, reply{code: http.StatusUnsupportedMediaType, msg: "unsupported content type, and the body is not JSON: send application/json"}
+		}
+		return label, reply{code: http.StatusBadRequest, msg: err.Error()}
 	}
 	if !slices.Contains(cfg.Formats, funnelv1.EventFormat(env.Format)) {
-		return label, reply{http.StatusBadRequest, fmt.Sprintf("%s envelopes are not accepted by this receiver (spec.formats)", env.Format)}
+		return label, reply{code: http.StatusBadRequest, msg: fmt.Sprintf("%s envelopes are not accepted by this receiver (spec.formats)", env.Format)}
 	}
-	return label, s.store(ctx, &rcv, env, body)
+	return label, s.store(ctx, &rcv, env)
 }
 
 // bodyError turns a failed body read into an answer.
@@ -92,16 +96,16 @@ func bodyError(err error, limit int64) reply {
 	var tooLarge *http.MaxBytesError
 	switch {
 	case errors.As(err, &tooLarge):
-		return reply{http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than the receiver's limit of %d bytes", limit)}
+		return reply{code: http.StatusRequestEntityTooLarge, msg: fmt.Sprintf("body larger than the receiver's limit of %d bytes", limit)}
 	case errors.Is(err, os.ErrDeadlineExceeded):
-		return reply{http.StatusRequestTimeout, "body not received in time"}
+		return reply{code: http.StatusRequestTimeout, msg: "body not received in time"}
 	default:
-		return reply{http.StatusBadRequest, "reading body: " + err.Error()}
+		return reply{code: http.StatusBadRequest, msg: "reading body: " + err.Error()}
 	}
 }
 
-// isJSON accepts application/json and any +json type; a missing Content-Type is accepted
-// too, since the body is parsed as JSON anyway and Funnel's docs do not promise the header.
+// isJSON reports whether a Content-Type says JSON: application/json, any +json type, or
+// none at all.
 func isJSON(contentType string) bool {
 	if contentType == "" {
 		return true
@@ -111,22 +115,45 @@ func isJSON(contentType string) bool {
 }
 
 // store creates the FunnelEvent and decides the answer from what the API server said:
-// 200 only when the event exists with this content.
-func (s *Server) store(ctx context.Context, rcv *funnelv1.FunnelReceiver, env *funnel.Envelope, body []byte) reply {
-	ev := NewEvent(rcv, env, body, s.opts.Clock.Now())
+// 200 only when the event exists with this content, under the name the answer carries.
+func (s *Server) store(ctx context.Context, rcv *funnelv1.FunnelReceiver, env *funnel.Envelope) reply {
+	now := s.opts.Clock.Now()
+	window := dedupeWindow(rcv)
+	id := funnel.Naming{Receiver: rcv.Name, DedupeWindow: window}.Identify(env, now)
+	ev := NewEvent(rcv, env, id, now)
 	typ := metricType(env.Type)
+	if id.Previous != "" {
+		// Identified by content: a receipt within the window of the same content stored
+		// in the previous window is a retry of it.
+		prev, err := s.read(ctx, types.NamespacedName{Namespace: ev.Namespace, Name: id.Previous})
+		switch {
+		case err != nil:
+			return unconfirmed(ctx, ev, err)
+		case prev != nil && prev.Annotations[funnelv1.AnnotationDigest] == id.Digest && now.Sub(prev.Spec.ReceivedAt.Time) < window:
+			return s.duplicate(prev, typ)
+		}
+	}
+	return s.create(ctx, ev, typ)
+}
+
+// create stores ev, or finds it stored: the same content under its name is a duplicate;
+// different content under its name is stored again as a variant.
+func (s *Server) create(ctx context.Context, ev *funnelv1.FunnelEvent, typ string) reply {
 	// Built only when a line is written: zap encodes values as soon as they are added.
 	log := func() logr.Logger {
-		return logger(ctx).WithValues("funnelevent", klog.KObj(ev), "type", env.Type, "id", env.ID)
+		return logger(ctx).WithValues("funnelevent", klog.KObj(ev), "type", ev.Spec.Type, "id", ev.Spec.EventID)
 	}
-
 	key := types.NamespacedName{Namespace: ev.Namespace, Name: ev.Name}
 	if s.recent.has(key) {
 		// Created here lately: most likely stored; compare with it, as the API server's
-		// watch cache has it (resourceVersion "0": no etcd read). Missing there (deleted
-		// since, or the cache not there yet), the create below settles it.
-		if r, found := s.duplicate(ctx, ev, typ, &client.GetOptions{Raw: &metav1.GetOptions{ResourceVersion: "0"}}); found {
-			return r
+		// watch cache has it (no etcd read). Missing there (deleted since, or the cache
+		// not there yet), the create below settles it.
+		existing, err := s.read(ctx, key)
+		if err != nil {
+			return unconfirmed(ctx, ev, err)
+		}
+		if existing != nil {
+			return s.compare(ctx, ev, existing, typ)
 		}
 	}
 	err := s.writer.Create(ctx, ev)
@@ -134,92 +161,157 @@ func (s *Server) store(ctx context.Context, rcv *funnelv1.FunnelReceiver, env *f
 	case err == nil:
 		s.recent.add(key)
 		eventsCreated.WithLabelValues(typ).Inc()
-		if logger(ctx).V(1).Enabled() {
+		if _, variant := ev.Labels[funnelv1.LabelVariantOf]; variant {
+			eventsConflicting.WithLabelValues(typ).Inc()
+			log().Info("Event received again with different content; stored as a variant", "variantOf", ev.Labels[funnelv1.LabelVariantOf])
+		} else if logger(ctx).V(1).Enabled() {
 			log().V(1).Info("Stored event")
 		}
-		return reply{code: http.StatusOK}
+		return reply{code: http.StatusOK, event: ev.Name}
 	case apierrors.IsAlreadyExists(err):
-		r, found := s.duplicate(ctx, ev, typ)
-		if !found {
+		existing, err := s.read(ctx, key, withQuorum)
+		switch {
+		case err != nil:
+			return unconfirmed(ctx, ev, err)
+		case existing == nil:
 			// Deleted between the create and the read (retention): let Funnel retry.
 			logger(ctx).Info("The existing event was deleted while being compared; answering 503", "funnelevent", key)
-			return reply{http.StatusServiceUnavailable, "event not stored in time, retry later"}
+			return reply{code: http.StatusServiceUnavailable, msg: "event not stored in time, retry later"}
 		}
-		return r
+		return s.compare(ctx, ev, existing, typ)
 	case apierrors.IsInvalid(err) || apierrors.IsBadRequest(err):
 		log().Info("The API server refused the event", "reason", err.Error())
-		return reply{http.StatusBadRequest, "event cannot be stored: " + err.Error()}
+		return reply{code: http.StatusBadRequest, msg: "event cannot be stored: " + err.Error()}
 	default:
-		log().Error(err, "Storing event failed; answering 503 so Funnel retries")
-		return reply{http.StatusServiceUnavailable, "event not stored in time, retry later"}
+		return unconfirmed(ctx, ev, err)
 	}
 }
 
-// duplicate answers a receipt of an event whose object exists: 200 if it is the same
-// event (and count it), 409 if the id was reused for different content. found is false
-// when there is no such object. A stale read is harmless: the digest never changes, and
-// the count is written with an optimistic lock that re-reads on conflict.
-func (s *Server) duplicate(ctx context.Context, ev *funnelv1.FunnelEvent, typ string, opts ...client.GetOption) (r reply, found bool) {
-	key := types.NamespacedName{Namespace: ev.Namespace, Name: ev.Name}
-	var existing funnelv1.FunnelEvent
-	if err := s.writer.Get(ctx, key, &existing, opts...); err != nil {
-		if apierrors.IsNotFound(err) {
-			return reply{}, false
-		}
-		// The API server is struggling: let Funnel retry.
-		logger(ctx).Error(err, "Reading the existing event failed; answering 503", "funnelevent", key)
-		return reply{http.StatusServiceUnavailable, "event not stored in time, retry later"}, true
+// compare answers a receipt whose name is taken by existing: a duplicate when the
+// content is the same; otherwise the receipt is stored under its variant name (same
+// receiver, id and type, another payload: never refused, never merged).
+func (s *Server) compare(ctx context.Context, ev, existing *funnelv1.FunnelEvent, typ string) reply {
+	digest := ev.Annotations[funnelv1.AnnotationDigest]
+	if existing.Annotations[funnelv1.AnnotationDigest] == digest {
+		return s.duplicate(existing, typ)
 	}
-	if !sameEvent(&existing, ev) {
-		eventsConflicting.WithLabelValues(typ).Inc()
-		logger(ctx).Info("Event id received again with different content", "funnelevent", key, "type", ev.Spec.Type, "id", ev.Spec.EventID)
-		return reply{http.StatusConflict, fmt.Sprintf("event %s was already received with different content", key.Name)}, true
+	if _, variant := ev.Labels[funnelv1.LabelVariantOf]; variant {
+		// A variant's name is derived from its digest: another content under it would
+		// need a sha256 prefix collision.
+		logger(ctx).Error(nil, "Variant name taken by different content; answering 503", "funnelevent", klog.KObj(existing))
+		return reply{code: http.StatusServiceUnavailable, msg: "event not stored, retry later"}
 	}
+	v := ev.DeepCopy()
+	v.Name = funnel.VariantName(ev.Name, digest)
+	v.Labels[funnelv1.LabelVariantOf] = ev.Name
+	return s.create(ctx, v, typ)
+}
+
+// duplicate acknowledges a repeated receipt of the stored event ev and counts it.
+func (s *Server) duplicate(ev *funnelv1.FunnelEvent, typ string) reply {
 	eventsDuplicate.WithLabelValues(typ).Inc()
-	s.duplicates.add(&existing)
-	return reply{code: http.StatusOK}, true
+	s.duplicates.add(ev)
+	return reply{code: http.StatusOK, event: ev.Name}
 }
 
-// sameEvent compares by the receiver's digest when the stored object has one; objects
-// created some other way (by hand, by an older version) are compared field by field,
-// with data decoded the way the API server stores it.
-func sameEvent(existing, received *funnelv1.FunnelEvent) bool {
-	if d, ok := existing.Annotations[funnelv1.AnnotationDigest]; ok {
-		return d == received.Annotations[funnelv1.AnnotationDigest]
+// withQuorum reads from etcd rather than the API server's watch cache: after an
+// AlreadyExists the object must be found even if the cache lags.
+var withQuorum client.GetOption = &client.GetOptions{}
+
+// read gets a FunnelEvent; nil when there is none. Without options it reads the API
+// server's watch cache (resourceVersion "0": no etcd read), which may lag a moment: a
+// duplicate or a conflict found late is still answered right, by the create.
+func (s *Server) read(ctx context.Context, key types.NamespacedName, opts ...client.GetOption) (*funnelv1.FunnelEvent, error) {
+	if len(opts) == 0 {
+		opts = []client.GetOption{&client.GetOptions{Raw: &metav1.GetOptions{ResourceVersion: "0"}}}
 	}
-	a, b := existing.Spec, received.Spec
-	if a.Type != b.Type || a.Format != b.Format || a.EventID != b.EventID || a.IdempotencyKey != b.IdempotencyKey {
-		return false
+	var ev funnelv1.FunnelEvent
+	if err := s.writer.Get(ctx, key, &ev, opts...); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("reading FunnelEvent %s: %w", key, err)
 	}
-	var da, db any
-	if utiljson.Unmarshal(a.Data.Raw, &da) != nil || utiljson.Unmarshal(b.Data.Raw, &db) != nil {
-		return false
-	}
-	return reflect.DeepEqual(da, db)
+	return &ev, nil
 }
 
-// NewEvent builds the FunnelEvent of an envelope: deterministic name, labels users
-// select by, and the event verbatim in spec.
-func NewEvent(rcv *funnelv1.FunnelReceiver, env *funnel.Envelope, body []byte, now time.Time) *funnelv1.FunnelEvent {
+// unconfirmed answers a receipt whose storage the API server did not confirm: 503, so
+// Funnel retries, and the retry lands on the same object.
+func unconfirmed(ctx context.Context, ev *funnelv1.FunnelEvent, err error) reply {
+	logger(ctx).Error(err, "Storing event failed; answering 503 so Funnel retries", "funnelevent", klog.KObj(ev))
+	return reply{code: http.StatusServiceUnavailable, msg: "event not stored in time, retry later"}
+}
+
+// dedupeWindow is the receiver's dedupe window for events without an id.
+func dedupeWindow(rcv *funnelv1.FunnelReceiver) time.Duration {
+	if w := rcv.Spec.DedupeWindow; w != nil && w.Duration > 0 {
+		return w.Duration
+	}
+	return funnel.DefaultDedupeWindow
+}
+
+// Bounds of what the receiver keeps in annotations (the API server allows 256 KiB of
+// them per object): each whole value above its spec field's limit, and the envelope's
+// undefined top-level fields.
+const (
+	maxAnnotatedValue = 64 << 10
+	maxIssues         = 32
+)
+
+// NewEvent builds the FunnelEvent of an envelope: its identity's name, labels users
+// select by, and the event as sent in spec; what does not fit spec is kept in
+// annotations.
+func NewEvent(rcv *funnelv1.FunnelReceiver, env *funnel.Envelope, id funnel.Identity, now time.Time) *funnelv1.FunnelEvent {
 	labels := map[string]string{
 		funnelv1.LabelReceiver:  funnel.LabelValue(rcv.Name),
-		funnelv1.LabelEventType: funnel.LabelValue(env.Type),
+		funnelv1.LabelEventType: funnel.LabelValue(strings.ToLower(env.Type)),
 		funnelv1.LabelFormat:    string(env.Format),
 	}
 	maps.Copy(labels, funnel.SubjectLabels(env.Type, env.Data))
+	annotations := map[string]string{funnelv1.AnnotationDigest: id.Digest}
+	issues := slices.Clone(env.Issues)
+	keep := func(annotation, field, value string, limit int) string {
+		if len(value) <= limit {
+			return value
+		}
+		sum := sha256.Sum256([]byte(value))
+		if len(value) <= maxAnnotatedValue {
+			annotations[annotation] = value
+			issues = append(issues, funnel.Issue{Field: field, Reason: fmt.Sprintf("is %d bytes long; spec holds its sha256, annotation %s the value", len(value), annotation)})
+		} else {
+			issues = append(issues, funnel.Issue{Field: field, Reason: fmt.Sprintf("is %d bytes long; only its sha256 is kept", len(value))})
+		}
+		return "sha256:" + hex.EncodeToString(sum[:])
+	}
+	eventID := keep(funnelv1.AnnotationEventID, "id", env.ID, funnelv1.MaxEventIDLength)
+	idempotencyKey := keep(funnelv1.AnnotationIdempotencyKey, "idempotency_key", env.IdempotencyKey, funnelv1.MaxIdempotencyKeyLength)
+	if len(env.Extra) > 0 {
+		if len(env.Extra) <= maxAnnotatedValue {
+			annotations[funnelv1.AnnotationEnvelopeExtra] = string(env.Extra)
+		} else {
+			issues = append(issues, funnel.Issue{Field: "(envelope)", Reason: fmt.Sprintf("top-level fields no format defines (%d bytes) are not kept", len(env.Extra))})
+		}
+	}
+	if len(issues) > 0 {
+		if len(issues) > maxIssues {
+			issues = append(issues[:maxIssues-1], funnel.Issue{Field: "(envelope)", Reason: fmt.Sprintf("and %d more issues", len(issues)-maxIssues+1)})
+		}
+		b, _ := json.Marshal(issues) // strings only: cannot fail
+		annotations[funnelv1.AnnotationIssues] = string(b)
+	}
 	ev := &funnelv1.FunnelEvent{
 		ObjectMeta: metav1.ObjectMeta{
 			Namespace:   rcv.Namespace,
-			Name:        env.ObjectName(body),
+			Name:        id.Name,
 			Labels:      labels,
-			Annotations: map[string]string{funnelv1.AnnotationDigest: env.Digest()},
+			Annotations: annotations,
 		},
 		Spec: funnelv1.FunnelEventSpec{
 			Receiver:       rcv.Name,
 			Format:         funnelv1.EventFormat(env.Format),
-			EventID:        env.ID,
+			EventID:        eventID,
 			Type:           env.Type,
-			IdempotencyKey: env.IdempotencyKey,
+			IdempotencyKey: idempotencyKey,
 			ReceivedAt:     metav1.NewMicroTime(now),
 			Data:           runtime.RawExtension{Raw: env.Data},
 		},
@@ -234,8 +326,8 @@ func NewEvent(rcv *funnelv1.FunnelReceiver, env *funnel.Envelope, body []byte, n
 // metricType bounds the type label to the documented types: unknown types are sender
 // input and would let a client grow the label set without limit.
 func metricType(t string) string {
-	if funnel.Lookup(t).Known {
-		return t
+	if h := funnel.Lookup(t); h.Known {
+		return h.Type
 	}
 	return "other"
 }

@@ -217,6 +217,8 @@ func (s *Server) ReadyCheck(*http.Request) error {
 type reply struct {
 	code int
 	msg  string
+	// event is the name of the FunnelEvent a 200 stands for.
+	event string
 }
 
 // serveWebhook handles a request to the webhook path of receiver key.
@@ -227,7 +229,7 @@ func (s *Server) serveWebhook(w http.ResponseWriter, r *http.Request, key types.
 	case s.inFlight <- struct{}{}:
 		defer func() { <-s.inFlight }()
 	default:
-		s.answer(w, "", start, reply{http.StatusServiceUnavailable, "overloaded: too many requests in flight, retry later"})
+		s.answer(w, "", start, reply{code: http.StatusServiceUnavailable, msg: "overloaded: too many requests in flight, retry later"})
 		return
 	}
 
@@ -247,6 +249,8 @@ func (s *Server) answer(w http.ResponseWriter, receiver string, start time.Time,
 		h.Set("Retry-After", strconv.Itoa(retryAfterSeconds))
 	case http.StatusMethodNotAllowed:
 		h.Set("Allow", http.MethodPost)
+	case http.StatusOK:
+		h.Set(funnel.EventNameHeader, rep.event)
 	}
 	body := rep.msg
 	if rep.code == http.StatusOK {

@@ -29,8 +29,8 @@ func TestSourceMix(t *testing.T) {
 		if err != nil {
 			t.Fatalf("body does not parse: %v", err)
 		}
-		if name := env.ObjectName(it.body); name != it.name {
-			t.Fatalf("item name %q, ObjectName %q", it.name, name)
+		if name, _ := funnel.EventName(harness.ReceiverName, it.body, time.Now()); name != it.name {
+			t.Fatalf("item name %q, EventName %q", it.name, name)
 		}
 		types[env.Type], formats[string(env.Format)] = true, true
 		if prev, ok := seen[it.name]; ok {

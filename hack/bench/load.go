@@ -67,11 +67,11 @@ func (s *source) item() (item, error) {
 	if err != nil {
 		return item{}, err
 	}
-	env, err := funnel.Parse(body)
+	name, err := funnel.EventName(harness.ReceiverName, body, time.Now())
 	if err != nil {
 		return item{}, fmt.Errorf("a synthetic %s %s body does not parse: %w", format, typ, err)
 	}
-	it := item{body: body, name: env.ObjectName(body)}
+	it := item{body: body, name: name}
 	if len(s.recent) < recentBodies {
 		s.recent = append(s.recent, it)
 	} else {
@@ -93,7 +93,8 @@ func (s *source) object(ns string) (*funnelv1.FunnelEvent, error) {
 		return nil, err
 	}
 	rcv := &funnelv1.FunnelReceiver{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: harness.ReceiverName}}
-	return receiver.NewEvent(rcv, env, it.body, time.Now()), nil
+	now := time.Now()
+	return receiver.NewEvent(rcv, env, funnel.Naming{Receiver: harness.ReceiverName}.Identify(env, now), now), nil
 }
 
 // posted is what a posting run did: the report of its requests, how long it took, and

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
@@ -28,6 +29,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	"github.com/funnel-operator/funnel-operator/api/funnel"
 	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
 	"github.com/funnel-operator/funnel-operator/controllers"
 	"github.com/funnel-operator/funnel-operator/controllers/receiver"
@@ -160,7 +162,11 @@ var _ = Describe("The operator with the RBAC of config/rbac", Ordered, func() {
 	It("receives, counts duplicates, processes and delivers an event", func() {
 		Expect(post("classic-lease_transaction.status_updated.json")).To(Equal(http.StatusOK))
 		Expect(post("classic-lease_transaction.status_updated.json")).To(Equal(http.StatusOK))
-		Eventually(event("evt-8932127")).Should(SatisfyAll(
+		body, err := os.ReadFile(filepath.Join(testenv.Root(), "api", "funnel", "testdata", "classic-lease_transaction.status_updated.json"))
+		Expect(err).NotTo(HaveOccurred())
+		name, err := funnel.EventName("funnel", body, time.Now())
+		Expect(err).NotTo(HaveOccurred())
+		Eventually(event(name)).Should(SatisfyAll(
 			HaveField("Status.Phase", funnelv1.PhaseSucceeded),
 			HaveField("Status.Duplicates", int64(1))))
 		Expect(sinkHits.Load()).To(Equal(int32(1)))

@@ -87,7 +87,7 @@ var _ = Describe("Security", func() {
 			for _, a := range attempts {
 				res := s.Post(ctx, f.url(0), a.body, a.header)
 				Expect(res.Code).To(Equal(http.StatusUnauthorized), "%s: %s", a.what, res)
-				all = append(all, send.Result{Event: send.EventName(a.body), Attempts: []send.Attempt{res}})
+				all = append(all, send.Result{Event: send.EventName(f.url(0), a.body), Attempts: []send.Attempt{res}})
 				refused++
 			}
 			// The good ones, after the bad: once they are stored and delivered, nothing
@@ -95,7 +95,7 @@ var _ = Describe("Security", func() {
 			all = append(all, s.SendAll(ctx, good, 4)...)
 			stored := f.events(Default)
 			for _, b := range bad {
-				Expect(stored).NotTo(HaveKey(send.EventName(b)), "created from a refused request")
+				Expect(stored).NotTo(HaveKey(send.EventName(f.url(0), b)), "created from a refused request")
 			}
 			f.waitFinal(len(stored), time.Minute)
 			Expect(len(stored)).To(Equal(4*(run+1)), "stored events")

@@ -369,14 +369,14 @@ func TestLatencyOf(t *testing.T) {
 
 func TestEventName(t *testing.T) {
 	body := []byte(`{"id":"3eb29a92-e480-40ee-9a9f-61fff5e3f3d5","event":"lease.move_in","timestamp":"2023-03-11T14:23:56.010+00:00","data":{}}`)
-	env, err := funnel.Parse(body)
+	want, err := funnel.EventName("funnel", body, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := EventName(body); got == "" || got != env.ObjectName(body) {
-		t.Errorf("EventName = %q, want %q", got, env.ObjectName(body))
+	if got := EventName("http://127.0.0.1:8080/webhooks/ns/funnel", body); got == "" || got != want {
+		t.Errorf("EventName = %q, want %q", got, want)
 	}
-	if got := EventName([]byte(`not json`)); got != "" {
+	if got := EventName("http://127.0.0.1:8080/webhooks/ns/funnel", []byte(`not json`)); got != "" {
 		t.Errorf("EventName(garbage) = %q", got)
 	}
 }

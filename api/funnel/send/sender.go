@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"path"
 	"strconv"
 	"strings"
 	"sync"
@@ -141,6 +142,9 @@ type Attempt struct {
 	// Start is when the request was sent; Duration how long until the answer was read.
 	Start    time.Time
 	Duration time.Duration
+	// Event is the FunnelEvent an acknowledgement stands for, as the receiver named it
+	// (funnel.EventNameHeader).
+	Event string
 }
 
 // Acknowledged reports whether the receiver confirmed the event: 200 with exactly
@@ -186,8 +190,8 @@ func Snippet(s string) string {
 
 // Result is everything that happened to one event.
 type Result struct {
-	// Event is the FunnelEvent name the receiver gives the body ("" when the body is not
-	// a Funnel envelope).
+	// Event is the FunnelEvent name of the body: the receiver's once acknowledged, until
+	// then as EventName predicts it ("" when the body is not a Funnel envelope).
 	Event    string
 	Attempts []Attempt
 }
@@ -202,13 +206,14 @@ func (r Result) Acknowledged() bool {
 	return false
 }
 
-// EventName is the FunnelEvent name the receiver gives body ("" if it does not parse).
-func EventName(body []byte) string {
-	env, err := funnel.Parse(body)
+// EventName is the FunnelEvent name the receiver at url gives body when it stores it now
+// ("" if it does not parse); an acknowledgement says the name it used.
+func EventName(url string, body []byte) string {
+	name, err := funnel.EventName(path.Base(url), body, time.Now())
 	if err != nil {
 		return ""
 	}
-	return env.ObjectName(body)
+	return name
 }
 
 // Post makes one attempt to url with the Sender's authentication; header adds or
@@ -247,6 +252,7 @@ func (s *Sender) Post(ctx context.Context, url string, body []byte, header http.
 	defer resp.Body.Close()
 	answer, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswerBytes))
 	a.Duration, a.Code, a.RetryAfter, a.Body = time.Since(a.Start), resp.StatusCode, resp.Header.Get("Retry-After"), string(answer)
+	a.Event = resp.Header.Get(funnel.EventNameHeader)
 	if err != nil {
 		a.Err = fmt.Errorf("reading the answer: %w", requestError(ctx, err, timeout))
 	}
@@ -270,10 +276,13 @@ func requestError(ctx context.Context, err error, timeout time.Duration) error {
 // Send posts body until it is acknowledged or the retries are used up, going round the
 // URLs; it stops early when ctx ends.
 func (s *Sender) Send(ctx context.Context, body []byte) Result {
-	res := Result{Event: EventName(body)}
+	res := Result{Event: EventName(s.URLs[0], body)}
 	for n := 0; ; n++ {
 		a := s.Post(ctx, s.URLs[(s.next.Add(1)-1)%uint64(len(s.URLs))], body, nil)
 		res.Attempts = append(res.Attempts, a)
+		if a.Acknowledged() && a.Event != "" {
+			res.Event = a.Event
+		}
 		if s.OnAttempt != nil {
 			s.OnAttempt(res.Event, a)
 		}

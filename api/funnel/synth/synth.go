@@ -155,7 +155,7 @@ type (
 const v3TimeLayout = "2006-01-02T15:04:05.000000+00:00"
 
 // envelope wraps data in format and returns the body with the identity the
-// receiver names the event by (funnel.Envelope.ObjectName's inputs).
+// receiver names the event by (funnel.Naming.Identify's inputs).
 func (g *Generator) envelope(eventType string, format funnel.Format, now time.Time, data any) ([]byte, string, error) {
 	switch format {
 	case funnel.FormatClassic:

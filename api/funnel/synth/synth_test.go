@@ -259,11 +259,10 @@ func TestEventFreshIdentity(t *testing.T) {
 					if err != nil {
 						t.Fatal(err)
 					}
-					env, err := funnel.Parse(body)
+					name, err := funnel.EventName("funnel", body, time.Now())
 					if err != nil {
 						t.Fatal(err)
 					}
-					name := env.ObjectName(body)
 					if names[name] {
 						t.Fatalf("object name %s generated twice", name)
 					}

@@ -6,8 +6,10 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"path"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/funnel-operator/funnel-operator/api/funnel"
 )
@@ -19,8 +21,8 @@ type Request struct {
 	Body         []byte
 }
 
-// Receiver records every request and answers with its answer function, or 200 and
-// funnel.AckBody without one. The request body is read before the answer function runs.
+// Receiver records every request and answers with its answer function, or 200,
+// funnel.AckBody and the event's name (as the operator's receiver does) without one. The request body is read before the answer function runs.
 type Receiver struct {
 	*httptest.Server
 	answer   func(http.ResponseWriter, *http.Request)
@@ -47,6 +49,9 @@ func (rec *Receiver) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "text/plain")
+	if name, err := funnel.EventName(path.Base(r.URL.Path), body, time.Now()); err == nil {
+		w.Header().Set(funnel.EventNameHeader, name) // as the receiver does
+	}
 	_, _ = io.WriteString(w, funnel.AckBody)
 }
 
