@@ -104,7 +104,7 @@ var _ = Describe("Subscriptions act as their ServiceAccount", func() {
 		Eventually(warnings(ns, "job")).Should(ConsistOf(funnelv1.ReasonServiceAccountRequired))
 
 		Expect(post(webhookURL, path, example("v3-lease.move_in.json"), nil).code).To(Equal(http.StatusOK))
-		Eventually(getEvent(ns, "evt-3eb29a92-e480-40ee-9a9f-61fff5e3f3d5")).Should(SatisfyAll(finished(funnelv1.PhaseSucceeded),
+		Eventually(getEvent(ns, exampleName("v3-lease.move_in.json"))).Should(SatisfyAll(finished(funnelv1.PhaseSucceeded),
 			HaveField("Status.Deliveries", ConsistOf(HaveField("Subscription", "plain")))))
 		Expect(target.got()).To(HaveLen(1))
 		Expect(target.got()[0].header.Get("X-Api-Key")).To(BeEmpty())
@@ -150,11 +150,11 @@ var _ = Describe("Subscriptions act as their ServiceAccount", func() {
 
 		Expect(k8s.Delete(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "crm-reader"}})).To(Succeed())
 		Eventually(mayDo(ns, "crm-reader", "", "secrets", "get")).Should(BeFalse())
-		Eventually(getEvent(ns, "evt-8932127")).Should(HaveField("Status.Deliveries",
+		Eventually(getEvent(ns, exampleName("classic-lease_transaction.status_updated.json"))).Should(HaveField("Status.Deliveries",
 			ConsistOf(HaveField("LastError", ContainSubstring(`cannot get resource "secrets"`)))))
 		calls := len(target.got())
-		attempts := getEvent(ns, "evt-8932127")(Default).Status.Deliveries[0].Attempts
-		Eventually(func(g Gomega) int32 { return getEvent(ns, "evt-8932127")(g).Status.Deliveries[0].Attempts }).
+		attempts := getEvent(ns, exampleName("classic-lease_transaction.status_updated.json"))(Default).Status.Deliveries[0].Attempts
+		Eventually(func(g Gomega) int32 { return getEvent(ns, exampleName("classic-lease_transaction.status_updated.json"))(g).Status.Deliveries[0].Attempts }).
 			Should(BeNumerically(">=", attempts+3), "retries go on")
 		Expect(target.got()).To(HaveLen(calls), "no request left without the account's permission")
 	})

@@ -18,6 +18,7 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/funnel-operator/funnel-operator/api/funnel"
 	"github.com/funnel-operator/funnel-operator/api/funnel/send"
 	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
 	"github.com/funnel-operator/funnel-operator/test/harness"
@@ -128,6 +129,17 @@ func post(op *harness.Operator, ns, token, example string) int {
 	a := s.Post(ctx, op.WebhookURL(ns, "funnel"), body, nil)
 	Expect(a.Err).NotTo(HaveOccurred())
 	return a.Code
+}
+
+// exampleName is the name the receiver "funnel" gives one of api/funnel's example bodies
+// (they have ids: the name does not depend on the time).
+func exampleName(example string) string {
+	GinkgoHelper()
+	body, err := os.ReadFile(filepath.Join(testenv.Root(), "api", "funnel", "testdata", example))
+	Expect(err).NotTo(HaveOccurred())
+	name, err := funnel.EventName("funnel", body, time.Now())
+	Expect(err).NotTo(HaveOccurred())
+	return name
 }
 
 // forgedEvent is a FunnelEvent as the receiver would create it, made by someone else.

@@ -80,7 +80,7 @@ var _ = Describe("Creating FunnelEvents (config/policies)", func() {
 		token := openReceiver(t.ns)
 		op := startOperator(t.ns)
 		Eventually(func() int { return post(op, t.ns, token, "v3-lease.move_in.json") }).Should(Equal(http.StatusOK))
-		name := "evt-3eb29a92-e480-40ee-9a9f-61fff5e3f3d5"
+		name := exampleName("v3-lease.move_in.json")
 		Eventually(event(t.ns, name)).Should(HaveField("Status.Phase", funnelv1.PhaseSucceeded))
 
 		By("a replay is a patch, which the policy leaves to RBAC (here the admin's, who may not create events either)")
