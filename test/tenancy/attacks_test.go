@@ -20,7 +20,7 @@ import (
 )
 
 // moveIn is the event api/funnel's example v3-lease.move_in.json becomes.
-const moveIn = "evt-3eb29a92-e480-40ee-9a9f-61fff5e3f3d5"
+func moveIn() string { return exampleName("v3-lease.move_in.json") }
 
 // privilegedJob is what an attacker wants run: a privileged Pod on the host's network
 // with the node's root file system, as a cluster-admin ServiceAccount, with a Secret in
@@ -89,7 +89,7 @@ var _ = Describe("A tenant with FunnelSubscriptions but no Jobs, Pods or Secrets
 			To(MatchError(ContainSubstring("may not impersonate ServiceAccount " + t.ns + "/deployer")))
 
 		Expect(post(op, t.ns, token, "v3-lease.move_in.json")).To(Equal(http.StatusOK))
-		Eventually(event(t.ns, moveIn)).Should(SatisfyAll(HaveField("Status.Phase", funnelv1.PhaseSucceeded), HaveField("Status.Deliveries", BeEmpty())))
+		Eventually(event(t.ns, moveIn())).Should(SatisfyAll(HaveField("Status.Phase", funnelv1.PhaseSucceeded), HaveField("Status.Deliveries", BeEmpty())))
 		Expect(jobs(t.ns)).To(BeEmpty())
 	})
 
@@ -112,7 +112,7 @@ var _ = Describe("A tenant with FunnelSubscriptions but no Jobs, Pods or Secrets
 		Eventually(subscriptionReady(t.ns, "plain")).Should(HaveField("Reason", funnelv1.ReasonReady))
 
 		Expect(post(op, t.ns, token, "v3-lease.move_in.json")).To(Equal(http.StatusOK))
-		Eventually(event(t.ns, moveIn)).Should(SatisfyAll(HaveField("Status.Phase", funnelv1.PhaseSucceeded),
+		Eventually(event(t.ns, moveIn())).Should(SatisfyAll(HaveField("Status.Phase", funnelv1.PhaseSucceeded),
 			HaveField("Status.Deliveries", ConsistOf(HaveField("Subscription", "plain")))))
 		Expect(sink.Requests()).To(HaveLen(1))
 		for _, r := range sink.Requests() {
