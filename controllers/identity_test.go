@@ -153,8 +153,9 @@ var _ = Describe("Subscriptions act as their ServiceAccount", func() {
 		Eventually(getEvent(ns, exampleName("classic-lease_transaction.status_updated.json"))).Should(HaveField("Status.Deliveries",
 			ConsistOf(HaveField("LastError", ContainSubstring(`cannot get resource "secrets"`)))))
 		calls := len(target.got())
-		attempts := getEvent(ns, exampleName("classic-lease_transaction.status_updated.json"))(Default).Status.Deliveries[0].Attempts
-		Eventually(func(g Gomega) int32 { return getEvent(ns, exampleName("classic-lease_transaction.status_updated.json"))(g).Status.Deliveries[0].Attempts }).
+		approved := exampleName("classic-lease_transaction.status_updated.json")
+		attempts := getEvent(ns, approved)(Default).Status.Deliveries[0].Attempts
+		Eventually(func(g Gomega) int32 { return getEvent(ns, approved)(g).Status.Deliveries[0].Attempts }).
 			Should(BeNumerically(">=", attempts+3), "retries go on")
 		Expect(target.got()).To(HaveLen(calls), "no request left without the account's permission")
 	})
