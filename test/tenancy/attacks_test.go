@@ -170,7 +170,7 @@ var _ = Describe("A tenant that may impersonate an account allowed to create Job
 
 		Expect(post(op, t.ns, token, "v3-lease.move_in.json")).To(Equal(http.StatusOK))
 		Eventually(func() []batchv1.Job { return jobs(t.ns) }).Should(HaveLen(1))
-		ev := event(t.ns, moveIn)(Default)
+		ev := event(t.ns, moveIn())(Default)
 		Expect(metav1.IsControlledBy(&jobs(t.ns)[0], &ev)).To(BeTrue())
 
 		reqs, err := harness.Requests(cp.AuditLog, operatorUser)
