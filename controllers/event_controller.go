@@ -8,8 +8,10 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/util/sets"
+	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -19,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
@@ -100,7 +103,12 @@ func (r *EventReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 	o.conflict = conflictCondition(&ev)
 	o.apply(&ev.Status, ev.Generation, r.Clock.Now())
 	if !equality.Semantic.DeepEqual(base.Status, ev.Status) {
-		if err := r.writeStatus(ctx, &ev, base); err != nil {
+		if err := r.writeStatus(ctx, &ev, base); apierrors.IsConflict(err) {
+			// Written since this pass read it (another writer, or the receiver's duplicate
+			// count): what this pass decided may rest on an old copy. Look again.
+			log.V(1).Info("Status changed since it was read; processing again")
+			return ctrl.Result{RequeueAfter: staleRecheck}, nil
+		} else if err != nil {
 			return ctrl.Result{}, err
 		}
 		r.recent.wrote(req.NamespacedName, base.ResourceVersion, r.Clock.Now())
@@ -117,11 +125,13 @@ func (r *EventReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 
 // writeStatus writes the pass's status with one merge patch: the only write of a pass,
 // and for most events the only write after the receiver's create; a final phase takes
-// the event out of the cache. A patch carries only what changed, leaves other writers'
-// fields alone (the receiver's duplicate count), and costs the API server less than an
-// update of the whole object, data included (measured with make bench).
+// the event out of the cache. A patch carries only what changed and costs the API server
+// less than an update of the whole object, data included (measured with make bench). It
+// carries the resourceVersion the pass read (an optimistic lock): a pass that worked from
+// a copy older than the stored one (a former leader, a write whose answer was lost) is
+// refused with a conflict instead of overwriting newer deliveries.
 func (r *EventReconciler) writeStatus(ctx context.Context, ev, base *funnelv1.FunnelEvent) error {
-	if err := r.Status().Patch(ctx, ev, client.MergeFrom(base)); err != nil {
+	if err := r.Status().Patch(ctx, ev, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
 		return fmt.Errorf("writing status of FunnelEvent %s/%s: %w", ev.Namespace, ev.Name, err)
 	}
 	return nil
@@ -152,11 +162,56 @@ func (r *EventReconciler) SetupWithManager(mgr ctrl.Manager, concurrency int) er
 		For(&funnelv1.FunnelEvent{}, builder.WithPredicates(family, replayPredicate())).
 		Watches(&batchv1.Job{}, handler.EnqueueRequestForOwner(mgr.GetScheme(), mgr.GetRESTMapper(), &funnelv1.FunnelEvent{}, handler.OnlyControllerOwner()),
 			builder.WithPredicates(family)).
+		Watches(&funnelv1.FunnelSubscription{}, handler.EnqueueRequestsFromMapFunc(r.deliveringTo(mgr.GetCache(), family)),
+			builder.WithPredicates(subscriptionChanged())).
 		WithOptions(controller.Options{MaxConcurrentReconciles: concurrency})
 	if w, ok := r.Dispatcher.(waker); ok {
 		b = b.WatchesRawSource(w.Wakeups(family))
 	}
 	return b.Complete(r)
+}
+
+// deliveringTo maps a subscription to the events of this family that still deliver to
+// it (delivery.IndexDeliveringTo), so that a change of the subscription is acted on at
+// once: a delivery held back while it was suspended or not Ready goes ahead, a dead
+// letter it no longer has ends, a delivery to it once deleted fails.
+func (r *EventReconciler) deliveringTo(cache client.Reader, mine predicate.Predicate) handler.MapFunc {
+	return func(ctx context.Context, sub client.Object) []reconcile.Request {
+		events, err := delivery.DeliveringTo(ctx, cache, client.ObjectKeyFromObject(sub))
+		if err != nil {
+			ctrl.LoggerFrom(ctx).Error(err, "Waking the events of a changed subscription; they wake on their own timers", "subscription", klog.KObj(sub))
+			return nil
+		}
+		var out []reconcile.Request
+		for i := range events {
+			if mine.Generic(event.GenericEvent{Object: &events[i]}) {
+				out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&events[i])})
+			}
+		}
+		return out
+	}
+}
+
+// subscriptionChanged lets through what may change a waiting delivery: a new generation
+// of the spec, a different Ready condition, a deletion (and a creation, in case the
+// deletion went unseen).
+func subscriptionChanged() predicate.Predicate {
+	return predicate.Funcs{
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			if e.ObjectOld.GetGeneration() != e.ObjectNew.GetGeneration() {
+				return true
+			}
+			old, okOld := e.ObjectOld.(*funnelv1.FunnelSubscription)
+			sub, okNew := e.ObjectNew.(*funnelv1.FunnelSubscription)
+			if !okOld || !okNew {
+				return false
+			}
+			before := meta.FindStatusCondition(old.Status.Conditions, funnelv1.ConditionReady)
+			after := meta.FindStatusCondition(sub.Status.Conditions, funnelv1.ConditionReady)
+			return !equality.Semantic.DeepEqual(before, after)
+		},
+		GenericFunc: func(event.GenericEvent) bool { return false },
+	}
 }
 
 // waker is a Dispatcher that finishes work outside the pass (the delivery executor's

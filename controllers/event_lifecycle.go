@@ -153,7 +153,8 @@ func (o outcome) apply(st *funnelv1.FunnelEventStatus, generation int64, now tim
 }
 
 // resetForReplay clears what the previous processing recorded, so the next pass starts
-// over, and returns a line describing the previous outcome (kept in an Event). The
+// over, counts the replay (its deliveries are new ones: keys and Job names carry the
+// count, so a reused annotation value is a new replay too), and returns a line describing the previous outcome (kept in an Event). The
 // outcome is read from the Ready condition: a replay request has already set the phase
 // back to Pending.
 func resetForReplay(st *funnelv1.FunnelEventStatus, token string) string {
@@ -170,7 +171,7 @@ func resetForReplay(st *funnelv1.FunnelEventStatus, token string) string {
 		}
 		previous = "previously " + string(outcome) + ": " + c.Message
 	}
-	*st = funnelv1.FunnelEventStatus{Duplicates: st.Duplicates, ObservedReplay: token}
+	*st = funnelv1.FunnelEventStatus{Duplicates: st.Duplicates, ObservedReplay: token, Replays: st.Replays + 1}
 	return previous
 }
 

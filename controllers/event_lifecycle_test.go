@@ -91,14 +91,15 @@ func TestInvalidOutcomeNamesTheField(t *testing.T) {
 }
 
 func TestResetForReplay(t *testing.T) {
-	st := funnelv1.FunnelEventStatus{Phase: funnelv1.PhaseFailed, Duplicates: 3, Summary: "x", Attempts: 5}
+	st := funnelv1.FunnelEventStatus{Phase: funnelv1.PhaseFailed, Duplicates: 3, Summary: "x", Attempts: 5, Replays: 1}
 	meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: funnelv1.ConditionReady, Status: metav1.ConditionFalse, Reason: "DeliveryFailed", Message: "Delivery failed for pms"})
 	previous := resetForReplay(&st, "r2")
 	if previous != "previously Failed: Delivery failed for pms" {
 		t.Errorf("previous = %q", previous)
 	}
 	want := funnelv1.FunnelEventStatus{Duplicates: 3, ObservedReplay: "r2"}
-	if st.Phase != want.Phase || st.Duplicates != 3 || st.ObservedReplay != "r2" || st.Conditions != nil || st.Attempts != 0 || st.Summary != "" {
+	if st.Phase != want.Phase || st.Duplicates != 3 || st.ObservedReplay != "r2" || st.Conditions != nil || st.Attempts != 0 || st.Summary != "" ||
+		st.Replays != 2 {
 		t.Errorf("status after reset = %+v", st)
 	}
 	if got := resetForReplay(&funnelv1.FunnelEventStatus{}, "r1"); got != "never processed" {

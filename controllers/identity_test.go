@@ -104,8 +104,14 @@ var _ = Describe("Subscriptions act as their ServiceAccount", func() {
 		Eventually(warnings(ns, "job")).Should(ConsistOf(funnelv1.ReasonServiceAccountRequired))
 
 		Expect(post(webhookURL, path, example("v3-lease.move_in.json"), nil).code).To(Equal(http.StatusOK))
-		Eventually(getEvent(ns, exampleName("v3-lease.move_in.json"))).Should(SatisfyAll(finished(funnelv1.PhaseSucceeded),
-			HaveField("Status.Deliveries", ConsistOf(HaveField("Subscription", "plain")))))
+		waiting := SatisfyAll(HaveField("Phase", funnelv1.DeliveryPending), HaveField("Attempts", int32(0)),
+			HaveField("Reason", funnelv1.WaitSubscriptionNotReady), HaveField("Message", ContainSubstring(funnelv1.ReasonServiceAccountRequired)))
+		Eventually(getEvent(ns, exampleName("v3-lease.move_in.json"))).Should(SatisfyAll(HaveField("Status.Phase", funnelv1.PhaseProcessing),
+			HaveField("Status.Deliveries", ConsistOf(
+				SatisfyAll(HaveField("Subscription", "job"), waiting),
+				SatisfyAll(HaveField("Subscription", "keyed"), waiting),
+				SatisfyAll(HaveField("Subscription", "plain"), HaveField("Phase", funnelv1.DeliverySucceeded))))),
+			"the deliveries that need an account wait for one")
 		Expect(target.got()).To(HaveLen(1))
 		Expect(target.got()[0].header.Get("X-Api-Key")).To(BeEmpty())
 		var jobs batchv1.JobList

@@ -136,11 +136,13 @@ func hmacHex(newHash func() hash.Hash, key string, body []byte) string {
 
 // awaitReceiver waits until the webhook server's view of receiver ns/funnel (the manager's
 // cache) has the given Ready reason, so a spec's requests meet the configuration it set.
-func awaitReceiver(ns, reason string) {
+func awaitReceiver(ns, reason string) { awaitReceiverNamed(ns, "funnel", reason) }
+
+func awaitReceiverNamed(ns, name, reason string) {
 	GinkgoHelper()
 	Eventually(func(g Gomega) string {
 		var rcv funnelv1.FunnelReceiver
-		g.Expect(mgrCache.Get(ctx, client.ObjectKey{Namespace: ns, Name: "funnel"}, &rcv)).To(Succeed())
+		g.Expect(mgrCache.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &rcv)).To(Succeed())
 		cfg, err := receiver.Resolve(ctx, mgrSecrets, &rcv, receiver.Policy{AllowInsecure: true})
 		g.Expect(err).NotTo(HaveOccurred())
 		return cfg.Ready.Reason
@@ -151,14 +153,20 @@ func awaitReceiver(ns, reason string) {
 // unauthenticated requests, ready to use; it returns the namespace and the webhook path.
 func openReceiverNamespace(prefix string) (string, string) {
 	GinkgoHelper()
+	return openReceiverNamespaceNamed(prefix, "funnel")
+}
+
+// openReceiverNamespaceNamed is openReceiverNamespace with a receiver of the given name.
+func openReceiverNamespaceNamed(prefix, receiver string) (string, string) {
+	GinkgoHelper()
 	ns, err := testenv.NewNamespace(ctx, k8s, prefix)
 	Expect(err).NotTo(HaveOccurred())
 	Expect(k8s.Create(ctx, &funnelv1.FunnelReceiver{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "funnel"},
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: receiver},
 		Spec:       funnelv1.FunnelReceiverSpec{Auth: funnelv1.ReceiverAuth{InsecureSkipAuth: true}},
 	})).To(Succeed())
-	awaitReceiver(ns, funnelv1.ReasonAccepting)
-	return ns, "/webhooks/" + ns + "/funnel"
+	awaitReceiverNamed(ns, receiver, funnelv1.ReasonAccepting)
+	return ns, "/webhooks/" + ns + "/" + receiver
 }
 
 var _ = Describe("Webhook receiver", func() {

@@ -154,11 +154,14 @@ func (r *RetentionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 		events []finishedEvent
 	}{{deletedForAge, plan.byAge}, {deletedForMaxEvents, plan.byCap}} {
 		for _, ev := range batch.events {
-			if err := r.delete(ctx, rcv.Namespace, ev); err != nil {
+			gone, err := r.delete(ctx, rcv.Namespace, ev)
+			if err != nil {
 				return ctrl.Result{}, err
 			}
-			retentionDeleted.WithLabelValues(receiverLabel, batch.reason).Inc()
-			deleted++
+			if gone {
+				retentionDeleted.WithLabelValues(receiverLabel, batch.reason).Inc()
+				deleted++
+			}
 		}
 	}
 	retentionFinished.WithLabelValues(receiverLabel).Set(float64(plan.finished - deleted))
@@ -286,23 +289,25 @@ func (r *RetentionReconciler) eachFinished(ctx context.Context, rcv *funnelv1.Fu
 	return nil
 }
 
-// delete removes one event, paced by the limiter; the UID precondition makes sure a
-// re-created event of the same name (Funnel sent it again) is not the one deleted, and
-// with the archive the resourceVersion one that the state deleted is the one archived.
-func (r *RetentionReconciler) delete(ctx context.Context, ns string, ev finishedEvent) error {
+// delete removes one event, paced by the limiter, only as the pass listed it: the UID
+// precondition makes sure a re-created event of the same name (Funnel sent it again) is
+// not the one deleted, the resourceVersion one that it has not changed since — a replay
+// between the list and the delete (the pass may take minutes) made it unfinished again,
+// and with the archive, the state deleted is the one archived. A changed event is left
+// to the next pass. It reports whether this delete removed the event.
+func (r *RetentionReconciler) delete(ctx context.Context, ns string, ev finishedEvent) (bool, error) {
 	if err := r.Limiter.Wait(ctx); err != nil {
-		return fmt.Errorf("waiting to delete FunnelEvent %s/%s: %w", ns, ev.name, err)
+		return false, fmt.Errorf("waiting to delete FunnelEvent %s/%s: %w", ns, ev.name, err)
 	}
 	obj := &funnelv1.FunnelEvent{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: ev.name}}
-	pre := client.Preconditions{UID: &ev.uid}
-	if r.Archive != nil {
-		pre.ResourceVersion = &ev.resourceVersion
+	err := r.Delete(ctx, obj, client.Preconditions{UID: &ev.uid, ResourceVersion: &ev.resourceVersion})
+	switch {
+	case err == nil:
+		return true, nil
+	case apierrors.IsNotFound(err) || apierrors.IsConflict(err):
+		return false, nil
 	}
-	err := r.Delete(ctx, obj, pre)
-	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
-		return fmt.Errorf("deleting FunnelEvent %s/%s: %w", ns, ev.name, err)
-	}
-	return nil
+	return false, fmt.Errorf("deleting FunnelEvent %s/%s: %w", ns, ev.name, err)
 }
 
 // reportCap sets the receiver's MaxEventsReached condition, with one status patch when it

@@ -158,7 +158,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		if err := mgr.Add(stats); err != nil {
 			return fmt.Errorf("adding the subscription counters: %w", err)
 		}
-		router = &delivery.Router{Client: mgr.GetClient(), Identity: actAs, Scheme: mgr.GetScheme(), HTTP: httpClient, Executor: executor,
+		router = &delivery.Router{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Identity: actAs, Scheme: mgr.GetScheme(), HTTP: httpClient, Executor: executor,
 			Clock: opts.Clock, Recorder: rec, Stats: stats}
 		opts.Dispatcher = router
 	}
@@ -187,6 +187,9 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		return fmt.Errorf("setting up the FunnelReceiver controller: %w", err)
 	}
 
+	if err := delivery.IndexDeliveries(ctx, mgr.GetFieldIndexer()); err != nil {
+		return err
+	}
 	// Status patches answered with metadata only: the controllers need the new
 	// resourceVersion, not the whole object back.
 	eventWriter, err := metawrite.New(mgr.GetConfig(), mgr.GetClient())

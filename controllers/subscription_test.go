@@ -250,15 +250,23 @@ var _ = Describe("Subscriptions", func() {
 		Consistently(dlq.got, "1s").Should(HaveLen(1), "the dead letter runs once")
 	})
 
-	It("keeps the idempotency key across a replay, and delivers again", func() {
+	It("delivers again on a replay, as a new delivery with its own idempotency key, a reused replay value too", func() {
 		target := newSink(http.StatusOK)
 		subscribe("replayed", funnelv1.FunnelSubscriptionSpec{EventTypes: []string{"*"}, Action: httpTo(target.URL)})
 		send("classic-lease_transaction.status_updated.json")
 		Eventually(getEvent(ns, approved)).Should(finished(funnelv1.PhaseSucceeded))
-		replay(ns, approved, "again")
-		Eventually(target.got).Should(HaveLen(2))
-		Expect(target.got()[1].header.Get("Idempotency-Key")).To(Equal(target.got()[0].header.Get("Idempotency-Key")))
-		Eventually(getEvent(ns, approved)).Should(SatisfyAll(finished(funnelv1.PhaseSucceeded), HaveField("Status.ObservedReplay", "again")))
+		for i, value := range []string{"again", "and-again", "again"} {
+			replay(ns, approved, value)
+			Eventually(target.got).Should(HaveLen(i + 2))
+			Eventually(getEvent(ns, approved)).Should(SatisfyAll(finished(funnelv1.PhaseSucceeded),
+				HaveField("Status.ObservedReplay", value), HaveField("Status.Replays", int32(i+1))))
+		}
+		var keys []string
+		for _, r := range target.got() {
+			keys = append(keys, r.header.Get("Idempotency-Key"))
+		}
+		key := ns + "/" + approved + "/replayed"
+		Expect(keys).To(Equal([]string{key, key + "/replay-1", key + "/replay-2", key + "/replay-3"}))
 	})
 
 	It("routes only to subscriptions that existed when the event was processed (replay picks up new ones)", func() {

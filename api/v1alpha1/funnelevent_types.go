@@ -65,6 +65,19 @@ const (
 	MaxIdempotencyKeyLength = 512
 )
 
+// DeliveryWaitReason says why a Pending delivery is held back instead of attempted.
+// +kubebuilder:validation:Enum=SubscriptionNotReady;Suspended
+type DeliveryWaitReason string
+
+const (
+	// WaitSubscriptionNotReady: the subscription is not Ready for a reason outside the
+	// event (a Secret missing, a permission refused, a Job template the API server
+	// refuses); the delivery goes ahead once it is Ready.
+	WaitSubscriptionNotReady DeliveryWaitReason = "SubscriptionNotReady"
+	// WaitSuspended: the subscription is suspended; the delivery goes ahead when resumed.
+	WaitSuspended DeliveryWaitReason = "Suspended"
+)
+
 // FunnelEventSpec is the event exactly as Funnel sent it. It is written once, by the
 // receiver, and never changes: a retried delivery from Funnel lands on the same object.
 // +kubebuilder:validation:XValidation:rule="self == oldSelf",message="spec is immutable"
@@ -167,6 +180,16 @@ type DeliveryStatus struct {
 	// +kubebuilder:validation:MaxLength=63
 	Job string `json:"job,omitempty"`
 
+	// reason, while the delivery is Pending but held back rather than attempted, says why:
+	// SubscriptionNotReady or Suspended. Empty otherwise.
+	// +optional
+	Reason DeliveryWaitReason `json:"reason,omitempty"`
+
+	// message says, for a held-back delivery, what it waits for.
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	Message string `json:"message,omitempty"`
+
 	// deadLetter is the state of the dead letter of a delivery that failed for good.
 	// +optional
 	DeadLetter *DeadLetterStatus `json:"deadLetter,omitempty"`
@@ -253,6 +276,13 @@ type FunnelEventStatus struct {
 	// +optional
 	// +kubebuilder:validation:MaxLength=128
 	ObservedReplay string `json:"observedReplay,omitempty"`
+
+	// replays counts the times the event was processed again (replayed). Each replay is a
+	// new delivery to every subscription: its idempotency key ends in /replay-<replays>
+	// and its Jobs are new ones, however often an annotation value is reused.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	Replays int32 `json:"replays,omitempty"`
 }
 
 // FunnelEvent is one event received from Funnel Leasing, stored durably before it was

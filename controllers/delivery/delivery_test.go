@@ -268,6 +268,17 @@ func TestEnvelopeBody(t *testing.T) {
 	}
 }
 
+func TestIdempotencyKey(t *testing.T) {
+	ev := exampleEvent(t, examples[0])
+	if got := IdempotencyKey(ev, "pms"); got != "leasing/evt-8932127/pms" {
+		t.Errorf("first delivery: %q", got)
+	}
+	ev.Status.ObservedReplay, ev.Status.Replays = "again", 2
+	if got := IdempotencyKey(ev, "pms"); got != "leasing/evt-8932127/pms/replay-2" {
+		t.Errorf("second replay: %q", got)
+	}
+}
+
 func TestJobName(t *testing.T) {
 	ev := exampleEvent(t, "v3-lease.move_in.json")
 	a, b := JobName(ev, "pms", false), JobName(ev, "pms", false)
@@ -277,9 +288,24 @@ func TestJobName(t *testing.T) {
 	if JobName(ev, "other", false) == a || JobName(ev, "pms", true) == a {
 		t.Error("subscription and dead letter must give other names")
 	}
-	ev.Status.ObservedReplay = "r1"
-	if JobName(ev, "pms", false) == a {
+	ev.Status.ObservedReplay, ev.Status.Replays = "r1", 1
+	r1 := JobName(ev, "pms", false)
+	if r1 == a {
 		t.Error("a replay must give another name, so the Job runs again")
+	}
+	ev.Status.ObservedReplay, ev.Status.Replays = "", 2
+	if n := JobName(ev, "pms", false); n == a || n == r1 {
+		t.Error("a replay back to a former annotation value must give another name")
+	}
+	// The names Jobs had before replays were counted: a Job running across the upgrade is
+	// adopted, not run a second time.
+	ev.Status.ObservedReplay, ev.Status.Replays = "", 0
+	if n := JobName(ev, "pms", false); n != "evt-3eb29a92-e480-40ee-9a9f-61fff5e3f3d5-db075ac5c2" {
+		t.Errorf("JobName before any replay = %q, changed since the previous release", n)
+	}
+	ev.Status.ObservedReplay = "r1"
+	if n := JobName(ev, "pms", false); n != "evt-3eb29a92-e480-40ee-9a9f-61fff5e3f3d5-4a0ce36a3b" {
+		t.Errorf("JobName of an event replayed before replays were counted = %q, changed since the previous release", n)
 	}
 	ev.Name = "evt-p-" + strings.Repeat("a", 32)
 	if n := JobName(ev, strings.Repeat("s", 253), false); len(n) > 63 {

@@ -28,15 +28,18 @@ const (
 	// it (the event's controller may be busy); past it the attempt is made again, with the
 	// same Idempotency-Key.
 	outcomeKeep = 10 * time.Minute
+	// handedKeep is how long an outcome is kept once a pass took it, in case that pass's
+	// status write fails (a conflict) and the next pass asks again.
+	handedKeep = 30 * time.Second
 )
 
 // AttemptKey names one attempt of one delivery: two passes that ask for the same key
 // mean the same attempt.
 type AttemptKey struct {
 	Event types.NamespacedName
-	// UID and Replay: a recreated or replayed event's attempts are other attempts.
+	// UID and Replays: a recreated or replayed event's attempts are other attempts.
 	UID          types.UID
-	Replay       string
+	Replays      int32
 	Subscription string
 	DeadLetter   bool
 	Number       int32
@@ -52,6 +55,8 @@ type task struct {
 	submitted, started, ended time.Time
 	done                      bool
 	outcome                   attempt
+	// handed is when a pass first took the outcome.
+	handed time.Time
 }
 
 // attemptState is what the executor knows of an attempt.
@@ -116,7 +121,7 @@ func (e *Executor) Start(ctx context.Context) error {
 	e.schedule()
 	e.mu.Unlock()
 
-	tick := time.NewTicker(outcomeKeep / 10)
+	tick := time.NewTicker(handedKeep)
 	defer tick.Stop()
 	for {
 		select {
@@ -133,16 +138,18 @@ func (e *Executor) Start(ctx context.Context) error {
 	}
 }
 
-// attempt returns what is known of key: its outcome once it ended (handed over once:
-// a later call makes the attempt again), or when it was handed over while it waits or
-// runs. An unknown key is handed over now, to run as run; wake is the object whose
-// controllers learn when it ends.
+// attempt returns what is known of key: its outcome once it ended (kept handedKeep
+// after a pass first took it; later the attempt is made again), or when it was handed
+// over while it waits or runs. An unknown key is handed over now, to run as run; wake is
+// the object whose controllers learn when it ends.
 func (e *Executor) attempt(key AttemptKey, wake client.Object, run func(context.Context) attempt) attemptState {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if t, ok := e.tasks[key]; ok {
 		if t.done {
-			delete(e.tasks, key)
+			if t.handed.IsZero() {
+				t.handed = e.clock.Now()
+			}
 			return attemptState{done: true, outcome: t.outcome, submitted: t.submitted}
 		}
 		return attemptState{submitted: t.submitted}
@@ -243,14 +250,14 @@ func (e *Executor) execute(ctx context.Context, t *task) {
 	}
 }
 
-// sweep forgets outcomes no pass came for (the event was deleted, replayed or finished
-// otherwise), so they do not pile up.
+// sweep forgets outcomes taken by a pass, and those no pass came for (the event was
+// deleted, replayed or finished otherwise), so they do not pile up.
 func (e *Executor) sweep() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	now := e.clock.Now()
 	for k, t := range e.tasks {
-		if t.done && now.Sub(t.ended) > outcomeKeep {
+		if t.done && (now.Sub(t.ended) > outcomeKeep || (!t.handed.IsZero() && now.Sub(t.handed) > handedKeep)) {
 			delete(e.tasks, k)
 		}
 	}

@@ -123,9 +123,10 @@ func TestExecutorServesNamespacesInTurn(t *testing.T) {
 	}
 }
 
-// TestExecutorHandsOutcomesOverOnceAndWakes: the outcome goes to the next pass that asks,
-// once; the controllers whose events it is are woken, the others not.
-func TestExecutorHandsOutcomesOverOnceAndWakes(t *testing.T) {
+// TestExecutorHandsOutcomesOverAndWakes: the outcome goes to the passes that ask for a
+// while (one whose status write failed asks again), then is forgotten; the controllers
+// whose events it is are woken, the others not.
+func TestExecutorHandsOutcomesOverAndWakes(t *testing.T) {
 	e := startExecutor(t, 2, 2)
 	mineQ := workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[reconcile.Request]())
 	otherQ := workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[reconcile.Request]())
@@ -162,9 +163,18 @@ func TestExecutorHandsOutcomesOverOnceAndWakes(t *testing.T) {
 	if !st.done || st.outcome.code != 503 {
 		t.Fatalf("second ask: %+v", st)
 	}
-	// Handed over: the next ask is a new attempt (a failed status write retries it).
+	// A pass whose write failed asks again: the same outcome, no second call.
+	clk := e.clock.(*clocktesting.FakeClock)
+	clk.Step(handedKeep / 2)
+	e.sweep()
+	if st := e.attempt(k, objectOf(k), run); !st.done || st.outcome.code != 503 || runs.Load() != 1 {
+		t.Fatalf("third ask: %+v, %d runs", st, runs.Load())
+	}
+	// Long after it was handed over, it is forgotten: asking again makes a new attempt.
+	clk.Step(handedKeep)
+	e.sweep()
 	if st := e.attempt(k, objectOf(k), run); st.done {
-		t.Fatalf("third ask: %+v", st)
+		t.Fatalf("ask after the outcome was forgotten: %+v", st)
 	}
 	waitDone(t, e, k)
 	if runs.Load() != 2 {

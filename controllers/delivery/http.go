@@ -361,10 +361,15 @@ func deadLetterBody(ev *funnelv1.FunnelEvent, summary string, f failureContext) 
 	}{envelopeOf(ev, summary), f.Subscription, f})
 }
 
-// IdempotencyKey is the stable key of a delivery: the same for every attempt, replay
-// and restart, so targets can de-duplicate at-least-once deliveries.
+// IdempotencyKey is the stable key of a delivery: the same for every attempt and
+// operator restart, so targets can de-duplicate at-least-once deliveries. A replay is a
+// new delivery, asked for by a person: its key ends in /replay-<n>.
 func IdempotencyKey(ev *funnelv1.FunnelEvent, subscription string) string {
-	return ev.Namespace + "/" + ev.Name + "/" + subscription
+	key := ev.Namespace + "/" + ev.Name + "/" + subscription
+	if ev.Status.Replays > 0 {
+		key += "/replay-" + strconv.Itoa(int(ev.Status.Replays))
+	}
+	return key
 }
 
 // eventHeaders are the headers every HTTP call for an event carries.

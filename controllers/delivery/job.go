@@ -33,11 +33,17 @@ const (
 )
 
 // JobName is the Job of an event's delivery: deterministic, so a retried pass or another
-// leader adopts the Job instead of creating a second one, and distinct per replay, so a
-// replay runs the Job again. At most 63 characters (it becomes a label on the Pods).
+// leader adopts the Job instead of creating a second one, and distinct per replay (the
+// count of replays, not the annotation's value, which may be reused), so a replay runs
+// the Job again. At most 63 characters (it becomes a label on the Pods).
 func JobName(ev *funnelv1.FunnelEvent, subscription string, deadLetter bool) string {
-	sum := sha256.Sum256([]byte(strings.Join([]string{ev.Namespace, ev.Name, subscription,
-		ev.Status.ObservedReplay, strconv.FormatBool(deadLetter)}, "/")))
+	parts := []string{ev.Namespace, ev.Name, subscription, ev.Status.ObservedReplay, strconv.FormatBool(deadLetter)}
+	if ev.Status.Replays > 0 {
+		// Not part of the name before replays were counted: a Job running across the
+		// upgrade keeps its name.
+		parts = append(parts, "replay", strconv.Itoa(int(ev.Status.Replays)))
+	}
+	sum := sha256.Sum256([]byte(strings.Join(parts, "/")))
 	suffix := hex.EncodeToString(sum[:])[:10]
 	prefix := ev.Name
 	if deadLetter {
@@ -87,12 +93,23 @@ func newJob(ev *funnelv1.FunnelEvent, subscription string, a *funnelv1.JobAction
 	return job, nil
 }
 
-// runJob creates the delivery's Job with creator (the subscription's ServiceAccount) if
-// it is not in the operator's Job cache (cache), or adopts it, and reports its state from
-// its conditions.
-func runJob(ctx context.Context, cache client.Reader, creator client.Client, ev *funnelv1.FunnelEvent, job *batchv1.Job) attempt {
+// runJob creates the delivery's Job with creator (the subscription's ServiceAccount), or
+// adopts it, and reports its state from its conditions. The Job is looked for in the
+// operator's Job cache, and, when the status records it as created (started), in the API
+// server too before it is called gone: a Job deleted before its outcome was recorded
+// (ttlSecondsAfterFinished, a person) may have done its work, so it is reported as a
+// failure and never silently created and run a second time.
+func runJob(ctx context.Context, cache, api client.Reader, creator client.Client, ev *funnelv1.FunnelEvent, job *batchv1.Job, started bool) attempt {
 	var existing batchv1.Job
-	err := cache.Get(ctx, types.NamespacedName{Namespace: job.Namespace, Name: job.Name}, &existing)
+	key := types.NamespacedName{Namespace: job.Namespace, Name: job.Name}
+	err := cache.Get(ctx, key, &existing)
+	if apierrors.IsNotFound(err) && started {
+		err = api.Get(ctx, key, &existing)
+		if apierrors.IsNotFound(err) {
+			return attempt{job: job.Name, err: "Job " + job.Name + " was deleted before its outcome was recorded; " +
+				"it is not run again (replay the event to run it again)"}
+		}
+	}
 	if apierrors.IsNotFound(err) {
 		if err := creator.Create(ctx, job); err != nil && !apierrors.IsAlreadyExists(err) {
 			// Forbidden is retried: a RoleBinding may be on its way, a quota may free up.
@@ -119,4 +136,18 @@ func runJob(ctx context.Context, cache client.Reader, creator client.Client, ev 
 		}
 	}
 	return attempt{running: true, job: job.Name}
+}
+
+// stopJob deletes a delivery's Job, and its Pods with it, as the subscription's
+// ServiceAccount.
+func (r *Router) stopJob(ctx context.Context, sub *funnelv1.FunnelSubscription, name string) error {
+	c, err := r.Identity.For(sub)
+	if err != nil {
+		return err
+	}
+	job := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Namespace: sub.Namespace, Name: name}}
+	if err := c.Delete(ctx, job, client.PropagationPolicy(metav1.DeletePropagationBackground)); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("deleting Job %s: %w", name, err)
+	}
+	return nil
 }

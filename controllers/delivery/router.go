@@ -33,8 +33,9 @@ const (
 	MaxDeliveries = 64
 	// maxDeadLetterAttempts bounds the tries of a dead letter on transient failures.
 	maxDeadLetterAttempts = 3
-	// pausedRecheck is how often a delivery of a suspended subscription looks again.
-	pausedRecheck = time.Minute
+	// pausedRecheck is a safety net for deliveries held back by their subscription
+	// (suspended, not Ready): a change of the subscription wakes them anyway.
+	pausedRecheck = 5 * time.Minute
 	// jobRecheck is a safety net for running Jobs; their changes wake the event anyway.
 	jobRecheck = 5 * time.Minute
 	// httpRecheck is a safety net for HTTP attempts in flight; their end wakes the event.
@@ -65,6 +66,9 @@ type Result struct {
 type Router struct {
 	// Client reads events, subscriptions and Jobs from the cache.
 	Client client.Client
+	// APIReader reads from the API server what the cache may not hold yet: a Job the
+	// cache does not know is looked for there before it is called gone.
+	APIReader client.Reader
 	// Identity acts as each subscription's ServiceAccount: Job creates and Secret reads.
 	Identity *identity.Clients
 	Scheme   *runtime.Scheme
@@ -145,9 +149,11 @@ type step struct {
 	settling bool
 }
 
-// route finds the subscriptions of the event's namespace that want it: not suspended,
-// not known to be broken (Ready=False for their current generation), of its receiver if
-// they name one, of a matching type, and whose filter is true for it.
+// route finds the subscriptions of the event's namespace that want it: not suspended, of
+// its receiver if they name one, of a matching type, and whose filter compiles and is
+// true for it. A subscription that is not Ready for another reason (a Secret missing, a
+// permission refused) gets its delivery all the same: it waits until the subscription is
+// Ready (advance), rather than the event being lost to it.
 func (r *Router) route(ctx context.Context, ev *funnelv1.FunnelEvent) ([]funnelv1.DeliveryStatus, error) {
 	var subs funnelv1.FunnelSubscriptionList
 	if err := r.Client.List(ctx, &subs, client.InNamespace(ev.Namespace)); err != nil {
@@ -159,7 +165,7 @@ func (r *Router) route(ctx context.Context, ev *funnelv1.FunnelEvent) ([]funnelv
 	var out []funnelv1.DeliveryStatus
 	for i := range subs.Items {
 		sub := &subs.Items[i]
-		if sub.Spec.Suspend || knownNotReady(sub) ||
+		if sub.Spec.Suspend ||
 			(sub.Spec.Receiver != "" && sub.Spec.Receiver != ev.Spec.Receiver) ||
 			!TypeMatches(sub.Spec.EventTypes, ev.Spec.Type) {
 			continue
@@ -192,13 +198,23 @@ func (r *Router) route(ctx context.Context, ev *funnelv1.FunnelEvent) ([]funnelv
 	return out, nil
 }
 
-// knownNotReady: the subscription controller has looked at this generation and found it
-// broken (bad filter, missing Secret, invalid Job template).
-func knownNotReady(sub *funnelv1.FunnelSubscription) bool {
+// notReady is the subscription's Ready condition when the subscription controller has
+// looked at this generation and found it not Ready (a missing Secret, a refused
+// permission, an invalid Job template), else nil.
+func notReady(sub *funnelv1.FunnelSubscription) *metav1.Condition {
 	c := meta.FindStatusCondition(sub.Status.Conditions, funnelv1.ConditionReady)
-	return c != nil && c.ObservedGeneration == sub.Generation && c.Status == metav1.ConditionFalse &&
-		c.Reason != funnelv1.ReasonSuspended
+	if c == nil || c.ObservedGeneration != sub.Generation || c.Status != metav1.ConditionFalse || c.Reason == funnelv1.ReasonSuspended {
+		return nil
+	}
+	return c
 }
+
+// hold records why a delivery waits instead of making its next attempt; release clears it.
+func hold(d *funnelv1.DeliveryStatus, reason funnelv1.DeliveryWaitReason, msg string) {
+	d.Reason, d.Message = reason, trim(msg)
+}
+
+func release(d *funnelv1.DeliveryStatus) { d.Reason, d.Message = "", "" }
 
 // filter returns the subscription's compiled filter, compiling once per generation.
 func (r *Router) filter(sub *funnelv1.FunnelSubscription) (*Filter, error) {
@@ -229,9 +245,23 @@ func (r *Router) advance(ctx context.Context, ev *funnelv1.FunnelEvent, details 
 		}
 		return step{}
 	}
-	if sub.Spec.Suspend {
+	// A suspended or not Ready subscription holds back new attempts (of the delivery or
+	// its dead letter); one under way is followed.
+	running := d.Phase == funnelv1.DeliveryRunning || (d.DeadLetter != nil && d.DeadLetter.Phase == funnelv1.DeliveryRunning)
+	var reason funnelv1.DeliveryWaitReason
+	var msg string
+	if c := notReady(&sub); sub.Spec.Suspend {
+		reason, msg = funnelv1.WaitSuspended, "FunnelSubscription "+sub.Name+" is suspended"
+	} else if c != nil {
+		reason, msg = funnelv1.WaitSubscriptionNotReady, fmt.Sprintf("FunnelSubscription %s is not Ready: %s: %s", sub.Name, c.Reason, c.Message)
+	}
+	if reason != "" && !running {
+		if d.Phase == funnelv1.DeliveryPending {
+			hold(d, reason, msg)
+		}
 		return step{wait: pausedRecheck}
 	}
+	release(d)
 	if finished(d.Phase) {
 		return r.advanceDeadLetter(ctx, ev, details, &sub, d, now)
 	}
@@ -239,12 +269,24 @@ func (r *Router) advance(ctx context.Context, ev *funnelv1.FunnelEvent, details 
 		return step{wait: d.NextAttemptTime.Sub(now)}
 	}
 	pol := policyOf(sub.Spec.Delivery)
-	if pol.timeout > 0 && !now.Before(ev.Spec.ReceivedAt.Add(pol.timeout)) {
+	expired := pol.timeout > 0 && !now.Before(ev.Spec.ReceivedAt.Add(pol.timeout))
+	if expired && d.Phase != funnelv1.DeliveryRunning {
 		return r.fail(ctx, ev, details, &sub, d, now, fmt.Sprintf("delivery timeout of %s exceeded; last error: %s", pol.timeout, d.LastError))
 	}
 
+	// An attempt under way is looked at before the timeout is applied: a Job that
+	// completed in time succeeded, however late this pass comes.
 	key := sub.Namespace + "/" + sub.Name
 	a := r.run(ctx, ev, details, &sub, &sub.Spec.Action, d, false, now)
+	if a.running && expired && a.job != "" {
+		// An HTTP call ends by itself within its timeout; a Job is stopped.
+		reason := fmt.Sprintf("delivery timeout of %s exceeded while Job %s ran; it was stopped", pol.timeout, a.job)
+		if err := r.stopJob(ctx, &sub, a.job); err != nil {
+			reason = fmt.Sprintf("delivery timeout of %s exceeded while Job %s ran; stopping it failed: %s", pol.timeout, a.job, err)
+		}
+		d.Job = a.job
+		return r.fail(ctx, ev, details, &sub, d, now, reason)
+	}
 	if a.running {
 		if s, ok := r.underWay(a, now); ok {
 			return s
@@ -320,7 +362,14 @@ func (r *Router) fail(ctx context.Context, ev *funnelv1.FunnelEvent, details fun
 // transient failures.
 func (r *Router) advanceDeadLetter(ctx context.Context, ev *funnelv1.FunnelEvent, details funnel.Details, sub *funnelv1.FunnelSubscription, d *funnelv1.DeliveryStatus, now time.Time) step {
 	dl := d.DeadLetter
-	if dl == nil || finished(dl.Phase) || sub.Spec.Delivery.DeadLetter == nil {
+	if dl == nil || finished(dl.Phase) {
+		return step{}
+	}
+	if sub.Spec.Delivery.DeadLetter == nil {
+		dl.Phase, dl.NextAttemptTime, dl.CompletionTime = funnelv1.DeliveryFailed, nil, metaTime(now)
+		dl.LastError = "spec.delivery.deadLetter was removed before the dead letter was delivered"
+		r.Recorder.Eventf(ev, nil, corev1.EventTypeWarning, "DeadLetterFailed", "DeadLetter",
+			"Delivery to %s failed and its dead letter was not delivered: %s", d.Subscription, dl.LastError)
 		return step{}
 	}
 	if dl.NextAttemptTime != nil && now.Before(dl.NextAttemptTime.Time) {
@@ -383,7 +432,12 @@ func (r *Router) run(ctx context.Context, ev *funnelv1.FunnelEvent, details funn
 		if err != nil {
 			return attempt{err: trim("creating Job " + job.Name + ": " + err.Error()), job: job.Name}
 		}
-		return runJob(ctx, r.Client, creator, ev, job)
+		// Whether this Job was created already: the status records it running.
+		started := d.Phase == funnelv1.DeliveryRunning && d.Job == job.Name
+		if deadLetter {
+			started = d.DeadLetter.Phase == funnelv1.DeliveryRunning && d.DeadLetter.Job == job.Name
+		}
+		return runJob(ctx, r.Client, r.APIReader, creator, ev, job, started)
 	}
 
 	// The attempt in flight, if one is recorded as Running, else the next one.
@@ -395,11 +449,11 @@ func (r *Router) run(ctx context.Context, ev *funnelv1.FunnelEvent, details funn
 		number++
 	}
 	h := httpAttempt{router: r, event: client.ObjectKeyFromObject(ev), uid: ev.UID, subscription: sub.Name,
-		summary: details.Summary, deadLetter: deadLetter, number: number}
+		summary: details.Summary, deadLetter: deadLetter, number: number, replays: ev.Status.Replays}
 	if deadLetter {
 		h.failure = failureOf(d)
 	}
-	key := AttemptKey{Event: h.event, UID: ev.UID, Replay: ev.Status.ObservedReplay, Subscription: sub.Name, DeadLetter: deadLetter, Number: number}
+	key := AttemptKey{Event: h.event, UID: ev.UID, Replays: ev.Status.Replays, Subscription: sub.Name, DeadLetter: deadLetter, Number: number}
 	st := r.Executor.attempt(key, wakeObject(ev), h.run)
 	if !st.done {
 		return attempt{running: true, submitted: st.submitted}
@@ -419,6 +473,7 @@ type httpAttempt struct {
 	deadLetter   bool
 	failure      failureContext
 	number       int32
+	replays      int32
 }
 
 func (h httpAttempt) run(ctx context.Context) attempt {
@@ -427,6 +482,9 @@ func (h httpAttempt) run(ctx context.Context) attempt {
 	if err := r.Client.Get(ctx, h.event, &ev); err != nil || ev.UID != h.uid {
 		return attempt{err: "the event is gone"} // no pass will ask for this outcome
 	}
+	// The cache may not have the status of the pass that made this attempt yet (a
+	// replay's reset): the attempt belongs to that pass's replay.
+	ev.Status.Replays = h.replays
 	var sub funnelv1.FunnelSubscription
 	if err := r.Client.Get(ctx, types.NamespacedName{Namespace: ev.Namespace, Name: h.subscription}, &sub); err != nil {
 		return attempt{retryable: true, err: "FunnelSubscription " + h.subscription + " no longer exists"}

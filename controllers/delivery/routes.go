@@ -24,8 +24,8 @@ type pendingRoutes struct {
 
 // routeKey is one processing of one event: a replay routes again.
 type routeKey struct {
-	uid    types.UID
-	replay string
+	uid     types.UID
+	replays int32
 }
 
 type pendingRoute struct {
@@ -34,7 +34,7 @@ type pendingRoute struct {
 }
 
 func routeKeyOf(ev *funnelv1.FunnelEvent) routeKey {
-	return routeKey{uid: ev.UID, replay: ev.Status.ObservedReplay}
+	return routeKey{uid: ev.UID, replays: ev.Status.Replays}
 }
 
 // keep remembers the event's routing (not copied: the caller hands it over).
