@@ -71,6 +71,13 @@ func jobs(ns string) []batchv1.Job {
 	return list.Items
 }
 
+// heldBack matches the delivery to a subscription that is not Ready: it waits, and has
+// made no attempt.
+func heldBack(subscription string) OmegaMatcher {
+	return SatisfyAll(HaveField("Subscription", subscription), HaveField("Phase", funnelv1.DeliveryPending),
+		HaveField("Attempts", int32(0)), HaveField("Reason", funnelv1.WaitSubscriptionNotReady))
+}
+
 var _ = Describe("A tenant with FunnelSubscriptions but no Jobs, Pods or Secrets", func() {
 	It("cannot have the operator run a privileged Job as a cluster-admin ServiceAccount of its namespace", func() {
 		t := newTenant("jobs", subscriber...)
@@ -89,7 +96,8 @@ var _ = Describe("A tenant with FunnelSubscriptions but no Jobs, Pods or Secrets
 			To(MatchError(ContainSubstring("may not impersonate ServiceAccount " + t.ns + "/deployer")))
 
 		Expect(post(op, t.ns, token, "v3-lease.move_in.json")).To(Equal(http.StatusOK))
-		Eventually(event(t.ns, moveIn())).Should(SatisfyAll(HaveField("Status.Phase", funnelv1.PhaseSucceeded), HaveField("Status.Deliveries", BeEmpty())))
+		Eventually(event(t.ns, moveIn())).Should(SatisfyAll(HaveField("Status.Phase", funnelv1.PhaseProcessing),
+			HaveField("Status.Deliveries", ConsistOf(heldBack("pwn")))), "the delivery waits for a ServiceAccount")
 		Expect(jobs(t.ns)).To(BeEmpty())
 	})
 
@@ -112,8 +120,8 @@ var _ = Describe("A tenant with FunnelSubscriptions but no Jobs, Pods or Secrets
 		Eventually(subscriptionReady(t.ns, "plain")).Should(HaveField("Reason", funnelv1.ReasonReady))
 
 		Expect(post(op, t.ns, token, "v3-lease.move_in.json")).To(Equal(http.StatusOK))
-		Eventually(event(t.ns, moveIn())).Should(SatisfyAll(HaveField("Status.Phase", funnelv1.PhaseSucceeded),
-			HaveField("Status.Deliveries", ConsistOf(HaveField("Subscription", "plain")))))
+		Eventually(event(t.ns, moveIn())).Should(HaveField("Status.Deliveries", ConsistOf(heldBack("loot"),
+			SatisfyAll(HaveField("Subscription", "plain"), HaveField("Phase", funnelv1.DeliverySucceeded)))))
 		Expect(sink.Requests()).To(HaveLen(1))
 		for _, r := range sink.Requests() {
 			Expect(r.Path).To(Equal("/plain"))
