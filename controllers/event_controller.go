@@ -83,10 +83,9 @@ func (r *EventReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 	}
 
 	base := ev.DeepCopy()
+	replayed := ""
 	if token != ev.Status.ObservedReplay {
-		previous := resetForReplay(&ev.Status, token)
-		r.Recorder.Eventf(&ev, nil, corev1.EventTypeNormal, "Replayed", "Replay", "Processing again (replay %q, %s)", token, previous)
-		log.Info("Replaying event", "previous", previous)
+		replayed = resetForReplay(&ev.Status, token)
 	}
 
 	o, d, err := r.process(ctx, &ev)
@@ -112,6 +111,10 @@ func (r *EventReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 			return ctrl.Result{}, err
 		}
 		r.recent.wrote(req.NamespacedName, base.ResourceVersion, r.Clock.Now())
+		if replayed != "" {
+			r.Recorder.Eventf(&ev, nil, corev1.EventTypeNormal, "Replayed", "Replay", "Processing again (replay %q, %s)", token, replayed)
+			log.Info("Replayed event", "previous", replayed)
+		}
 		if o.phase == funnelv1.PhaseFailed && base.Status.Phase != funnelv1.PhaseFailed {
 			r.Recorder.Eventf(&ev, nil, corev1.EventTypeWarning, o.ready.Reason, "Process", "%s", o.ready.Message)
 		}
@@ -119,6 +122,7 @@ func (r *EventReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 			r.Recorder.Eventf(&ev, nil, corev1.EventTypeWarning, funnelv1.ConditionContentConflict, "Receive", "%s", o.conflict.Message)
 		}
 	}
+	d.Recorded()
 	eventProcessingDuration.WithLabelValues(string(r.Family), string(o.phase)).Observe(r.Clock.Since(start).Seconds())
 	return ctrl.Result{RequeueAfter: d.RequeueAfter}, nil
 }

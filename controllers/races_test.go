@@ -2,6 +2,7 @@ package controllers_test
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/netip"
 	"sync/atomic"
@@ -289,6 +290,30 @@ var _ = Describe("Correct under races", func() {
 			return writes.Load()
 		}).Should(BeNumerically(">", 0), "the other writer came to write")
 		Expect(getEvent(ns, approved)(Default).Status).To(Equal(done.Status), "its write, from the older copy, was refused")
+	})
+
+	It("records an outcome whose first write was refused without calling the target again, and counts it once", func() {
+		ns, path := openReceiverNamespaceNamed("race-conflict", steppedReceiver)
+		target := newSink(http.StatusOK)
+		subscribe(ns, "pms", funnelv1.FunnelSubscriptionSpec{EventTypes: []string{"*"},
+			Action: funnelv1.Action{HTTP: &funnelv1.HTTPAction{URL: target.URL}}})
+		send(path, "classic-lease_transaction.status_updated.json")
+		Eventually(getEvent(ns, approved)).Should(HaveField("Status.Phase", funnelv1.PhasePending))
+
+		var refused atomic.Bool
+		s := newStepper(intercepted(interceptor.Funcs{
+			SubResourcePatch: func(ctx context.Context, c client.Client, sub string, obj client.Object, patch client.Patch, opts ...client.SubResourcePatchOption) error {
+				if refused.CompareAndSwap(false, true) {
+					return apierrors.NewConflict(funnelv1.GroupVersion.WithResource("funnelevents").GroupResource(), obj.GetName(),
+						errors.New("the receiver counted a duplicate meanwhile"))
+				}
+				return c.SubResource(sub).Patch(ctx, obj, patch, opts...)
+			},
+		}))
+		s.passUntil(ns, approved, finished(funnelv1.PhaseSucceeded))
+		Expect(refused.Load()).To(BeTrue())
+		Expect(target.got()).To(HaveLen(1), "the outcome the refused write carried was recorded by the next pass, not made again")
+		Expect(metricValue("funnel_deliveries_total", map[string]string{"subscription": ns + "/pms", "result": "succeeded"})).To(BeEquivalentTo(1))
 	})
 
 	It("gives an event matching a subscription not Ready for a passing reason a delivery that waits, and delivers once it is Ready", func() {

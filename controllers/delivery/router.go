@@ -57,6 +57,37 @@ type Result struct {
 	// "Running" one and then the outcome. RequeueAfter brings the pass that records the
 	// attempts as Running if they are still under way by then.
 	Settling bool
+
+	effects *effects
+}
+
+// Recorded tells others what the pass did — Events, metrics, subscription counts — once
+// its status write succeeded (or wrote nothing new): a pass whose write is refused tells
+// nothing, and the pass that records the same outcome instead tells it once.
+func (res Result) Recorded() {
+	if res.effects != nil {
+		for _, f := range res.effects.run {
+			f()
+		}
+	}
+}
+
+// effects are what a pass has to tell others, held until its status is written.
+type effects struct {
+	r   *Router
+	run []func()
+}
+
+func (fx *effects) event(ev *funnelv1.FunnelEvent, typ, reason, action, note string, args ...any) {
+	fx.run = append(fx.run, func() { fx.r.Recorder.Eventf(ev, nil, typ, reason, action, note, args...) })
+}
+
+func (fx *effects) count(sub, result string) {
+	fx.run = append(fx.run, func() { deliveriesTotal.WithLabelValues(sub, result).Inc() })
+}
+
+func (fx *effects) finished(sub types.NamespacedName, succeeded bool, t time.Time) {
+	fx.run = append(fx.run, func() { fx.r.Stats.Finished(sub, succeeded, t) })
 }
 
 // Router routes events to FunnelSubscriptions and advances their deliveries. It keeps
@@ -115,9 +146,9 @@ func (r *Router) Dispatch(ctx context.Context, ev *funnelv1.FunnelEvent, details
 		deliveries[i].DeepCopyInto(&before[i])
 	}
 
-	var res Result
+	res := Result{effects: &effects{r: r}}
 	for i := range deliveries {
-		s := r.advance(ctx, ev, details, &deliveries[i], now)
+		s := r.advance(ctx, res.effects, ev, details, &deliveries[i], now)
 		if s.wait > 0 && (res.RequeueAfter == 0 || s.wait < res.RequeueAfter) {
 			res.RequeueAfter = s.wait
 		}
@@ -131,7 +162,8 @@ func (r *Router) Dispatch(ctx context.Context, ev *funnelv1.FunnelEvent, details
 		r.routes.keep(ev, before, now)
 	case routed:
 		for _, d := range deliveries {
-			r.Stats.Matched(types.NamespacedName{Namespace: ev.Namespace, Name: d.Subscription})
+			key := types.NamespacedName{Namespace: ev.Namespace, Name: d.Subscription}
+			res.effects.run = append(res.effects.run, func() { r.Stats.Matched(key) })
 		}
 	}
 	return res, nil
@@ -232,14 +264,14 @@ func (r *Router) filter(sub *funnelv1.FunnelSubscription) (*Filter, error) {
 }
 
 // advance moves one delivery as far as it can go now.
-func (r *Router) advance(ctx context.Context, ev *funnelv1.FunnelEvent, details funnel.Details, d *funnelv1.DeliveryStatus, now time.Time) step {
+func (r *Router) advance(ctx context.Context, fx *effects, ev *funnelv1.FunnelEvent, details funnel.Details, d *funnelv1.DeliveryStatus, now time.Time) step {
 	if finished(d.Phase) && (d.DeadLetter == nil || finished(d.DeadLetter.Phase)) {
 		return step{}
 	}
 	var sub funnelv1.FunnelSubscription
 	if err := r.Client.Get(ctx, types.NamespacedName{Namespace: ev.Namespace, Name: d.Subscription}, &sub); err != nil {
 		if !finished(d.Phase) {
-			r.fail(ctx, ev, details, nil, d, now, "FunnelSubscription "+d.Subscription+" no longer exists")
+			r.fail(ctx, fx, ev, details, nil, d, now, "FunnelSubscription "+d.Subscription+" no longer exists")
 		} else {
 			d.DeadLetter.Phase, d.DeadLetter.LastError = funnelv1.DeliveryFailed, "FunnelSubscription "+d.Subscription+" no longer exists"
 		}
@@ -263,7 +295,7 @@ func (r *Router) advance(ctx context.Context, ev *funnelv1.FunnelEvent, details 
 	}
 	release(d)
 	if finished(d.Phase) {
-		return r.advanceDeadLetter(ctx, ev, details, &sub, d, now)
+		return r.advanceDeadLetter(ctx, fx, ev, details, &sub, d, now)
 	}
 	if d.NextAttemptTime != nil && now.Before(d.NextAttemptTime.Time) {
 		return step{wait: d.NextAttemptTime.Sub(now)}
@@ -271,7 +303,7 @@ func (r *Router) advance(ctx context.Context, ev *funnelv1.FunnelEvent, details 
 	pol := policyOf(sub.Spec.Delivery)
 	expired := pol.timeout > 0 && !now.Before(ev.Spec.ReceivedAt.Add(pol.timeout))
 	if expired && d.Phase != funnelv1.DeliveryRunning {
-		return r.fail(ctx, ev, details, &sub, d, now, fmt.Sprintf("delivery timeout of %s exceeded; last error: %s", pol.timeout, d.LastError))
+		return r.fail(ctx, fx, ev, details, &sub, d, now, fmt.Sprintf("delivery timeout of %s exceeded; last error: %s", pol.timeout, d.LastError))
 	}
 
 	// An attempt under way is looked at before the timeout is applied: a Job that
@@ -285,7 +317,7 @@ func (r *Router) advance(ctx context.Context, ev *funnelv1.FunnelEvent, details 
 			reason = fmt.Sprintf("delivery timeout of %s exceeded while Job %s ran; stopping it failed: %s", pol.timeout, a.job, err)
 		}
 		d.Job = a.job
-		return r.fail(ctx, ev, details, &sub, d, now, reason)
+		return r.fail(ctx, fx, ev, details, &sub, d, now, reason)
 	}
 	if a.running {
 		if s, ok := r.underWay(a, now); ok {
@@ -305,8 +337,8 @@ func (r *Router) advance(ctx context.Context, ev *funnelv1.FunnelEvent, details 
 	switch {
 	case a.succeeded:
 		d.Phase, d.NextAttemptTime, d.CompletionTime = funnelv1.DeliverySucceeded, nil, metaTime(now)
-		deliveriesTotal.WithLabelValues(key, "succeeded").Inc()
-		r.Stats.Finished(client.ObjectKeyFromObject(&sub), true, now)
+		fx.count(key, "succeeded")
+		fx.finished(client.ObjectKeyFromObject(&sub), true, now)
 		return step{}
 	case a.retryable && d.Attempts <= pol.retries:
 		wait := pol.wait(d.Attempts)
@@ -314,13 +346,13 @@ func (r *Router) advance(ctx context.Context, ev *funnelv1.FunnelEvent, details 
 			wait = min(a.retryAfter, pol.maxBackoff)
 		}
 		if pol.timeout > 0 && now.Add(wait).After(ev.Spec.ReceivedAt.Add(pol.timeout)) {
-			return r.fail(ctx, ev, details, &sub, d, now, fmt.Sprintf("delivery timeout of %s would pass before the next retry; last error: %s", pol.timeout, a.err))
+			return r.fail(ctx, fx, ev, details, &sub, d, now, fmt.Sprintf("delivery timeout of %s would pass before the next retry; last error: %s", pol.timeout, a.err))
 		}
 		d.Phase, d.NextAttemptTime = funnelv1.DeliveryPending, metaTime(now.Add(wait))
-		deliveriesTotal.WithLabelValues(key, "retry").Inc()
+		fx.count(key, "retry")
 		return step{wait: wait}
 	default:
-		return r.fail(ctx, ev, details, &sub, d, now, a.err)
+		return r.fail(ctx, fx, ev, details, &sub, d, now, a.err)
 	}
 }
 
@@ -341,26 +373,26 @@ func (r *Router) underWay(a attempt, now time.Time) (step, bool) {
 }
 
 // fail ends a delivery and starts its dead letter, if the subscription has one.
-func (r *Router) fail(ctx context.Context, ev *funnelv1.FunnelEvent, details funnel.Details, sub *funnelv1.FunnelSubscription,
+func (r *Router) fail(ctx context.Context, fx *effects, ev *funnelv1.FunnelEvent, details funnel.Details, sub *funnelv1.FunnelSubscription,
 	d *funnelv1.DeliveryStatus, now time.Time, reason string) step {
 	d.Phase, d.NextAttemptTime, d.CompletionTime, d.LastError = funnelv1.DeliveryFailed, nil, metaTime(now), trim(reason)
-	r.Recorder.Eventf(ev, nil, corev1.EventTypeWarning, "DeliveryFailed", "Deliver",
+	fx.event(ev, corev1.EventTypeWarning, "DeliveryFailed", "Deliver",
 		"Delivery to %s failed after %d attempts: %s", d.Subscription, d.Attempts, d.LastError)
 	if sub == nil {
 		return step{}
 	}
-	deliveriesTotal.WithLabelValues(sub.Namespace+"/"+sub.Name, "failed").Inc()
-	r.Stats.Finished(client.ObjectKeyFromObject(sub), false, now)
+	fx.count(sub.Namespace+"/"+sub.Name, "failed")
+	fx.finished(client.ObjectKeyFromObject(sub), false, now)
 	if sub.Spec.Delivery.DeadLetter != nil {
 		d.DeadLetter = &funnelv1.DeadLetterStatus{Phase: funnelv1.DeliveryPending}
-		return r.advanceDeadLetter(ctx, ev, details, sub, d, now)
+		return r.advanceDeadLetter(ctx, fx, ev, details, sub, d, now)
 	}
 	return step{}
 }
 
 // advanceDeadLetter runs a failed delivery's dead letter: once, with a few retries on
 // transient failures.
-func (r *Router) advanceDeadLetter(ctx context.Context, ev *funnelv1.FunnelEvent, details funnel.Details, sub *funnelv1.FunnelSubscription, d *funnelv1.DeliveryStatus, now time.Time) step {
+func (r *Router) advanceDeadLetter(ctx context.Context, fx *effects, ev *funnelv1.FunnelEvent, details funnel.Details, sub *funnelv1.FunnelSubscription, d *funnelv1.DeliveryStatus, now time.Time) step {
 	dl := d.DeadLetter
 	if dl == nil || finished(dl.Phase) {
 		return step{}
@@ -368,7 +400,7 @@ func (r *Router) advanceDeadLetter(ctx context.Context, ev *funnelv1.FunnelEvent
 	if sub.Spec.Delivery.DeadLetter == nil {
 		dl.Phase, dl.NextAttemptTime, dl.CompletionTime = funnelv1.DeliveryFailed, nil, metaTime(now)
 		dl.LastError = "spec.delivery.deadLetter was removed before the dead letter was delivered"
-		r.Recorder.Eventf(ev, nil, corev1.EventTypeWarning, "DeadLetterFailed", "DeadLetter",
+		fx.event(ev, corev1.EventTypeWarning, "DeadLetterFailed", "DeadLetter",
 			"Delivery to %s failed and its dead letter was not delivered: %s", d.Subscription, dl.LastError)
 		return step{}
 	}
@@ -394,8 +426,8 @@ func (r *Router) advanceDeadLetter(ctx context.Context, ev *funnelv1.FunnelEvent
 	switch {
 	case a.succeeded:
 		dl.Phase, dl.NextAttemptTime, dl.CompletionTime = funnelv1.DeliverySucceeded, nil, metaTime(now)
-		deliveriesTotal.WithLabelValues(key, "dead_lettered").Inc()
-		r.Recorder.Eventf(ev, nil, corev1.EventTypeWarning, "DeadLettered", "DeadLetter",
+		fx.count(key, "dead_lettered")
+		fx.event(ev, corev1.EventTypeWarning, "DeadLettered", "DeadLetter",
 			"Delivery to %s failed; dead letter delivered", d.Subscription)
 		return step{}
 	case a.retryable && dl.Attempts < maxDeadLetterAttempts:
@@ -404,7 +436,7 @@ func (r *Router) advanceDeadLetter(ctx context.Context, ev *funnelv1.FunnelEvent
 		return step{wait: wait}
 	default:
 		dl.Phase, dl.NextAttemptTime, dl.CompletionTime = funnelv1.DeliveryFailed, nil, metaTime(now)
-		r.Recorder.Eventf(ev, nil, corev1.EventTypeWarning, "DeadLetterFailed", "DeadLetter",
+		fx.event(ev, corev1.EventTypeWarning, "DeadLetterFailed", "DeadLetter",
 			"Delivery to %s failed and so did its dead letter: %s", d.Subscription, dl.LastError)
 		return step{}
 	}
