@@ -127,8 +127,12 @@ var jobsRules = []rbacv1.PolicyRule{{APIGroups: []string{"batch"}, Resources: []
 // pass stepped between its list and its delete, Jobs completed or deleted by the spec, a
 // fake clock, a second writer working from an old copy.
 var _ = Describe("Correct under races", func() {
-	const moveIn = "evt-3eb29a92-e480-40ee-9a9f-61fff5e3f3d5"
-	const approved = "evt-8932127"
+	// The names the receiver gives the two examples these specs send.
+	var moveIn, approved string
+	BeforeEach(func() {
+		moveIn = exampleName("v3-lease.move_in.json")
+		approved = exampleName("classic-lease_transaction.status_updated.json")
+	})
 
 	subscribe := func(ns, name string, spec funnelv1.FunnelSubscriptionSpec) {
 		GinkgoHelper()
