@@ -127,22 +127,19 @@ var jobsRules = []rbacv1.PolicyRule{{APIGroups: []string{"batch"}, Resources: []
 // pass stepped between its list and its delete, Jobs completed or deleted by the spec, a
 // fake clock, a second writer working from an old copy.
 var _ = Describe("Correct under races", func() {
-	// The names the receiver gives the two examples these specs send.
+	// The events these specs send, named as the receiver acknowledged them.
 	var moveIn, approved string
-	BeforeEach(func() {
-		moveIn = exampleName("v3-lease.move_in.json")
-		approved = exampleName("classic-lease_transaction.status_updated.json")
-	})
 
 	subscribe := func(ns, name string, spec funnelv1.FunnelSubscriptionSpec) {
 		GinkgoHelper()
 		Expect(k8s.Create(ctx, &funnelv1.FunnelSubscription{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Spec: spec})).To(Succeed())
 		Eventually(subscriptionReady(ns, name)).Should(HaveField("Reason", funnelv1.ReasonReady))
 	}
-	send := func(path, file string) {
+	send := func(path, file string) string {
 		GinkgoHelper()
 		a := post(webhookURL, path, example(file), nil)
 		Expect(a.code).To(Equal(http.StatusOK), a.body)
+		return a.event()
 	}
 
 	It("does not delete an event replayed between retention's list and its delete", func() {
@@ -155,7 +152,7 @@ var _ = Describe("Correct under races", func() {
 			Action: funnelv1.Action{HTTP: &funnelv1.HTTPAction{URL: target.URL}},
 			Delivery: funnelv1.DeliveryPolicy{BackoffDelay: &metav1.Duration{Duration: time.Hour},
 				MaxBackoff: &metav1.Duration{Duration: time.Hour}}})
-		send(path, "classic-lease_transaction.status_updated.json")
+		approved = send(path, "classic-lease_transaction.status_updated.json")
 		Eventually(getEvent(ns, approved)).Should(finished(funnelv1.PhaseSucceeded))
 
 		// Between the pass's list (the event expired, finished) and its delete, the event
@@ -188,7 +185,7 @@ var _ = Describe("Correct under races", func() {
 		serviceAccount(ns, actionsAccount, jobsRules...)
 		subscribe(ns, "move-in", funnelv1.FunnelSubscriptionSpec{EventTypes: []string{"lease.move_in"}, ServiceAccountName: actionsAccount,
 			Action: jobAction(), Delivery: funnelv1.DeliveryPolicy{Timeout: &metav1.Duration{Duration: time.Hour}}})
-		send(path, "v3-lease.move_in.json")
+		moveIn = send(path, "v3-lease.move_in.json")
 		s := newStepper(k8s)
 		s.passUntil(ns, moveIn, HaveField("Status.Deliveries", ConsistOf(HaveField("Phase", funnelv1.DeliveryRunning))))
 		finishJob(ns, runningJob(ns, moveIn), "")
@@ -205,7 +202,7 @@ var _ = Describe("Correct under races", func() {
 		serviceAccount(ns, actionsAccount, jobsRules...)
 		subscribe(ns, "move-in", funnelv1.FunnelSubscriptionSpec{EventTypes: []string{"lease.move_in"}, ServiceAccountName: actionsAccount,
 			Action: jobAction(), Delivery: funnelv1.DeliveryPolicy{Timeout: &metav1.Duration{Duration: time.Hour}}})
-		send(path, "v3-lease.move_in.json")
+		moveIn = send(path, "v3-lease.move_in.json")
 		s := newStepper(k8s)
 		s.passUntil(ns, moveIn, HaveField("Status.Deliveries", ConsistOf(HaveField("Phase", funnelv1.DeliveryRunning))))
 		job := runningJob(ns, moveIn)
@@ -227,7 +224,7 @@ var _ = Describe("Correct under races", func() {
 			Action: funnelv1.Action{HTTP: &funnelv1.HTTPAction{URL: target.URL}},
 			Delivery: funnelv1.DeliveryPolicy{BackoffDelay: &metav1.Duration{Duration: 3 * time.Second},
 				DeadLetter: &funnelv1.Action{HTTP: &funnelv1.HTTPAction{URL: dlq.URL}}}})
-		send(path, "classic-lease_transaction.status_updated.json")
+		approved = send(path, "classic-lease_transaction.status_updated.json")
 		Eventually(getEvent(ns, approved)).Should(HaveField("Status.Deliveries", ConsistOf(HaveField("DeadLetter",
 			SatisfyAll(Not(BeNil()), HaveField("Phase", funnelv1.DeliveryPending), HaveField("NextAttemptTime", Not(BeNil())))))))
 
@@ -244,7 +241,7 @@ var _ = Describe("Correct under races", func() {
 		serviceAccount(ns, actionsAccount, actionRules...)
 		subscribe(ns, "move-in", funnelv1.FunnelSubscriptionSpec{EventTypes: []string{"lease.move_in"}, ServiceAccountName: actionsAccount,
 			Action: jobAction()})
-		send(path, "v3-lease.move_in.json")
+		moveIn = send(path, "v3-lease.move_in.json")
 		job := runningJob(ns, moveIn)
 
 		By("a person (or ttlSecondsAfterFinished) deletes the Job")
@@ -264,7 +261,7 @@ var _ = Describe("Correct under races", func() {
 		subscribe(ns, "pms", funnelv1.FunnelSubscriptionSpec{EventTypes: []string{"*"},
 			Action:   funnelv1.Action{HTTP: &funnelv1.HTTPAction{URL: target.URL}},
 			Delivery: funnelv1.DeliveryPolicy{Retries: ptr(int32(0)), DeadLetter: &funnelv1.Action{HTTP: &funnelv1.HTTPAction{URL: dlq.URL}}}})
-		send(path, "classic-lease_transaction.status_updated.json")
+		approved = send(path, "classic-lease_transaction.status_updated.json")
 		Eventually(getEvent(ns, approved)).Should(HaveField("Status.Phase", funnelv1.PhasePending))
 		old := getEvent(ns, approved)(Default)
 
@@ -301,7 +298,7 @@ var _ = Describe("Correct under races", func() {
 		target := newSink(http.StatusOK)
 		subscribe(ns, "pms", funnelv1.FunnelSubscriptionSpec{EventTypes: []string{"*"},
 			Action: funnelv1.Action{HTTP: &funnelv1.HTTPAction{URL: target.URL}}})
-		send(path, "classic-lease_transaction.status_updated.json")
+		approved = send(path, "classic-lease_transaction.status_updated.json")
 		Eventually(getEvent(ns, approved)).Should(HaveField("Status.Phase", funnelv1.PhasePending))
 
 		var refused atomic.Bool
@@ -330,7 +327,7 @@ var _ = Describe("Correct under races", func() {
 					{Name: "Authorization", SecretRef: funnelv1.SecretKeyRef{Name: "pms-key", Key: "key"}}}}}}})).To(Succeed())
 		Eventually(subscriptionReady(ns, "pms")).Should(HaveField("Reason", funnelv1.ReasonSecretNotFound))
 
-		send(path, "classic-lease_transaction.status_updated.json")
+		approved = send(path, "classic-lease_transaction.status_updated.json")
 		Eventually(getEvent(ns, approved)).Should(SatisfyAll(HaveField("Status.Phase", funnelv1.PhaseProcessing),
 			HaveField("Status.Deliveries", ConsistOf(SatisfyAll(HaveField("Subscription", "pms"),
 				HaveField("Phase", funnelv1.DeliveryPending), HaveField("Attempts", int32(0)),
@@ -352,7 +349,7 @@ var _ = Describe("Correct under races", func() {
 		serviceAccount(ns, actionsAccount, actionRules...)
 		subscribe(ns, "move-in", funnelv1.FunnelSubscriptionSpec{EventTypes: []string{"lease.move_in"}, ServiceAccountName: actionsAccount,
 			Action: jobAction()})
-		send(path, "v3-lease.move_in.json")
+		moveIn = send(path, "v3-lease.move_in.json")
 		names := map[string]bool{}
 		for i, value := range []string{"", "a", "b", "a"} {
 			if value != "" {
