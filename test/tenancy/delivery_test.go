@@ -50,13 +50,15 @@ func theEvent(t *tenant) func(Gomega) funnelv1.FunnelEvent {
 	}
 }
 
-// The operator runs with --delivery-allow-cidrs=127.0.0.1, as an admin opens what targets
-// need (startOperator): other addresses stay refused.
+// allowedTargets is the one loopback address the SSRF spec's operator may deliver to, as
+// an admin opens what its targets need: not 127.0.0.1, where the API server listens.
+const allowedTargets = "127.0.0.3"
+
 var _ = Describe("A tenant's HTTP subscriptions", func() {
 	It("reach no address the admin did not allow (checked after DNS), and read nothing of a target's answer back", func() {
 		t := newTenant("ssrf", subscriber...)
 		token := openReceiver(t.ns)
-		op := startOperator(t.ns)
+		op := startOperator(t.ns, "--delivery-allow-cidrs="+allowedTargets)
 
 		type target struct {
 			url    string
@@ -68,6 +70,8 @@ var _ = Describe("A tenant's HTTP subscriptions", func() {
 			"loopback":    {loopback.URL, loopback, "loopback"},
 			"unspecified": {everywhere.URL, everywhere, "unspecified"}, // http://0.0.0.0:port reaches this host
 			"metadata":    {"http://169.254.169.254/latest/meta-data/iam/security-credentials/", nil, "cloud metadata"},
+			// The API server of the operator's kubeconfig: refused as such, not merely as loopback.
+			"apiserver": {cp.Config.Host + "/api/v1/secrets", nil, "the Kubernetes API server"},
 		}
 		if ip, ok := ownAddress(); ok {
 			own := sinkOn(netip.AddrPortFrom(ip, 0).String())
@@ -75,13 +79,17 @@ var _ = Describe("A tenant's HTTP subscriptions", func() {
 		}
 		// An allowed internal service that answers with what it should not tell.
 		const secret = "AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI"
-		talker := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		talker := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Location", "http://internal/"+secret)
 			w.WriteHeader(http.StatusBadRequest)
 			_, _ = w.Write([]byte(secret))
 		}))
+		ln, err := net.Listen("tcp", allowedTargets+":0")
+		Expect(err).NotTo(HaveOccurred())
+		talker.Listener = ln
+		talker.Start()
 		DeferCleanup(talker.Close)
-		deadLetters := newSink()
+		deadLetters := sinkOn(allowedTargets + ":0")
 
 		create := func(name string, action funnelv1.HTTPAction, policy funnelv1.DeliveryPolicy) {
 			GinkgoHelper()
