@@ -178,6 +178,11 @@ var _ = DescribeTable("identity.Needs: what needs a ServiceAccount",
 			HeadersFrom: []funnelv1.HTTPHeaderFromSecret{{Name: "A"}, {Name: "B"}}, SigningSecretRef: &funnelv1.SecretKeyRef{Name: "s", Key: "k"}}},
 		Delivery: funnelv1.DeliveryPolicy{DeadLetter: ptr(jobAction())}},
 		[]string{"spec.action.http.headersFrom[0]", "spec.action.http.headersFrom[1]", "spec.action.http.signingSecretRef", "spec.delivery.deadLetter.job"}),
+	Entry("a signed HTTP call and a signed HTTP dead letter", funnelv1.FunnelSubscriptionSpec{
+		Action: funnelv1.Action{HTTP: &funnelv1.HTTPAction{URL: "http://x", Signing: &funnelv1.HTTPSigning{SecretRefs: []funnelv1.SecretKeyRef{{Name: "s", Key: "k"}}}}},
+		Delivery: funnelv1.DeliveryPolicy{DeadLetter: &funnelv1.Action{HTTP: &funnelv1.HTTPAction{URL: "http://y",
+			Signing: &funnelv1.HTTPSigning{SecretRefs: []funnelv1.SecretKeyRef{{Name: "s", Key: "k"}}}}}}},
+		[]string{"spec.action.http.signing", "spec.delivery.deadLetter.http.signing"}),
 	Entry("an HTTP dead letter without Secrets", funnelv1.FunnelSubscriptionSpec{Action: funnelv1.Action{HTTP: &funnelv1.HTTPAction{URL: "http://x"}},
 		Delivery: funnelv1.DeliveryPolicy{DeadLetter: &funnelv1.Action{HTTP: &funnelv1.HTTPAction{URL: "http://y"}}}}, nil),
 )

@@ -42,7 +42,7 @@ var _ = Describe("config/samples", func() {
 		Eventually(subscriptionReady(ns, "crm-prospects")).Should(HaveField("Reason", funnelv1.ReasonReady))
 
 		for name, data := range map[string]map[string]string{
-			"pms-sync":              {"signing-key": "k", "api-key": "Bearer k"},
+			"pms-sync":              {"signing-key": whsec("old key"), "signing-key-next": whsec("new key"), "api-key": "Bearer k"},
 			"funnel-receiver-token": {"token": strings.Repeat("t", 32)},
 		} {
 			Expect(k8s.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, StringData: data})).To(Succeed())

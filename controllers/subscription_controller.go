@@ -92,7 +92,8 @@ func (r *SubscriptionReconciler) recheck(sub *funnelv1.FunnelSubscription, ready
 		every = DefaultSubscriptionRecheck
 	}
 	switch {
-	case ready.Reason == funnelv1.ReasonSecretNotFound || ready.Reason == funnelv1.ReasonSecretKeyMissing || ready.Reason == funnelv1.ReasonForbidden:
+	case ready.Reason == funnelv1.ReasonSecretNotFound || ready.Reason == funnelv1.ReasonSecretKeyMissing ||
+		ready.Reason == funnelv1.ReasonInvalidSigningKey || ready.Reason == funnelv1.ReasonForbidden:
 		return every
 	case ready.Status == metav1.ConditionTrue && len(identity.Needs(sub)) > 0:
 		return 10 * every
@@ -121,8 +122,17 @@ func (r *SubscriptionReconciler) ready(ctx context.Context, sub *funnelv1.Funnel
 		if err != nil {
 			return metav1.Condition{}, err
 		}
+		signing := map[funnelv1.SecretKeyRef]bool{}
+		for _, ref := range append(delivery.SigningRefs(&sub.Spec.Action), delivery.SigningRefs(sub.Spec.Delivery.DeadLetter)...) {
+			signing[ref] = true
+		}
 		for _, ref := range subscriptionSecrets(sub) {
-			_, err := delivery.SecretValue(ctx, c, sub.Namespace, ref)
+			v, err := delivery.SecretValue(ctx, c, sub.Namespace, ref)
+			if err == nil && signing[ref] {
+				if _, err := delivery.SigningKey(v); err != nil {
+					return notReady(funnelv1.ReasonInvalidSigningKey, "Secret %q, key %q: %v", ref.Name, ref.Key, err)
+				}
+			}
 			switch {
 			case err == nil:
 			case apierrors.IsForbidden(err):

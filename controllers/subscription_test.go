@@ -3,6 +3,7 @@ package controllers_test
 import (
 	"crypto/hmac"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"io"
@@ -14,10 +15,12 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/sets"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
@@ -81,7 +84,8 @@ var _ = Describe("Subscriptions", func() {
 		ns, path = openReceiverNamespace("subs")
 		Expect(k8s.Create(ctx, &corev1.Secret{
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "pms"},
-			Data:       map[string][]byte{"hmac": []byte("sign-me"), "auth": []byte("Bearer pms-key")},
+			Data: map[string][]byte{"hmac": []byte("sign-me"), "auth": []byte("Bearer pms-key"),
+				"current": []byte(currentKey), "next": []byte(nextKey)},
 		})).To(Succeed())
 		serviceAccount(ns, actionsAccount, actionRules...)
 	})
@@ -104,16 +108,16 @@ var _ = Describe("Subscriptions", func() {
 	}
 	approved := exampleName("classic-lease_transaction.status_updated.json")
 
-	It("delivers a matching event to an HTTP target, signed, with its idempotency key", func() {
+	It("delivers a matching event to an HTTP target, signed per Standard Webhooks, with its idempotency key", func() {
 		target := newSink(http.StatusOK)
 		subscribe("pms-sync", funnelv1.FunnelSubscriptionSpec{
 			EventTypes:         []string{"lease_transaction.*"},
 			ServiceAccountName: actionsAccount,
 			Filter:             "event.data.current_status == 'Approved' && event.data.community_id == 43522",
 			Action: funnelv1.Action{HTTP: &funnelv1.HTTPAction{URL: target.URL + "/funnel",
-				Headers:          []funnelv1.HTTPHeader{{Name: "X-Source", Value: "funnel-operator-test"}},
-				HeadersFrom:      []funnelv1.HTTPHeaderFromSecret{{Name: "Authorization", SecretRef: funnelv1.SecretKeyRef{Name: "pms", Key: "auth"}}},
-				SigningSecretRef: &funnelv1.SecretKeyRef{Name: "pms", Key: "hmac"}}},
+				Headers:     []funnelv1.HTTPHeader{{Name: "X-Source", Value: "funnel-operator-test"}},
+				HeadersFrom: []funnelv1.HTTPHeaderFromSecret{{Name: "Authorization", SecretRef: funnelv1.SecretKeyRef{Name: "pms", Key: "auth"}}},
+				Signing:     &funnelv1.HTTPSigning{SecretRefs: []funnelv1.SecretKeyRef{{Name: "pms", Key: "current"}, {Name: "pms", Key: "next"}}}}},
 		})
 		send("classic-lease_transaction.status_updated.json")
 
@@ -133,9 +137,14 @@ var _ = Describe("Subscriptions", func() {
 		Expect(r.header.Get("Authorization")).To(Equal("Bearer pms-key"))
 		Expect(r.header.Get("X-Source")).To(Equal("funnel-operator-test"))
 		Expect(r.header.Get("Content-Type")).To(Equal("application/json"))
-		mac := hmac.New(sha256.New, []byte("sign-me"))
-		mac.Write(r.body)
-		Expect(r.header.Get(funnelv1.SignatureHeader)).To(Equal("sha256=" + hex.EncodeToString(mac.Sum(nil))))
+		// While the key is rotated, a target verifying with either key accepts the request.
+		for _, key := range []string{currentKey, nextKey} {
+			Expect(verifier(key).Verify(r.body, r.header)).To(Succeed())
+			Expect(verifier(key).Verify(append(r.body, ' '), r.header)).To(MatchError(standardwebhooks.ErrNoMatchingSignature))
+		}
+		Expect(verifier(whsec("another key")).Verify(r.body, r.header)).To(MatchError(standardwebhooks.ErrNoMatchingSignature))
+		Expect(r.header.Get(delivery.HeaderWebhookID)).To(HavePrefix("msg_"))
+		Expect(r.header.Values(funnelv1.SignatureHeader)).To(BeEmpty(), "the former header only comes with the deprecated signingSecretRef")
 		var body map[string]any
 		Expect(json.Unmarshal(r.body, &body)).To(Succeed())
 		Expect(body).To(HaveKeyWithValue("name", approved))
@@ -148,6 +157,34 @@ var _ = Describe("Subscriptions", func() {
 			return sub.Status
 		}).Should(SatisfyAll(HaveField("Matched", int64(1)), HaveField("Succeeded", int64(1)), HaveField("Failed", int64(0)),
 			HaveField("LastDeliveryTime", Not(BeNil()))))
+	})
+
+	It("still signs with the deprecated signingSecretRef, in both the former header and Standard Webhooks'", func() {
+		target := newSink(http.StatusOK)
+		subscribe("legacy", funnelv1.FunnelSubscriptionSpec{EventTypes: []string{"*"}, ServiceAccountName: actionsAccount,
+			Action: funnelv1.Action{HTTP: &funnelv1.HTTPAction{URL: target.URL, SigningSecretRef: &funnelv1.SecretKeyRef{Name: "pms", Key: "hmac"}}}})
+		send("classic-lease_transaction.status_updated.json")
+		Eventually(target.got).Should(HaveLen(1))
+		r := target.got()[0]
+		mac := hmac.New(sha256.New, []byte("sign-me"))
+		mac.Write(r.body)
+		Expect(r.header.Get(funnelv1.SignatureHeader)).To(Equal("sha256=" + hex.EncodeToString(mac.Sum(nil))))
+		wh, err := standardwebhooks.NewWebhookRaw([]byte("sign-me"))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(wh.Verify(r.body, r.header)).To(Succeed())
+	})
+
+	It("reports a signing key that is not one, and becomes Ready when it is fixed", func() {
+		Expect(k8s.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "typo"},
+			Data: map[string][]byte{"key": []byte("whsec_not base64")}})).To(Succeed())
+		Expect(k8s.Create(ctx, &funnelv1.FunnelSubscription{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "bad-key"},
+			Spec: funnelv1.FunnelSubscriptionSpec{EventTypes: []string{"*"}, ServiceAccountName: actionsAccount, Action: funnelv1.Action{HTTP: &funnelv1.HTTPAction{
+				URL: "http://pms.example", Signing: &funnelv1.HTTPSigning{SecretRefs: []funnelv1.SecretKeyRef{{Name: "typo", Key: "key"}}}}}}})).To(Succeed())
+		Eventually(subscriptionReady(ns, "bad-key")).Should(SatisfyAll(HaveField("Reason", funnelv1.ReasonInvalidSigningKey),
+			HaveField("Message", Equal(`Secret "typo", key "key": invalid signing key: it starts with whsec_ but the rest is not base64`))))
+		Expect(k8s.Update(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "typo"},
+			Data: map[string][]byte{"key": []byte(whsec("fixed"))}})).To(Succeed())
+		Eventually(subscriptionReady(ns, "bad-key")).Should(HaveField("Reason", funnelv1.ReasonReady))
 	})
 
 	It("does not route events its filter, types or receiver exclude", func() {
@@ -176,6 +213,7 @@ var _ = Describe("Subscriptions", func() {
 		Expect(reqs).To(HaveLen(3))
 		for i := 1; i < len(reqs); i++ {
 			Expect(reqs[i].header.Get("Idempotency-Key")).To(Equal(reqs[0].header.Get("Idempotency-Key")))
+			Expect(reqs[i].header.Get(delivery.HeaderWebhookID)).To(Equal(reqs[0].header.Get(delivery.HeaderWebhookID)))
 			Expect(reqs[i].header.Get("X-Funnel-Delivery-Attempt")).To(Equal(string(rune('1' + i))))
 			// Retry-After: 1 outweighs the 100ms/200ms backoff.
 			Expect(reqs[i].at.Sub(reqs[i-1].at)).To(BeNumerically(">=", 900*time.Millisecond))
@@ -216,7 +254,8 @@ var _ = Describe("Subscriptions", func() {
 		dlq := newSink(http.StatusAccepted)
 		subscribe("exhausted", funnelv1.FunnelSubscriptionSpec{EventTypes: []string{"*"}, Action: httpTo(target.URL),
 			Delivery: funnelv1.DeliveryPolicy{Retries: ptr(int32(2)), BackoffDelay: &metav1.Duration{Duration: 50 * time.Millisecond},
-				DeadLetter: &funnelv1.Action{HTTP: &funnelv1.HTTPAction{URL: dlq.URL}}}})
+				DeadLetter: &funnelv1.Action{HTTP: &funnelv1.HTTPAction{URL: dlq.URL,
+					Signing: &funnelv1.HTTPSigning{SecretRefs: []funnelv1.SecretKeyRef{{Name: "pms", Key: "next"}}}}}}, ServiceAccountName: actionsAccount})
 		send("classic-lease_transaction.status_updated.json")
 
 		Eventually(getEvent(ns, approved)).Should(finished(funnelv1.PhaseFailed))
@@ -246,6 +285,9 @@ var _ = Describe("Subscriptions", func() {
 		Expect(letter.Failure.ResponseCode).To(Equal(int32(502)))
 		Expect(letter.Failure.LastError).To(ContainSubstring("HTTP 502"))
 		Expect(dlq.got()[0].header.Get("X-Funnel-Dead-Letter")).To(Equal("true"))
+		Expect(verifier(nextKey).Verify(dlq.got()[0].body, dlq.got()[0].header)).To(Succeed(), "a dead letter is signed with its own keys")
+		Expect(dlq.got()[0].header.Get(delivery.HeaderWebhookID)).NotTo(Equal(target.got()[0].header.Get(delivery.HeaderWebhookID)),
+			"a dead letter is another message")
 		Eventually(kubeEvents(ns, approved)).Should(ContainElement(HaveField("Reason", "DeadLettered")))
 		Consistently(dlq.got, "1s").Should(HaveLen(1), "the dead letter runs once")
 	})
@@ -267,6 +309,11 @@ var _ = Describe("Subscriptions", func() {
 		}
 		key := ns + "/" + approved + "/replayed"
 		Expect(keys).To(Equal([]string{key, key + "/replay-1", key + "/replay-2", key + "/replay-3"}))
+		var ids []string
+		for _, r := range target.got() {
+			ids = append(ids, r.header.Get(delivery.HeaderWebhookID))
+		}
+		Expect(sets.New(ids...).Len()).To(Equal(4), "each replay is another message: %q", ids)
 	})
 
 	It("routes only to subscriptions that existed when the event was processed (replay picks up new ones)", func() {
@@ -380,6 +427,24 @@ var _ = Describe("Subscriptions", func() {
 			HaveField("Status.Deliveries", ConsistOf(HaveField("LastError", ContainSubstring("no longer exists"))))))
 	})
 })
+
+// Standard Webhooks keys of the specs' Secret "pms".
+var (
+	currentKey = whsec("the current key, 32 bytes long..")
+	nextKey    = whsec("the next key, also 32 bytes long")
+)
+
+func whsec(key string) string {
+	return delivery.SigningKeyPrefix + base64.StdEncoding.EncodeToString([]byte(key))
+}
+
+// verifier is what a target verifies requests with: the Standard Webhooks reference library.
+func verifier(key string) *standardwebhooks.Webhook {
+	GinkgoHelper()
+	wh, err := standardwebhooks.NewWebhook(key)
+	Expect(err).NotTo(HaveOccurred())
+	return wh
+}
 
 // subscriptionReady returns a subscription's Ready condition for its current generation.
 func subscriptionReady(ns, name string) func(Gomega) metav1.Condition {

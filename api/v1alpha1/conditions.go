@@ -75,6 +75,9 @@ const (
 	// needs (read a Secret, create the Job), or, for a receiver, that the operator may not
 	// read its Secret; the message is the API server's.
 	ReasonForbidden = "Forbidden"
+	// ReasonInvalidSigningKey means a signing key's value starts with whsec_ but is not
+	// the base64 of a key.
+	ReasonInvalidSigningKey = "InvalidSigningKey"
 	// ReasonServiceAccountRequired means the action needs the cluster (a Job, a Secret) but
 	// the subscription names no ServiceAccount and the operator has no default one.
 	ReasonServiceAccountRequired = "ServiceAccountRequired"

@@ -17,8 +17,10 @@ const (
 	DefaultHTTPTimeout         = 10 * time.Second
 	MaxHTTPTimeout             = 60 * time.Second
 	DefaultRetryAfterCap       = 10 * time.Minute
-	SignatureHeader            = "X-Funnel-Operator-Signature"
-	IdempotencyKeyHeader       = "Idempotency-Key"
+	// SignatureHeader is the former signature header, sent only for the deprecated
+	// signingSecretRef.
+	SignatureHeader      = "X-Funnel-Operator-Signature"
+	IdempotencyKeyHeader = "Idempotency-Key"
 )
 
 // ReservedHeaders lists, lower case, the header names and name prefixes the operator sets
@@ -69,6 +71,24 @@ const (
 	BodyOriginal HTTPBody = "Original"
 )
 
+// HTTPSigning signs every request per the Standard Webhooks specification
+// (https://www.standardwebhooks.com): webhook-id, webhook-timestamp and
+// webhook-signature: v1,<base64 HMAC-SHA256 of "<webhook-id>.<webhook-timestamp>.<body>">.
+type HTTPSigning struct {
+	// secretRefs are the signing keys, in the subscription's namespace, read as its
+	// ServiceAccount. Each one signs every request (webhook-signature holds one v1,<sig>
+	// per key, space-separated), so a key is rotated without a moment where the target
+	// cannot verify: add the new key, move the target to it, remove the old one. A value
+	// starting with whsec_ is Standard Webhooks' form, the base64 of the key; any other
+	// value is the key's bytes as they are.
+	// +required
+	// +listType=atomic
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=4
+	// +kubebuilder:validation:XValidation:rule="self.all(r, self.exists_one(s, s.name == r.name && s.key == r.key))",message="each Secret key may be listed once"
+	SecretRefs []SecretKeyRef `json:"secretRefs"`
+}
+
 // HTTPHeader is a static header.
 type HTTPHeader struct {
 	// name of the header; not one the operator sets.
@@ -93,6 +113,7 @@ type HTTPHeaderFromSecret struct {
 }
 
 // HTTPAction calls an HTTP endpoint (usually an in-cluster Service) with the event.
+// +kubebuilder:validation:XValidation:rule="!(has(self.signing) && has(self.signingSecretRef))",message="signing replaces the deprecated signingSecretRef: set one of them"
 type HTTPAction struct {
 	// url of the endpoint, http or https.
 	// +required
@@ -121,8 +142,14 @@ type HTTPAction struct {
 	// +kubebuilder:validation:MaxItems=16
 	HeadersFrom []HTTPHeaderFromSecret `json:"headersFrom,omitempty"`
 
-	// signingSecretRef, when set, signs the body: X-Funnel-Operator-Signature:
-	// sha256=<hex HMAC-SHA256 of the body with this key>.
+	// signing, when set, signs every request per Standard Webhooks, with one or more keys.
+	// +optional
+	Signing *HTTPSigning `json:"signing,omitempty"`
+
+	// signingSecretRef is deprecated, use signing: it will be removed in the next API
+	// version. It signs per Standard Webhooks with this one key, as signing does, and also
+	// sends the former X-Funnel-Operator-Signature: sha256=<hex HMAC-SHA256 of the body
+	// with the key's bytes>, for targets that still check that header.
 	// +optional
 	SigningSecretRef *SecretKeyRef `json:"signingSecretRef,omitempty"`
 
@@ -257,7 +284,7 @@ type FunnelSubscriptionSpec struct {
 	// serviceAccountName is the ServiceAccount of the subscription's namespace the operator
 	// acts as (impersonates) for everything the subscription does in the cluster: creating
 	// the Jobs of job actions, the dry run of their template, reading the Secrets of
-	// headersFrom and signingSecretRef. The subscription can do exactly what this account
+	// headersFrom and signing (or signingSecretRef). The subscription can do exactly what this account
 	// may do, never more. When empty, the operator's --default-service-account applies;
 	// without one, only http actions without Secrets work (Ready=False,
 	// ServiceAccountRequired, otherwise). The admission policy shipped with the operator

@@ -335,6 +335,8 @@ func validSubscriptionSpec() map[string]any {
 	}
 }
 
+func keyRef(name, key string) map[string]any { return map[string]any{"name": name, "key": key} }
+
 var jobTemplate = map[string]any{"spec": map[string]any{"template": map[string]any{"spec": map[string]any{
 	"restartPolicy": "Never",
 	"containers":    []any{map[string]any{"name": "move-in", "image": "example.com/move-in:1"}},
@@ -401,6 +403,23 @@ var _ = Describe("FunnelSubscription schema", func() {
 		Entry("a header the operator does not set, in any case", func(s map[string]any) {
 			set(s, "action.http.headers", []any{map[string]any{"name": "x-funnel", "value": "a"}, map[string]any{"name": "CONTENT-LANGUAGE", "value": "b"}})
 		}, ""),
+		Entry("signed with two keys while one is rotated, and a signed dead letter", func(s map[string]any) {
+			set(s, "action.http.signing.secretRefs", []any{keyRef("pms", "current"), keyRef("pms-next", "current")})
+			set(s, "delivery.deadLetter", map[string]any{"http": map[string]any{"url": "http://a.b",
+				"signing": map[string]any{"secretRefs": []any{keyRef("dlq", "key")}}}})
+		}, ""),
+		Entry("signing without keys", func(s map[string]any) { set(s, "action.http.signing.secretRefs", []any{}) },
+			"spec.action.http.signing.secretRefs: Invalid value"),
+		Entry("signing with five keys", func(s map[string]any) {
+			set(s, "action.http.signing.secretRefs", []any{keyRef("a", "k"), keyRef("b", "k"), keyRef("c", "k"), keyRef("d", "k"), keyRef("e", "k")})
+		}, "spec.action.http.signing.secretRefs: Too many"),
+		Entry("the same signing key twice", func(s map[string]any) {
+			set(s, "action.http.signing.secretRefs", []any{keyRef("pms", "k"), keyRef("other", "k"), keyRef("pms", "k")})
+		}, "each Secret key may be listed once"),
+		Entry("signing and the deprecated signingSecretRef", func(s map[string]any) {
+			set(s, "action.http.signing.secretRefs", []any{keyRef("pms", "k")})
+			set(s, "action.http.signingSecretRef", keyRef("pms", "hmac"))
+		}, "signing replaces the deprecated signingSecretRef: set one of them"),
 		Entry("negative retries", func(s map[string]any) { set(s, "delivery.retries", int64(-1)) }, "spec.delivery.retries: Invalid value"),
 		Entry("too many retries", func(s map[string]any) { set(s, "delivery.retries", int64(101)) }, "spec.delivery.retries: Invalid value"),
 		Entry("unknown backoff", func(s map[string]any) { set(s, "delivery.backoffPolicy", "random") }, `Unsupported value: "random"`),

@@ -43,19 +43,13 @@ func (r *Router) Attempt(ctx context.Context, ev *funnelv1.FunnelEvent, sub *fun
 // call makes one HTTP call of an action for ev: the delivery's own, or its dead letter.
 func (r *Router) call(ctx context.Context, ev *funnelv1.FunnelEvent, sub *funnelv1.FunnelSubscription, action *funnelv1.HTTPAction,
 	summary string, number int32, deadLetter bool, failure failureContext) attempt {
-	var body []byte
-	var err error
+	var f *failureContext
 	if deadLetter {
-		body, err = deadLetterBody(ev, summary, failure)
-	} else {
-		body, err = eventBody(ev, summary, action.Body)
+		f = &failure
 	}
+	body, headers, err := message(ev, summary, sub.Name, action, number, f)
 	if err != nil {
-		return attempt{err: trim("building the body: " + err.Error())}
-	}
-	headers := eventHeaders(ev, sub.Name, number)
-	if deadLetter {
-		headers.Set("X-Funnel-Dead-Letter", "true")
+		return attempt{err: trim(err.Error())}
 	}
 	req, err := newRequest(ctx, r.secretReader(sub), ev.Namespace, action, body, headers)
 	if err != nil {

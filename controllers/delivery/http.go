@@ -3,10 +3,7 @@ package delivery
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
 	"crypto/tls"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -98,13 +95,16 @@ type request struct {
 	action  *funnelv1.HTTPAction
 	body    []byte
 	headers http.Header
+	signer  *signer
 }
 
 // newRequest resolves an HTTP action for one call: body, static and Secret headers,
-// signature and the idempotency key. Headers the operator sets (extra among them) always
-// win: a subscription cannot replace the idempotency key, the signature or the event's
-// identity headers, even one stored before the schema refused them.
+// signing keys and the idempotency key. Headers the operator sets (extra among them)
+// always win: a subscription cannot replace the idempotency key, the signature or the
+// event's identity headers, even one stored before the schema refused them. Each Secret
+// is read once, however many of its keys the action names.
 func newRequest(ctx context.Context, c client.Reader, ns string, a *funnelv1.HTTPAction, body []byte, extra http.Header) (*request, error) {
+	c = &secretsOnce{Reader: c}
 	h := http.Header{}
 	for _, hd := range a.Headers {
 		if !funnelv1.IsReservedHeader(string(hd.Name)) {
@@ -126,16 +126,18 @@ func newRequest(ctx context.Context, c client.Reader, ns string, a *funnelv1.HTT
 	for k, vs := range extra {
 		h[k] = vs
 	}
-	if a.SigningSecretRef != nil {
-		key, err := SecretValue(ctx, c, ns, *a.SigningSecretRef)
-		if err != nil {
-			return nil, fmt.Errorf("signing key: %w", err)
-		}
-		m := hmac.New(sha256.New, key)
-		m.Write(body)
-		h.Set(funnelv1.SignatureHeader, "sha256="+hex.EncodeToString(m.Sum(nil)))
+	s, err := newSigner(ctx, c, ns, a)
+	if err != nil {
+		return nil, err
 	}
-	return &request{action: a, body: body, headers: h}, nil
+	return &request{action: a, body: body, headers: h, signer: s}, nil
+}
+
+// header is what a call made at now sends: the resolved headers, dated and signed.
+func (r *request) header(now time.Time) http.Header {
+	h := r.headers.Clone()
+	stamp(h, r.body, now, r.signer)
+	return h
 }
 
 // timeout is the action's per-request timeout: its own (at most MaxHTTPTimeout, also for
@@ -161,7 +163,7 @@ func (r *request) do(ctx context.Context, hc *http.Client, now time.Time) attemp
 	if err != nil {
 		return attempt{err: "invalid request URL"}
 	}
-	req.Header = r.headers.Clone()
+	req.Header = r.header(now)
 	resp, err := hc.Do(req)
 	if err != nil {
 		return connectionFailure(err, limit)
@@ -251,6 +253,31 @@ func SecretValue(ctx context.Context, c client.Reader, ns string, ref funnelv1.S
 		return nil, fmt.Errorf("Secret %s/%s has %w %q", ns, ref.Name, ErrSecretKeyMissing, ref.Key)
 	}
 	return v, nil
+}
+
+// secretsOnce reads each Secret once, for the Secret keys one request needs.
+type secretsOnce struct {
+	client.Reader
+	read map[types.NamespacedName]*corev1.Secret
+}
+
+func (r *secretsOnce) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	s, ok := obj.(*corev1.Secret)
+	if !ok {
+		return r.Reader.Get(ctx, key, obj, opts...)
+	}
+	if got, ok := r.read[key]; ok {
+		got.DeepCopyInto(s)
+		return nil
+	}
+	if err := r.Reader.Get(ctx, key, s, opts...); err != nil {
+		return err
+	}
+	if r.read == nil {
+		r.read = map[types.NamespacedName]*corev1.Secret{}
+	}
+	r.read[key] = s.DeepCopy()
+	return nil
 }
 
 // envelope is the normalised event body (BodyEnvelope), the same for every format.
@@ -372,17 +399,34 @@ func IdempotencyKey(ev *funnelv1.FunnelEvent, subscription string) string {
 	return key
 }
 
-// eventHeaders are the headers every HTTP call for an event carries.
-func eventHeaders(ev *funnelv1.FunnelEvent, subscription string, attemptNo int32) http.Header {
+// message is what one attempt of a delivery sends: the body and the headers that say
+// what it is (the event, the delivery, the attempt). With failure, it is the attempt of the
+// delivery's dead letter, which receives the failure document.
+func message(ev *funnelv1.FunnelEvent, summary, subscription string, a *funnelv1.HTTPAction, attemptNo int32, failure *failureContext) ([]byte, http.Header, error) {
+	var body []byte
+	var err error
+	if failure != nil {
+		body, err = deadLetterBody(ev, summary, *failure)
+	} else {
+		body, err = eventBody(ev, summary, a.Body)
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("building the body: %w", err)
+	}
 	h := http.Header{}
-	h.Set(funnelv1.IdempotencyKeyHeader, IdempotencyKey(ev, subscription))
+	key := IdempotencyKey(ev, subscription)
+	h.Set(funnelv1.IdempotencyKeyHeader, key)
+	h.Set(HeaderWebhookID, webhookID(key, failure != nil))
 	h.Set("X-Funnel-Event-Name", ev.Name)
 	h.Set("X-Funnel-Event-Type", ev.Spec.Type)
 	if ev.Spec.EventID != "" {
 		h.Set("X-Funnel-Event-ID", ev.Spec.EventID)
 	}
 	h.Set("X-Funnel-Delivery-Attempt", strconv.Itoa(int(attemptNo)))
-	return h
+	if failure != nil {
+		h.Set("X-Funnel-Dead-Letter", "true")
+	}
+	return body, h, nil
 }
 
 // trim bounds an error message to what status.deliveries[].lastError holds.
@@ -411,8 +455,5 @@ func SecretRefs(a *funnelv1.Action) []funnelv1.SecretKeyRef {
 	for _, h := range a.HTTP.HeadersFrom {
 		refs = append(refs, h.SecretRef)
 	}
-	if a.HTTP.SigningSecretRef != nil {
-		refs = append(refs, *a.HTTP.SigningSecretRef)
-	}
-	return refs
+	return append(refs, SigningRefs(a)...)
 }

@@ -153,18 +153,21 @@ func TestReservedHeadersNeverWin(t *testing.T) {
 		},
 		SigningSecretRef: &funnelv1.SecretKeyRef{Name: "s", Key: "key"},
 	}
-	req, err := newRequest(context.Background(), c, "ns", a, []byte(`{}`), eventHeaders(ev, "sub", 1))
+	body, headers, err := message(ev, "", "sub", a, 1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := newRequest(context.Background(), c, "ns", a, body, headers)
 	if err != nil {
 		t.Fatalf("a reserved headersFrom must be skipped, not read: %v", err)
 	}
-	h := req.headers
+	h := req.header(time.Now())
 	for name, want := range map[string]string{
 		"Idempotency-Key":     "ns/evt-1/sub",
 		"X-Funnel-Event-Name": "evt-1",
 		"Content-Type":        "application/json",
 		"X-Source":            "funnel",
 		"Authorization":       "Bearer t",
-		"Webhook-Signature":   "",
 	} {
 		if got := h.Get(name); got != want {
 			t.Errorf("%s = %q, want %q", name, got, want)
@@ -172,6 +175,9 @@ func TestReservedHeadersNeverWin(t *testing.T) {
 	}
 	if got := h.Get(funnelv1.SignatureHeader); !strings.HasPrefix(got, "sha256=") || got == "sha256=forged" {
 		t.Errorf("signature = %q", got)
+	}
+	if got := h.Get(HeaderWebhookSignature); !strings.HasPrefix(got, "v1,") || strings.Contains(got, "forged") {
+		t.Errorf("webhook-signature = %q", got)
 	}
 	if got := h.Get("X-Funnel-Delivery-Attempt"); got != "1" {
 		t.Errorf("attempt = %q", got)

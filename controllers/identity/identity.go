@@ -118,6 +118,9 @@ func Needs(sub *funnelv1.FunnelSubscription) []string {
 			for i := range a.action.HTTP.HeadersFrom {
 				out = append(out, fmt.Sprintf("%s.http.headersFrom[%d]", a.field, i))
 			}
+			if a.action.HTTP.Signing != nil {
+				out = append(out, a.field+".http.signing")
+			}
 			if a.action.HTTP.SigningSecretRef != nil {
 				out = append(out, a.field+".http.signingSecretRef")
 			}
