@@ -61,6 +61,12 @@ type bench struct {
 	// receivers are the watched namespaces' receivers.
 	receivers map[string]*harness.Receiver
 	res       *results
+	// variants are the FunnelEvent CRDs of the costs phase, by name ("real" is ours).
+	variants map[string]*variant
+	// background is the CPU per second the API server and etcd use when idle.
+	background map[string]float64
+	// postmaster is the PostgreSQL server of the archive step while it runs (0: none).
+	postmaster int
 	// disturbed lists the measurements during which other processes used the CPU.
 	disturbed []string
 }
@@ -87,7 +93,11 @@ func run(ctx context.Context, o options) error {
 
 	b := &bench{o: o, res: newResults(o), receivers: map[string]*harness.Receiver{}}
 	logf("starting a local control plane (data in %s)", dir)
-	if b.cp, err = harness.StartControlPlane(harness.ControlPlaneOptions{Dir: dir, CRDDirs: []string{crds}}); err != nil {
+	var flags map[string]string
+	if o.cbor {
+		flags = map[string]string{"feature-gates": "CBORServingAndStorage=true"}
+	}
+	if b.cp, err = harness.StartControlPlane(harness.ControlPlaneOptions{Dir: dir, CRDDirs: []string{crds}, APIServerFlags: flags}); err != nil {
 		return err
 	}
 	defer func() {
@@ -101,7 +111,7 @@ func run(ctx context.Context, o options) error {
 	if b.api, err = rest.HTTPClientFor(b.cp.Config); err != nil {
 		return fmt.Errorf("creating the API server's HTTP client: %w", err)
 	}
-	for _, ns := range []string{nsRaw, nsOperator} {
+	for _, ns := range []string{nsRaw, nsOperator, nsCosts, nsBytes} {
 		if err := b.c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
 			return fmt.Errorf("creating namespace %s: %w", ns, err)
 		}
@@ -181,7 +191,7 @@ func (b *bench) watched() []string {
 	for _, p := range []struct {
 		phase string
 		ns    []string
-	}{{phaseIngest, []string{nsIngest}}, {phaseE2E, []string{nsE2E, nsE2ESub}}, {phaseScaling, []string{nsScaling}}, {phaseMemory, []string{nsMemory}}} {
+	}{{phaseIngest, []string{nsIngest}}, {phaseE2E, []string{nsE2E, nsE2ESub, nsE2EArchive}}, {phaseScaling, []string{nsScaling}}, {phaseMemory, []string{nsMemory}}} {
 		if b.o.has(p.phase) {
 			out = append(out, p.ns...)
 		}
@@ -418,7 +428,10 @@ func apiCode(err error) int {
 
 func fmtCores(m map[string]float64) string {
 	var parts []string
-	for _, k := range []string{"apiserver", "etcd", "operator", "bench", otherKey} {
+	for _, k := range []string{"apiserver", "etcd", "operator", "postgres", "bench", otherKey} {
+		if _, ok := m[k]; !ok && k == "postgres" {
+			continue
+		}
 		parts = append(parts, k+" "+strconv.FormatFloat(m[k], 'f', 2, 64))
 	}
 	return strings.Join(parts, ", ")

@@ -106,6 +106,9 @@ func TestTargetsAndResults(t *testing.T) {
 		E2E: []e2eStep{{Name: "no subscription", Throughput: &e2eRun{Events: 10}, Paced: &e2eRun{}, WritesPerEvent: ptrTo(2.0), Ratio: ptrTo(0.4), Missing: 1,
 			WritesByVerb: map[string]float64{"POST 201": 10, "PATCH/status 200": 10}}},
 		Memory: &memoryResult{Small: &memoryPoint{EventsStored: 1000}, Large: &memoryPoint{EventsStored: 50000}, RSSRatio: ptrTo(1.1)},
+		Costs: &costsResult{StatusWriteCostRatio: ptrTo(1.7), Etcd: &etcdBytes{BytesPerEvent: 4100},
+			Object: &objectSize{Objects: 3, Bytes: 2978, ManagedFieldsBytes: 1270}},
+		Archive: &archiveResult{Throughput: &archiveRun{Events: 10, Archived: 10, Lag: latency{P99: 1.25}}, Paced: &archiveRun{}},
 	}
 	r.summarize()
 	if *r.IngestRatioMin != 0.7 || *r.MaxAckLatencySeconds != answerTimeout.Seconds() || *r.AckedMissing != 3 ||
@@ -117,15 +120,19 @@ func TestTargetsAndResults(t *testing.T) {
 	for _, tg := range r.Targets {
 		met[tg.Field] = tg.Met != nil && *tg.Met
 	}
+	if *r.StatusWriteCostRatio != 1.7 || *r.EtcdBytesPerEvent != 4100 || *r.ArchiveLagP99Seconds != 1.25 {
+		t.Errorf("headline: status write %v, etcd bytes %v, archive lag %v", *r.StatusWriteCostRatio, *r.EtcdBytesPerEvent, *r.ArchiveLagP99Seconds)
+	}
 	for k, v := range map[string]bool{"ingest_ratio_min": false, "max_ack_latency_seconds": false, "acked_missing": false,
-		"writes_per_event": true, "e2e_ratio": true, "memory_ratio": true} {
+		"writes_per_event": true, "e2e_ratio": true, "memory_ratio": true, "status_write_cost_ratio": false} {
 		if met[k] != v {
 			t.Errorf("target %s met = %v, want %v", k, met[k], v)
 		}
 	}
 	md := renderResults(r)
 	for _, s := range []string{"| ingest ≥ 0.8× raw at every concurrency | `ingest_ratio_min` | 0.7 | **missed** |",
-		"| 8 | 300.0 | 210.0 | 0.70 |", "PATCH/status 200: 10, POST 201: 10", "| 1000 |", "| ratio | 1.10 |"} {
+		"| 8 | 300.0 | 210.0 | 0.70 |", "PATCH/status 200: 10, POST 201: 10", "| 1000 |", "| ratio | 1.10 |",
+		"| 2978 |", "| 4100 |", "| throughput | 10 | 10 |"} {
 		if !strings.Contains(md, s) {
 			t.Errorf("results.md lacks %q:\n%s", s, md)
 		}
@@ -180,7 +187,7 @@ func TestProcStatOfSelf(t *testing.T) {
 	if !ok || comm == "" || ppid != os.Getppid() || secs < 0 {
 		t.Errorf("procStat(self) = %q, %d, %v, %v", comm, ppid, secs, ok)
 	}
-	if s := sampleCPU(); s.total <= 0 {
+	if s := sampleCPU(0); s.total <= 0 {
 		t.Errorf("sampleCPU = %+v", s)
 	}
 }

@@ -14,20 +14,24 @@ import (
 const clockTicks = 100
 
 // cpuSample is the CPU time used so far by the bench and by each process it started,
-// keyed by component: bench, apiserver, etcd, operator; and the machine's total.
+// keyed by component: bench, apiserver, etcd, operator, postgres; and the machine's total.
 type cpuSample struct {
 	at      time.Time
 	seconds map[string]float64
 	total   float64
+	// postmaster is the PostgreSQL server the bench started (0: none): pg_ctl detaches it,
+	// so it is no child of the bench; it and its children count as "postgres".
+	postmaster int
 }
 
 // otherKey names the CPU the machine spent outside the bench and its children: other
 // people's work on a shared machine, and kernel time not charged to a process.
 const otherKey = "other"
 
-// sampleCPU reads /proc/<pid>/stat of this process and of its children.
-func sampleCPU() cpuSample {
-	s := cpuSample{at: time.Now(), seconds: map[string]float64{}}
+// sampleCPU reads /proc/<pid>/stat of this process and of its children, and of the
+// postmaster (when not 0) and its children.
+func sampleCPU(postmaster int) cpuSample {
+	s := cpuSample{at: time.Now(), seconds: map[string]float64{}, postmaster: postmaster}
 	self := os.Getpid()
 	if _, _, secs, ok := procStat(self); ok {
 		s.seconds["bench"] += secs
@@ -39,6 +43,10 @@ func sampleCPU() cpuSample {
 			continue
 		}
 		comm, ppid, secs, ok := procStat(pid)
+		if ok && postmaster != 0 && (pid == postmaster || ppid == postmaster) {
+			s.seconds["postgres"] += secs
+			continue
+		}
 		if !ok || ppid != self {
 			continue
 		}
@@ -102,7 +110,7 @@ func procStat(pid int) (comm string, ppid int, secs float64, ok bool) {
 
 // coresSince returns the cores each component used on average since before.
 func coresSince(before cpuSample) map[string]float64 {
-	after := sampleCPU()
+	after := sampleCPU(before.postmaster)
 	secs := after.at.Sub(before.at).Seconds()
 	out := map[string]float64{}
 	if secs <= 0 {

@@ -25,7 +25,7 @@ import (
 const e2eConcurrency = 32
 
 // e2e measures POST to phase Succeeded with the operator as the leader, without and with
-// one HTTP subscription.
+// one HTTP subscription, and without subscription with the archive on.
 func (b *bench) e2e(ctx context.Context) error {
 	step, err := b.e2eStep(ctx, "no subscription", nsE2E, 3)
 	if err != nil {
@@ -58,6 +58,14 @@ func (b *bench) e2e(ctx context.Context) error {
 		b.note("e2e with a subscription: the sink saw %d distinct idempotency keys for %d events: not every Succeeded event was delivered", step.SinkDistinctKeys, events)
 	}
 	b.res.E2E = append(b.res.E2E, *step)
+
+	if step, err = b.archiveStep(ctx); err != nil {
+		return err
+	}
+	b.res.E2E = append(b.res.E2E, *step)
+	if step.Ratio != nil && b.res.E2E[0].Ratio != nil {
+		b.res.Archive.E2ERatioVsWithout = ratio(*step.Ratio, *b.res.E2E[0].Ratio)
+	}
 	return nil
 }
 
@@ -137,7 +145,7 @@ func (b *bench) e2eStep(ctx context.Context, name, ns string, stream uint64) (*e
 // e2eRun posts in the shape of l, then waits until the watch saw every acknowledged event
 // finished (a final status.phase: its last write), and measures.
 func (b *bench) e2eRun(ctx context.Context, w *watcher, ns, label string, l send.Load, src *source) (*e2eRun, error) {
-	cpu := sampleCPU()
+	cpu := sampleCPU(b.postmaster)
 	p, err := b.post(ctx, ns, l, src)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", label, err)
@@ -146,7 +154,7 @@ func (b *bench) e2eRun(ctx context.Context, w *watcher, ns, label string, l send
 	if err := b.poll(ctx, timeout, "every event to finish", func() (bool, error) { return w.finished(p.acked) }); err != nil && !errors.Is(err, errTimedOut) {
 		return nil, err
 	}
-	run := &e2eRun{Events: len(p.acked), Concurrency: l.Concurrency, CPUCores: coresSince(cpu)}
+	run := &e2eRun{Events: len(p.acked), Concurrency: l.Concurrency, CPUCores: coresSince(cpu), succeededAt: map[string]time.Time{}}
 	b.checkOther(label, run.CPUCores)
 	var first, last time.Time
 	var lat []time.Duration
@@ -162,6 +170,7 @@ func (b *bench) e2eRun(ctx context.Context, w *watcher, ns, label string, l send
 			run.OtherPhase++
 		default:
 			run.Succeeded++
+			run.succeededAt[name] = at
 			lat = append(lat, at.Sub(start))
 			if at.After(last) {
 				last = at
@@ -171,7 +180,7 @@ func (b *bench) e2eRun(ctx context.Context, w *watcher, ns, label string, l send
 	if run.Unfinished > 0 {
 		b.note("%s: %d of %d events not finished within %s", label, run.Unfinished, run.Events, timeout)
 	}
-	run.Latency = latencyOf(lat)
+	run.Latency, run.firstPost = latencyOf(lat), first
 	if !last.IsZero() {
 		run.Seconds = round3(last.Sub(first).Seconds())
 		run.EventsPerSecond = round3(float64(run.Succeeded) / last.Sub(first).Seconds())

@@ -45,7 +45,7 @@ func (b *bench) ingest(ctx context.Context) error {
 				return fmt.Errorf("%s, raw baseline: %w", label, err)
 			}
 			raw.n, raw.elapsed = raw.n+r.n, raw.elapsed+r.elapsed
-			cpu := sampleCPU()
+			cpu := sampleCPU(b.postmaster)
 			p, err := b.post(ctx, nsIngest, send.Load{Concurrency: c, Duration: seg}, src)
 			if err != nil {
 				return fmt.Errorf("%s, round %d: %w", label, i+1, err)

@@ -15,6 +15,7 @@ import (
 	"github.com/funnel-operator/funnel-operator/api/funnel/send"
 	"github.com/funnel-operator/funnel-operator/api/funnel/synth"
 	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
+	"github.com/funnel-operator/funnel-operator/controllers"
 	"github.com/funnel-operator/funnel-operator/controllers/receiver"
 	"github.com/funnel-operator/funnel-operator/test/harness"
 )
@@ -170,7 +171,7 @@ func (b *bench) create(ctx context.Context, ns string, l send.Load, src *source,
 		start := time.Now()
 		err := b.c.Create(ctx, ev)
 		if err == nil && finish {
-			processedStatus(&ev.Status, time.Now())
+			processedStatus(ev, time.Now())
 			err = b.c.Status().Update(ctx, ev)
 		}
 		d := time.Since(start)
@@ -194,18 +195,22 @@ func (b *bench) create(ctx context.Context, ns string, l send.Load, src *source,
 	return c, err
 }
 
-// processedStatus is the status the controllers write for a valid event no subscription
-// wants: the final phase, the three conditions, a summary.
-func processedStatus(st *funnelv1.FunnelEventStatus, now time.Time) {
+// processedStatus is the status the controllers write for a valid event of a known type
+// that no subscription wants (controllers/event_lifecycle.go): the final phase, the three
+// conditions, the summary.
+func processedStatus(ev *funnelv1.FunnelEvent, now time.Time) {
 	t := metav1.NewTime(now)
-	st.Phase, st.Attempts, st.ProcessedTime = funnelv1.PhaseSucceeded, 1, &t
-	st.Summary = "Application 74824: Submitted → Approved"
+	st := &ev.Status
+	st.Phase, st.ProcessedTime = funnelv1.PhaseSucceeded, &t
+	if d, err := funnel.Lookup(ev.Spec.Type).Decode(ev.Spec.Data.Raw); err == nil {
+		st.Summary = d.Summary
+	}
 	cond := func(typ, reason, msg string) metav1.Condition {
-		return metav1.Condition{Type: typ, Status: metav1.ConditionTrue, Reason: reason, Message: msg, ObservedGeneration: 1, LastTransitionTime: t}
+		return metav1.Condition{Type: typ, Status: metav1.ConditionTrue, Reason: reason, Message: msg, ObservedGeneration: ev.Generation, LastTransitionTime: t}
 	}
 	st.Conditions = []metav1.Condition{
-		cond(funnelv1.ConditionValidated, "Valid", "Data matches its event type"),
-		cond(funnelv1.ConditionDelivered, "NoSubscriptions", "No subscription wants this event"),
-		cond(funnelv1.ConditionReady, "Processed", "No subscription wants this event"),
+		cond(funnelv1.ConditionValidated, controllers.ReasonValid, "Data matches its event type"),
+		cond(funnelv1.ConditionDelivered, controllers.ReasonNoSubscriptions, "No subscription matches the event"),
+		cond(funnelv1.ConditionReady, controllers.ReasonProcessed, "Processed"),
 	}
 }

@@ -32,10 +32,15 @@ var allPhases = []string{phaseCosts, phaseIngest, phaseE2E, phaseScaling, phaseM
 // options are the command line and the settings that follow from it.
 type options struct {
 	manager, crds, out string
-	phases             []string
-	quick              bool
-	seed               uint64
-	concurrency        []int
+	// cbor turns on the API server's CBOR serving and storage (an alpha feature) and
+	// measures CBOR request bodies in the costs phase.
+	cbor bool
+	// profileDir receives CPU profiles of the API server during the costs phase.
+	profileDir  string
+	phases      []string
+	quick       bool
+	seed        uint64
+	concurrency []int
 	// duration is that of each measured level and step.
 	duration     time.Duration
 	operatorArgs []string
@@ -63,6 +68,8 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.crds, "crds", "config/crd/bases", "Directory of CRD manifests to install.")
 	fs.StringVar(&o.out, "out", "", "Directory for latest.json, results.md and scaling.png (default: bench for a full run; a --quick or --phases run writes nothing unless set).")
 	fs.StringVar(&phases, "phases", strings.Join(allPhases, ","), "Comma-separated phases to run: "+strings.Join(allPhases, ", ")+" (scaling needs ingest).")
+	fs.StringVar(&o.profileDir, "profile-dir", "", "Write a CPU profile of the API server during each of the costs phase's operations (one per round) to this directory.")
+	fs.BoolVar(&o.cbor, "cbor", false, "Run the API server with CBORServingAndStorage (alpha: custom resources stored as CBOR) and measure CBOR request bodies in the costs phase.")
 	fs.BoolVar(&o.quick, "quick", false, "A smoke run: 2 s levels, fewer steps, smaller counts.")
 	fs.Uint64Var(&o.seed, "seed", 1, "Seed of the synthetic events.")
 	fs.StringVar(&concurrency, "concurrency", "1,8,32,64", "Client concurrencies of the ingest phase.")

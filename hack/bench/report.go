@@ -54,6 +54,17 @@ func renderResults(r *results) string {
 		}
 		w("\n%s", t.render("End to end: POST → phase Succeeded, the operator the leader (latencies in ms)"))
 	}
+	if a := r.Archive; a != nil && a.Throughput != nil && a.Paced != nil {
+		t := newTable("run", "events Succeeded", "archived", "archived/s", "lag p50", "lag p99", "lag max")
+		for _, x := range []struct {
+			name string
+			run  *archiveRun
+		}{{"throughput", a.Throughput}, {"paced", a.Paced}} {
+			t.add(x.name, strconv.Itoa(x.run.Events), strconv.Itoa(x.run.Archived), f1(x.run.PerSecond), ms(x.run.Lag.P50), ms(x.run.Lag.P99), ms(x.run.Lag.Max))
+		}
+		w("\n%s", t.render(fmt.Sprintf("The archive under the e2e load (step \"no subscription, archive on\"; lag: Succeeded → row, in ms); e2e ratio with ÷ without it: %s; caught up on %d stored events at %.0f/s first",
+			fp(a.E2ERatioVsWithout, "%.2f"), a.CatchUpEvents, a.CatchUpPerSecond)))
+	}
 	if s := r.Scaling; s != nil {
 		t := newTable("offered %", "offered/s", "acked/s", "p50", "p99", "max", "503", "429", "no answer", "dropped by client", "missing")
 		for _, p := range s.Points {
@@ -65,11 +76,22 @@ func renderResults(r *results) string {
 				s.DurationSeconds, s.ReferencePerSecond, s.ReferenceConcurrency)))
 	}
 	if c := r.Costs; c != nil {
-		t := newTable("operation", "operations", "apiserver ms CPU", "× a create", "etcd ms CPU")
+		t := newTable("operation", "CRD", "operations", "apiserver ms CPU", "etcd ms CPU", "× a create")
 		for _, op := range c.Ops {
-			t.add(op.Op, strconv.Itoa(op.Count), fmt.Sprintf("%.2f", op.APIServerMsPerOp), fmt.Sprintf("%.2f", op.TimesCreate), fmt.Sprintf("%.2f", op.EtcdMsPerOp))
+			crd := op.Variant
+			if op.Bare {
+				crd += ", objects without labels and annotations"
+			}
+			t.add(op.Op, crd, strconv.Itoa(op.Count), fmt.Sprintf("%.2f", op.APIServerMsPerOp), fmt.Sprintf("%.2f", op.EtcdMsPerOp), fmt.Sprintf("%.2f", op.TimesCreate))
 		}
 		w("\n%s", t.render(fmt.Sprintf("What one operation on a FunnelEvent costs (CPU per operation, %d workers, %d rounds)", c.Concurrency, c.Rounds)))
+	}
+	if c := r.Costs; c != nil && c.Object != nil && c.Etcd != nil {
+		o, e := c.Object, c.Etcd
+		t := newTable("JSON bytes", "metadata", "managedFields", "labels", "annotations", "spec", "spec.data", "status", "etcd bytes per event", "API server's estimate")
+		t.add(f0(o.Bytes), f0(o.MetadataBytes), f0(o.ManagedFieldsBytes), f0(o.LabelsBytes), f0(o.AnnotationsBytes), f0(o.SpecBytes), f0(o.DataBytes), f0(o.StatusBytes),
+			f0(e.BytesPerEvent), f0(e.APIServerEstimateBytes))
+		w("\n%s", t.render(fmt.Sprintf("What a processed FunnelEvent weighs (mean of %d; etcd: growth over %d events after compaction and defragmentation)", o.Objects, e.Events)))
 	}
 	if m := r.Memory; m != nil && m.Small != nil && m.Large != nil {
 		t := newTable("finished events stored", "RSS MiB", "heap in use MiB", "goroutines")
@@ -110,6 +132,8 @@ func (t *table) render(title string) string {
 	}
 	return sb.String()
 }
+
+func f0(v float64) string { return strconv.FormatFloat(v, 'f', 0, 64) }
 
 func f1(v float64) string { return strconv.FormatFloat(v, 'f', 1, 64) }
 

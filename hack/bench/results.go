@@ -37,11 +37,19 @@ type results struct {
 	// MemoryRatio is the operator's RSS with many finished events stored over its RSS with
 	// few.
 	MemoryRatio *float64 `json:"memory_ratio"`
-	Targets     []target `json:"targets"`
+	// StatusWriteCostRatio is the API server's and etcd's CPU for the controllers' status
+	// write over theirs for a create (costs phase).
+	StatusWriteCostRatio *float64 `json:"status_write_cost_ratio"`
+	// EtcdBytesPerEvent is what etcd grows by per processed event stored (costs phase).
+	EtcdBytesPerEvent *float64 `json:"etcd_bytes_per_event"`
+	// ArchiveLagP99Seconds is the archive's lag (Succeeded → row) under the e2e load.
+	ArchiveLagP99Seconds *float64 `json:"archive_lag_p99_seconds"`
+	Targets              []target `json:"targets"`
 
 	Costs   *costsResult   `json:"costs"`
 	Ingest  []ingestLevel  `json:"ingest"`
 	E2E     []e2eStep      `json:"e2e"`
+	Archive *archiveResult `json:"archive"`
 	Scaling *scalingResult `json:"scaling"`
 	Memory  *memoryResult  `json:"memory"`
 
@@ -83,21 +91,34 @@ func latencyOf(ds []time.Duration) latency {
 }
 
 type costsResult struct {
-	Concurrency int      `json:"concurrency"`
-	Rounds      int      `json:"rounds"`
-	Ops         []opCost `json:"ops"`
+	Concurrency int `json:"concurrency"`
+	Rounds      int `json:"rounds"`
+	// StatusWriteCostRatio is the API server's and etcd's CPU for the controllers' status
+	// write over theirs for a create (the first write arm).
+	StatusWriteCostRatio *float64 `json:"status_write_cost_ratio"`
+	Ops                  []opCost `json:"ops"`
+	// Object is a processed event's JSON, by part; Etcd what etcd stores per event.
+	Object *objectSize `json:"object"`
+	Etcd   *etcdBytes  `json:"etcd"`
+	// Variants are the objects of each copy of the CRD after its status write, by part.
+	Variants map[string]*objectSize `json:"variants"`
 }
 
 // opCost sums one operation over the rounds of the costs phase.
 type opCost struct {
-	Op               string  `json:"op"`
+	Op string `json:"op"`
+	// Variant is the CRD: "real", or a copy with one thing changed; Bare objects have no
+	// labels and annotations.
+	Variant          string  `json:"variant"`
+	Bare             bool    `json:"bare,omitempty"`
 	Count            int     `json:"count"`
 	APIServerSeconds float64 `json:"apiserver_cpu_seconds"`
 	EtcdSeconds      float64 `json:"etcd_cpu_seconds"`
 	APIServerMsPerOp float64 `json:"apiserver_cpu_ms_per_op"`
 	EtcdMsPerOp      float64 `json:"etcd_cpu_ms_per_op"`
-	// TimesCreate is the API server's CPU per operation over its CPU per create.
-	TimesCreate float64 `json:"apiserver_times_create"`
+	// TimesCreate is the API server's and etcd's CPU per operation over theirs per create
+	// of the same variant.
+	TimesCreate float64 `json:"times_create"`
 }
 
 // ingestLevel is the receiver on a follower at one concurrency, and its baseline.
@@ -169,6 +190,38 @@ type e2eRun struct {
 	Latency latency `json:"latency_seconds"`
 	// CPUCores is the average cores each component used until every event finished.
 	CPUCores map[string]float64 `json:"cpu_cores"`
+
+	// firstPost is when the first event was posted; succeededAt when the watch saw each
+	// Succeeded event so.
+	firstPost   time.Time
+	succeededAt map[string]time.Time
+}
+
+// archiveResult is the PostgreSQL archive during the e2e step "no subscription, archive
+// on" (its baseline: the step without the archive, and raw creates beside each).
+type archiveResult struct {
+	// CatchUpEvents were finished and stored when the archive was turned on;
+	// CatchUpSeconds from the first one's row to the last one's.
+	CatchUpEvents    int     `json:"catch_up_events"`
+	CatchUpSeconds   float64 `json:"catch_up_seconds"`
+	CatchUpPerSecond float64 `json:"catch_up_events_per_second"`
+	// Throughput and Paced are the step's two runs.
+	Throughput *archiveRun `json:"throughput"`
+	Paced      *archiveRun `json:"paced"`
+	// E2ERatioVsWithout is the step's e2e ratio over that of the step without the archive.
+	E2ERatioVsWithout *float64 `json:"e2e_ratio_vs_without"`
+}
+
+// archiveRun is the archive during one e2e run.
+type archiveRun struct {
+	// Events Succeeded in the run; Archived of them have a row.
+	Events   int `json:"events"`
+	Archived int `json:"archived"`
+	// Seconds is from the run's first POST to its last event's row.
+	Seconds   float64 `json:"seconds"`
+	PerSecond float64 `json:"events_per_second"`
+	// Lag is from Succeeded, as the bench's watch saw it, to the event's row.
+	Lag latency `json:"lag_seconds"`
 }
 
 type scalingResult struct {
@@ -277,6 +330,15 @@ func (r *results) summarize() {
 	if r.Memory != nil {
 		r.MemoryRatio = r.Memory.RSSRatio
 	}
+	if r.Costs != nil {
+		r.StatusWriteCostRatio = r.Costs.StatusWriteCostRatio
+		if r.Costs.Etcd != nil {
+			r.EtcdBytesPerEvent = ptrTo(r.Costs.Etcd.BytesPerEvent)
+		}
+	}
+	if r.Archive != nil && r.Archive.Throughput != nil && r.Archive.Throughput.Archived > 0 {
+		r.ArchiveLagP99Seconds = ptrTo(round3(r.Archive.Throughput.Lag.P99))
+	}
 	var acked *float64
 	if r.AckedMissing != nil {
 		acked = ptrTo(float64(*r.AckedMissing))
@@ -288,6 +350,7 @@ func (r *results) summarize() {
 		check("≤ 3 API writes per event (no subscription)", "writes_per_event", r.WritesPerEvent, "<=", 3),
 		check("end to end ≥ 0.35× raw creates/s", "e2e_ratio", r.E2ERatio, ">=", 0.35),
 		check("memory with many/few finished events ≤ 1.3", "memory_ratio", r.MemoryRatio, "<=", 1.3),
+		check("the controllers' status write ≤ 1.5× a create", "status_write_cost_ratio", r.StatusWriteCostRatio, "<=", 1.5),
 	}
 }
 
