@@ -11,7 +11,10 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
 	"github.com/funnel-operator/funnel-operator/test/harness"
 )
 
@@ -46,9 +49,14 @@ func (b *bench) archiveStep(ctx context.Context) (*e2eStep, error) {
 	}
 	defer func() { _ = db.Close(context.Background()) }()
 
+	// Nothing is posted until the step: the finished events stored now are the backlog.
+	backlog, err := b.finishedEvents(ctx)
+	if err != nil {
+		return nil, err
+	}
 	res := &archiveResult{}
 	b.res.Archive = res
-	logf("e2e: restarting the operator with the archive on")
+	logf("e2e: restarting the operator with the archive on (%d finished events stored)", backlog)
 	b.op.Stop(20 * time.Second)
 	b.op.Env = []string{archiveURLEnv + "=" + pg.URL}
 	defer func() {
@@ -61,7 +69,7 @@ func (b *bench) archiveStep(ctx context.Context) (*e2eStep, error) {
 	if err := b.startOperator(ctx); err != nil {
 		return nil, err
 	}
-	if err := b.archiveCatchUp(ctx, db, res); err != nil {
+	if err := b.archiveCatchUp(ctx, db, backlog, res); err != nil {
 		return nil, err
 	}
 
@@ -90,27 +98,21 @@ func (b *bench) archiveStep(ctx context.Context) (*e2eStep, error) {
 	return step, nil
 }
 
-// archiveCatchUp waits until the archive holds every finished event stored before it was
-// turned on: its row count stays the same for 5 s.
-func (b *bench) archiveCatchUp(ctx context.Context, db *pgx.Conn, res *archiveResult) error {
-	last, still := -1, 0
+// archiveCatchUp waits until the archive holds the backlog: every finished event stored
+// before it was turned on.
+func (b *bench) archiveCatchUp(ctx context.Context, db *pgx.Conn, backlog int, res *archiveResult) error {
+	n := 0
 	if err := b.poll(ctx, 5*time.Minute, "the archive to catch up", func() (bool, error) {
-		var n int
 		if err := db.QueryRow(ctx, `SELECT count(*) FROM funnel_events`).Scan(&n); err != nil {
 			// The operator creates the table when it starts archiving.
 			return false, nil //nolint:nilerr // not migrated yet
 		}
-		if n == last && n > 0 {
-			still++
-		} else {
-			last, still = n, 0
-		}
-		return still >= 5, nil
+		return n >= backlog, nil
 	}); err != nil {
 		if !errors.Is(err, errTimedOut) {
 			return err
 		}
-		b.note("e2e with the archive: it was still catching up after 5 minutes (%d events archived)", last)
+		b.note("e2e with the archive: it was still catching up after 5 minutes (%d of %d events archived)", n, backlog)
 	}
 	var first, lastAt time.Time
 	if err := db.QueryRow(ctx, `SELECT count(*), min(first_archived_at), max(first_archived_at) FROM funnel_events`).
@@ -121,6 +123,28 @@ func (b *bench) archiveCatchUp(ctx context.Context, db *pgx.Conn, res *archiveRe
 	res.CatchUpPerSecond = valueOr(ratio(float64(res.CatchUpEvents), res.CatchUpSeconds))
 	logf("e2e, archive: caught up on %d finished events in %.1f s (%.0f/s)", res.CatchUpEvents, res.CatchUpSeconds, res.CatchUpPerSecond)
 	return nil
+}
+
+// finishedEvents counts the finished events in the namespaces the operator watches.
+func (b *bench) finishedEvents(ctx context.Context) (int, error) {
+	n := 0
+	for _, ns := range b.watched() {
+		for _, phase := range []funnelv1.EventPhase{funnelv1.PhaseSucceeded, funnelv1.PhaseFailed, funnelv1.PhaseIgnored} {
+			for cont := ""; ; {
+				list := &metav1.PartialObjectMetadataList{}
+				list.SetGroupVersionKind(funnelv1.GroupVersion.WithKind("FunnelEventList"))
+				if err := b.c.List(ctx, list, client.InNamespace(ns), client.MatchingFields{funnelv1.FieldPhase: string(phase)},
+					client.Limit(1000), client.Continue(cont)); err != nil {
+					return 0, fmt.Errorf("counting finished FunnelEvents in %s: %w", ns, err)
+				}
+				n += len(list.Items)
+				if cont = list.Continue; cont == "" {
+					break
+				}
+			}
+		}
+	}
+	return n, nil
 }
 
 // archivedAt is when each event of ns was first archived.

@@ -117,7 +117,8 @@ type opCost struct {
 	APIServerMsPerOp float64 `json:"apiserver_cpu_ms_per_op"`
 	EtcdMsPerOp      float64 `json:"etcd_cpu_ms_per_op"`
 	// TimesCreate is the API server's and etcd's CPU per operation over theirs per create
-	// of the same variant.
+	// of the same objects (with or without labels and annotations), every variant's
+	// creates together.
 	TimesCreate float64 `json:"times_create"`
 }
 
