@@ -159,7 +159,7 @@ bench-history: ## History queries on 1 M archived rows (a throwaway PostgreSQL; 
 	ARCHIVE_SCALE=1 go test -count=1 -timeout 20m -v -run TestHistoryQueryScale ./controllers/archive/
 
 .PHONY: bench
-bench: envtest-assets ## Receiver and end to end against raw creates in the same run, API costs, scaling, memory (~12 min on 2 cores); writes bench/. BENCH_FLAGS=--quick: smoke run.
+bench: envtest-assets ## Receiver and end to end against raw creates in the same run, API costs, etcd bytes, the archive under load, scaling, memory (~15 min on 2 cores); writes bench/. BENCH_FLAGS=--quick: smoke run.
 	go build -o $(BIN)/manager ./cmd/manager
 	GOWORK=off go -C $(BENCH_MODULE) build -o $(CURDIR)/$(BIN)/bench .
 	$(BIN)/bench --manager $(BIN)/manager $(BENCH_FLAGS)
