@@ -24,7 +24,7 @@ var _ = Describe("config/samples", func() {
 		Expect(err).NotTo(HaveOccurred())
 		files, err := filepath.Glob(filepath.Join(testenv.Root(), "config", "samples", "funnel_*.yaml"))
 		Expect(err).NotTo(HaveOccurred())
-		Expect(files).To(HaveLen(5))
+		Expect(files).To(HaveLen(6))
 		for _, f := range files {
 			raw, err := os.ReadFile(f)
 			Expect(err).NotTo(HaveOccurred())
@@ -40,6 +40,7 @@ var _ = Describe("config/samples", func() {
 			HaveField("Reason", funnelv1.ReasonSecretNotFound), HaveField("Message", ContainSubstring(`"pms-sync"`))))
 		Eventually(subscriptionReady(ns, "move-in-charges")).Should(HaveField("Reason", funnelv1.ReasonReady))
 		Eventually(subscriptionReady(ns, "crm-prospects")).Should(HaveField("Reason", funnelv1.ReasonReady))
+		Eventually(subscriptionReady(ns, "leasing-broker")).Should(HaveField("Reason", funnelv1.ReasonReady))
 
 		for name, data := range map[string]map[string]string{
 			"pms-sync":              {"signing-key": whsec("old key"), "signing-key-next": whsec("new key"), "api-key": "Bearer k"},

@@ -1,6 +1,7 @@
 package controllers_test
 
 import (
+	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
@@ -13,6 +14,9 @@ import (
 	"sync"
 	"time"
 
+	cloudevents "github.com/cloudevents/sdk-go/v2"
+	"github.com/cloudevents/sdk-go/v2/binding"
+	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
@@ -290,6 +294,54 @@ var _ = Describe("Subscriptions", func() {
 			"a dead letter is another message")
 		Eventually(kubeEvents(ns, approved)).Should(ContainElement(HaveField("Reason", "DeadLettered")))
 		Consistently(dlq.got, "1s").Should(HaveLen(1), "the dead letter runs once")
+	})
+
+	It("sends CloudEvents the CloudEvents SDK decodes, and dead-letters them as the same event with the failure", func() {
+		broker := newSink(http.StatusAccepted)
+		refusing := newSink(http.StatusBadRequest)
+		dlq := newSink(http.StatusAccepted)
+		subscribe("to-broker", funnelv1.FunnelSubscriptionSpec{EventTypes: []string{"lease_transaction.*"},
+			Action: funnelv1.Action{HTTP: &funnelv1.HTTPAction{URL: broker.URL, Body: funnelv1.BodyCloudEvent}}})
+		subscribe("refused", funnelv1.FunnelSubscriptionSpec{EventTypes: []string{"*"},
+			Action:   funnelv1.Action{HTTP: &funnelv1.HTTPAction{URL: refusing.URL, Body: funnelv1.BodyCloudEvent}},
+			Delivery: funnelv1.DeliveryPolicy{DeadLetter: &funnelv1.Action{HTTP: &funnelv1.HTTPAction{URL: dlq.URL, Body: funnelv1.BodyCloudEvent}}}})
+		send("classic-lease_transaction.status_updated.json")
+		Eventually(getEvent(ns, approved)).Should(finished(funnelv1.PhaseFailed))
+		Expect(broker.got()).To(HaveLen(1))
+		Expect(dlq.got()).To(HaveLen(1))
+
+		decode := func(r received) *cloudevents.Event {
+			GinkgoHelper()
+			e, err := binding.ToEvent(ctx, cehttp.NewMessage(r.header, io.NopCloser(bytes.NewReader(r.body))))
+			Expect(err).NotTo(HaveOccurred())
+			Expect(e.Validate()).To(Succeed())
+			return e
+		}
+		var sent struct {
+			Data json.RawMessage `json:"event_data"`
+		}
+		Expect(json.Unmarshal(example("classic-lease_transaction.status_updated.json"), &sent)).To(Succeed())
+		for _, e := range []*cloudevents.Event{decode(broker.got()[0]), decode(dlq.got()[0])} {
+			Expect(e.SpecVersion()).To(Equal("1.0"))
+			Expect(e.ID()).To(Equal(approved))
+			Expect(e.Source()).To(Equal("/apis/funnel.leasing.dev/v1alpha1/namespaces/" + ns + "/funnelreceivers/funnel"))
+			Expect(e.Type()).To(Equal("lease_transaction.status_updated"))
+			Expect(e.Time()).To(BeTemporally("==", time.Unix(1680064028, 0)))
+			Expect(e.Subject()).To(Equal("lease-transaction/74824"))
+			Expect(e.DataContentType()).To(Equal("application/json"))
+			Expect(e.Data()).To(MatchJSON(sent.Data))
+			Expect(e.Extensions()).To(SatisfyAll(HaveKeyWithValue("leasetransactionid", "74824"),
+				HaveKeyWithValue("communityid", "43522"), HaveKeyWithValue("clientid", "12453")))
+		}
+		Expect(decode(broker.got()[0]).Extensions()).To(HaveLen(3))
+		Expect(decode(dlq.got()[0]).Extensions()).To(SatisfyAll(HaveLen(8), HaveKeyWithValue("funnelsubscription", "refused"),
+			HaveKeyWithValue("funnelattempts", "1"), HaveKeyWithValue("funnelresponsecode", "400"),
+			HaveKeyWithValue("funnelerror", "HTTP%20400%20Bad%20Request"), HaveKey("funnellastattempt")))
+
+		// A replay is a new delivery: a consumer that de-duplicates on the id processes it.
+		replay(ns, approved, "again")
+		Eventually(broker.got).Should(HaveLen(2))
+		Expect(decode(broker.got()[1]).ID()).To(Equal(approved + "/replay-1"))
 	})
 
 	It("delivers again on a replay, as a new delivery with its own idempotency key, a reused replay value too", func() {

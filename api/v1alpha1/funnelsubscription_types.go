@@ -59,7 +59,7 @@ func IsReservedHeader(name string) bool {
 type HTTPHeaderName string
 
 // HTTPBody is what an HTTP action sends.
-// +kubebuilder:validation:Enum=Envelope;Original
+// +kubebuilder:validation:Enum=Envelope;Original;CloudEvent
 type HTTPBody string
 
 const (
@@ -69,6 +69,9 @@ const (
 	// BodyOriginal is the event in the envelope format Funnel sent it in (Classic, V3 or
 	// Partner v2), rebuilt from the stored fields with data verbatim.
 	BodyOriginal HTTPBody = "Original"
+	// BodyCloudEvent is a CloudEvents 1.0 request in HTTP binary content mode: the
+	// event's data object is the body (application/json), its attributes are ce- headers.
+	BodyCloudEvent HTTPBody = "CloudEvent"
 )
 
 // HTTPSigning signs every request per the Standard Webhooks specification
@@ -163,7 +166,8 @@ type HTTPAction struct {
 	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s') && duration(self) <= duration('60s')",message="must be more than 0 and at most 60s"
 	Timeout *metav1.Duration `json:"timeout,omitempty"`
 
-	// body sent: Envelope (normalised) or Original (as Funnel sent it).
+	// body sent: Envelope (normalised), Original (as Funnel sent it) or CloudEvent (a
+	// CloudEvents 1.0 binary-mode request, for a Knative Broker, Argo Events or Dapr).
 	// +optional
 	// +kubebuilder:default=Envelope
 	Body HTTPBody `json:"body,omitempty"`

@@ -392,28 +392,38 @@ func deadLetterBody(ev *funnelv1.FunnelEvent, summary string, f failureContext) 
 // operator restart, so targets can de-duplicate at-least-once deliveries. A replay is a
 // new delivery, asked for by a person: its key ends in /replay-<n>.
 func IdempotencyKey(ev *funnelv1.FunnelEvent, subscription string) string {
-	key := ev.Namespace + "/" + ev.Name + "/" + subscription
-	if ev.Status.Replays > 0 {
-		key += "/replay-" + strconv.Itoa(int(ev.Status.Replays))
+	return ev.Namespace + "/" + ev.Name + "/" + subscription + replaySuffix(ev)
+}
+
+// replaySuffix marks what a replay sends as new to targets that de-duplicate: "/replay-<n>"
+// for the event's nth replay, nothing before the first.
+func replaySuffix(ev *funnelv1.FunnelEvent) string {
+	if ev.Status.Replays == 0 {
+		return ""
 	}
-	return key
+	return "/replay-" + strconv.Itoa(int(ev.Status.Replays))
 }
 
 // message is what one attempt of a delivery sends: the body and the headers that say
 // what it is (the event, the delivery, the attempt). With failure, it is the attempt of the
-// delivery's dead letter, which receives the failure document.
+// delivery's dead letter, which receives the failure document, or with body CloudEvent the
+// event's CloudEvent with the failure in extension attributes.
 func message(ev *funnelv1.FunnelEvent, summary, subscription string, a *funnelv1.HTTPAction, attemptNo int32, failure *failureContext) ([]byte, http.Header, error) {
 	var body []byte
 	var err error
-	if failure != nil {
+	h := http.Header{}
+	switch {
+	case a.Body == funnelv1.BodyCloudEvent:
+		body = dataOf(ev)
+		setCloudEvent(h, ev, failure)
+	case failure != nil:
 		body, err = deadLetterBody(ev, summary, *failure)
-	} else {
+	default:
 		body, err = eventBody(ev, summary, a.Body)
 	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("building the body: %w", err)
 	}
-	h := http.Header{}
 	key := IdempotencyKey(ev, subscription)
 	h.Set(funnelv1.IdempotencyKeyHeader, key)
 	h.Set(HeaderWebhookID, webhookID(key, failure != nil))
