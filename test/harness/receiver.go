@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/funnel-operator/funnel-operator/api/funnel/send"
@@ -31,7 +32,8 @@ type Receiver struct {
 
 // NewReceiver creates namespace ns (unless it exists), a Secret "funnel-auth" with a
 // random token (and HMAC key, with hmac), and the FunnelReceiver "funnel" that checks
-// them, its rate limit at the API's maximum so that load is never limited.
+// them. Its rate limit is at the API's maximum and its retention has no count cap, so
+// that load is never limited and what a test or benchmark stores stays until it is done.
 func NewReceiver(ctx context.Context, c client.Client, ns string, hmac bool) (*Receiver, error) {
 	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return nil, fmt.Errorf("harness: creating namespace %s: %w", ns, err)
@@ -51,7 +53,8 @@ func NewReceiver(ctx context.Context, c client.Client, ns string, hmac bool) (*R
 	if err := c.Create(ctx, &funnelv1.FunnelReceiver{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: ReceiverName},
 		Spec: funnelv1.FunnelReceiverSpec{Auth: auth,
-			RateLimit: funnelv1.RateLimit{RequestsPerSecond: 100000, Burst: 100000}},
+			RateLimit: funnelv1.RateLimit{RequestsPerSecond: 100000, Burst: 100000},
+			Retention: funnelv1.Retention{MaxEvents: ptr.To[int32](0)}},
 	}); err != nil {
 		return nil, fmt.Errorf("harness: creating FunnelReceiver %s/%s: %w", ns, ReceiverName, err)
 	}
