@@ -77,6 +77,8 @@ func StartControlPlane(opts ControlPlaneOptions) (*ControlPlane, error) {
 		ErrorIfCRDPathMissing:   true,
 		Scheme:                  Scheme(),
 		ControlPlaneStopTimeout: 30 * time.Second,
+		// envtest's 20 s is too short when several test runs share two cores.
+		ControlPlaneStartTimeout: 90 * time.Second,
 	}
 	cp.env.ControlPlane.APIServer, cp.env.ControlPlane.Etcd = api, etcd
 	cfg, err := cp.env.Start()
