@@ -145,7 +145,7 @@ var _ = Describe("Event processing", func() {
 		Eventually(getEvent(ns, "evt-unknown")).Should(SatisfyAll(
 			finished(funnelv1.PhaseIgnored),
 			HaveField("Status.Conditions", ContainElement(SatisfyAll(
-				HaveField("Type", funnelv1.ConditionReady), HaveField("Reason", "NotHandled")))),
+				HaveField("Type", funnelv1.ConditionReady), HaveField("Reason", funnelv1.ReasonNotHandled)))),
 		))
 		Expect(processedBy("unknown")).To(BeNumerically(">", before))
 	})
@@ -158,11 +158,11 @@ var _ = Describe("Event processing", func() {
 		validated := meta.FindStatusCondition(ev.Status.Conditions, funnelv1.ConditionValidated)
 		Expect(validated).NotTo(BeNil())
 		Expect(validated.Status).To(Equal(metav1.ConditionFalse))
-		Expect(validated.Reason).To(Equal("InvalidPayload"))
+		Expect(validated.Reason).To(Equal(funnelv1.ReasonInvalidPayload))
 		Expect(validated.Message).To(ContainSubstring("data.lease_transaction_id"))
 
 		Eventually(kubeEvents(ns, "evt-invalid")).Should(ConsistOf(SatisfyAll(
-			HaveField("Type", "Warning"), HaveField("Reason", "InvalidPayload"),
+			HaveField("Type", "Warning"), HaveField("Reason", funnelv1.ReasonInvalidPayload),
 			HaveField("Note", ContainSubstring("data.lease_transaction_id")))))
 		processed := ev.Status.ProcessedTime
 		Consistently(getEvent(ns, "evt-invalid"), "2s").Should(SatisfyAll(

@@ -15,21 +15,6 @@ import (
 	"github.com/funnel-operator/funnel-operator/controllers/delivery"
 )
 
-// Condition reasons of FunnelEvent.
-const (
-	ReasonValid            = "Valid"
-	ReasonInvalidPayload   = "InvalidPayload"
-	ReasonNoSubscriptions  = "NoSubscriptions"
-	ReasonAllDelivered     = "AllDelivered"
-	ReasonDelivering       = "Delivering"
-	ReasonDeliveryFailed   = "DeliveryFailed"
-	ReasonProcessed        = "Processed"
-	ReasonNotHandled       = "NotHandled"
-	ReasonProcessing       = "Processing"
-	ReasonProcessingFailed = "ProcessingFailed"
-	ReasonDifferentContent = "DifferentContent"
-)
-
 // Dispatcher is the seam where routing and delivery plug into event processing: given a
 // validated event it decides which deliveries the event has and advances them. It owns
 // status.deliveries; the reconciler derives phase and conditions from what it returns.
@@ -64,9 +49,9 @@ func invalidOutcome(err error) outcome {
 	msg := "Invalid event data: " + err.Error()
 	return outcome{
 		phase:     funnelv1.PhaseFailed,
-		validated: condition(funnelv1.ConditionValidated, metav1.ConditionFalse, ReasonInvalidPayload, msg),
-		delivered: condition(funnelv1.ConditionDelivered, metav1.ConditionFalse, ReasonInvalidPayload, "Not delivered: the data is invalid"),
-		ready:     condition(funnelv1.ConditionReady, metav1.ConditionFalse, ReasonInvalidPayload, msg),
+		validated: condition(funnelv1.ConditionValidated, metav1.ConditionFalse, funnelv1.ReasonInvalidPayload, msg),
+		delivered: condition(funnelv1.ConditionDelivered, metav1.ConditionFalse, funnelv1.ReasonInvalidPayload, "Not delivered: the data is invalid"),
+		ready:     condition(funnelv1.ConditionReady, metav1.ConditionFalse, funnelv1.ReasonInvalidPayload, msg),
 	}
 }
 
@@ -78,7 +63,7 @@ func validOutcome(known bool, summary string, deliveries []funnelv1.DeliveryStat
 	o := outcome{
 		summary:    summary,
 		deliveries: deliveries,
-		validated:  condition(funnelv1.ConditionValidated, metav1.ConditionTrue, ReasonValid, "Data matches its event type"),
+		validated:  condition(funnelv1.ConditionValidated, metav1.ConditionTrue, funnelv1.ReasonValid, "Data matches its event type"),
 	}
 	if !known {
 		o.validated.Message = "Unknown event type: any data object is accepted"
@@ -99,27 +84,27 @@ func validOutcome(known bool, summary string, deliveries []funnelv1.DeliveryStat
 	switch {
 	case len(deliveries) == 0 && known:
 		o.phase = funnelv1.PhaseSucceeded
-		o.delivered = condition(funnelv1.ConditionDelivered, metav1.ConditionTrue, ReasonNoSubscriptions, "No subscription matches the event")
-		o.ready = condition(funnelv1.ConditionReady, metav1.ConditionTrue, ReasonProcessed, "Processed")
+		o.delivered = condition(funnelv1.ConditionDelivered, metav1.ConditionTrue, funnelv1.ReasonNoSubscriptions, "No subscription matches the event")
+		o.ready = condition(funnelv1.ConditionReady, metav1.ConditionTrue, funnelv1.ReasonProcessed, "Processed")
 	case len(deliveries) == 0:
 		o.phase = funnelv1.PhaseIgnored
-		o.delivered = condition(funnelv1.ConditionDelivered, metav1.ConditionTrue, ReasonNoSubscriptions, "No subscription matches the event")
-		o.ready = condition(funnelv1.ConditionReady, metav1.ConditionTrue, ReasonNotHandled, "No handler knows this event type and no subscription wants it")
+		o.delivered = condition(funnelv1.ConditionDelivered, metav1.ConditionTrue, funnelv1.ReasonNoSubscriptions, "No subscription matches the event")
+		o.ready = condition(funnelv1.ConditionReady, metav1.ConditionTrue, funnelv1.ReasonNotHandled, "No handler knows this event type and no subscription wants it")
 	case len(pending) > 0:
 		o.phase = funnelv1.PhaseProcessing
 		msg := fmt.Sprintf("Delivering to %d of %d subscriptions: %s", len(pending), len(deliveries), joinNames(pending))
-		o.delivered = condition(funnelv1.ConditionDelivered, metav1.ConditionUnknown, ReasonDelivering, msg)
-		o.ready = condition(funnelv1.ConditionReady, metav1.ConditionFalse, ReasonProcessing, msg)
+		o.delivered = condition(funnelv1.ConditionDelivered, metav1.ConditionUnknown, funnelv1.ReasonDelivering, msg)
+		o.ready = condition(funnelv1.ConditionReady, metav1.ConditionFalse, funnelv1.ReasonProcessing, msg)
 	case len(failed) > 0:
 		o.phase = funnelv1.PhaseFailed
 		msg := fmt.Sprintf("Delivery failed for %d of %d subscriptions: %s", len(failed), len(deliveries), joinNames(failed))
-		o.delivered = condition(funnelv1.ConditionDelivered, metav1.ConditionFalse, ReasonDeliveryFailed, msg)
-		o.ready = condition(funnelv1.ConditionReady, metav1.ConditionFalse, ReasonDeliveryFailed, msg)
+		o.delivered = condition(funnelv1.ConditionDelivered, metav1.ConditionFalse, funnelv1.ReasonDeliveryFailed, msg)
+		o.ready = condition(funnelv1.ConditionReady, metav1.ConditionFalse, funnelv1.ReasonDeliveryFailed, msg)
 	default:
 		o.phase = funnelv1.PhaseSucceeded
 		msg := fmt.Sprintf("Delivered to %d subscriptions", len(deliveries))
-		o.delivered = condition(funnelv1.ConditionDelivered, metav1.ConditionTrue, ReasonAllDelivered, msg)
-		o.ready = condition(funnelv1.ConditionReady, metav1.ConditionTrue, ReasonProcessed, msg)
+		o.delivered = condition(funnelv1.ConditionDelivered, metav1.ConditionTrue, funnelv1.ReasonAllDelivered, msg)
+		o.ready = condition(funnelv1.ConditionReady, metav1.ConditionTrue, funnelv1.ReasonProcessed, msg)
 	}
 	return o
 }
@@ -162,11 +147,11 @@ func resetForReplay(st *funnelv1.FunnelEventStatus, token string) string {
 	if c := meta.FindStatusCondition(st.Conditions, funnelv1.ConditionReady); c != nil {
 		outcome := funnelv1.PhaseFailed
 		switch {
-		case c.Status == metav1.ConditionTrue && c.Reason == ReasonNotHandled:
+		case c.Status == metav1.ConditionTrue && c.Reason == funnelv1.ReasonNotHandled:
 			outcome = funnelv1.PhaseIgnored
 		case c.Status == metav1.ConditionTrue:
 			outcome = funnelv1.PhaseSucceeded
-		case c.Reason == ReasonProcessing:
+		case c.Reason == funnelv1.ReasonProcessing:
 			outcome = funnelv1.PhaseProcessing
 		}
 		previous = "previously " + string(outcome) + ": " + c.Message
@@ -192,7 +177,7 @@ func conflictCondition(ev *funnelv1.FunnelEvent) *metav1.Condition {
 	if !ok {
 		return nil
 	}
-	c := condition(funnelv1.ConditionContentConflict, metav1.ConditionTrue, ReasonDifferentContent,
+	c := condition(funnelv1.ConditionContentConflict, metav1.ConditionTrue, funnelv1.ReasonDifferentContent,
 		fmt.Sprintf("Event %s (type %s, receiver %s) was received before with different content, stored as %s; this version is kept and processed too",
 			idOrContent(ev.Spec.EventID), ev.Spec.Type, ev.Spec.Receiver, first))
 	return &c

@@ -29,18 +29,18 @@ func TestValidOutcome(t *testing.T) {
 		ready      metav1.ConditionStatus
 		reason     string
 	}{
-		{"known type, no subscriptions", true, nil, funnelv1.PhaseSucceeded, metav1.ConditionTrue, metav1.ConditionTrue, ReasonProcessed},
-		{"unknown type, no subscriptions", false, nil, funnelv1.PhaseIgnored, metav1.ConditionTrue, metav1.ConditionTrue, ReasonNotHandled},
+		{"known type, no subscriptions", true, nil, funnelv1.PhaseSucceeded, metav1.ConditionTrue, metav1.ConditionTrue, funnelv1.ReasonProcessed},
+		{"unknown type, no subscriptions", false, nil, funnelv1.PhaseIgnored, metav1.ConditionTrue, metav1.ConditionTrue, funnelv1.ReasonNotHandled},
 		{"all delivered", true, []funnelv1.DeliveryStatus{deliveryOf("a", funnelv1.DeliverySucceeded, 1), deliveryOf("b", funnelv1.DeliverySucceeded, 3)},
-			funnelv1.PhaseSucceeded, metav1.ConditionTrue, metav1.ConditionTrue, ReasonProcessed},
+			funnelv1.PhaseSucceeded, metav1.ConditionTrue, metav1.ConditionTrue, funnelv1.ReasonProcessed},
 		{"unknown type delivered", false, []funnelv1.DeliveryStatus{deliveryOf("a", funnelv1.DeliverySucceeded, 1)},
-			funnelv1.PhaseSucceeded, metav1.ConditionTrue, metav1.ConditionTrue, ReasonProcessed},
+			funnelv1.PhaseSucceeded, metav1.ConditionTrue, metav1.ConditionTrue, funnelv1.ReasonProcessed},
 		{"one awaiting retry", true, []funnelv1.DeliveryStatus{deliveryOf("a", funnelv1.DeliverySucceeded, 1), deliveryOf("b", funnelv1.DeliveryPending, 2)},
-			funnelv1.PhaseProcessing, metav1.ConditionUnknown, metav1.ConditionFalse, ReasonProcessing},
+			funnelv1.PhaseProcessing, metav1.ConditionUnknown, metav1.ConditionFalse, funnelv1.ReasonProcessing},
 		{"a Job running, another failed", true, []funnelv1.DeliveryStatus{deliveryOf("a", funnelv1.DeliveryFailed, 4), deliveryOf("b", funnelv1.DeliveryRunning, 1)},
-			funnelv1.PhaseProcessing, metav1.ConditionUnknown, metav1.ConditionFalse, ReasonProcessing},
+			funnelv1.PhaseProcessing, metav1.ConditionUnknown, metav1.ConditionFalse, funnelv1.ReasonProcessing},
 		{"one failed for good", true, []funnelv1.DeliveryStatus{deliveryOf("a", funnelv1.DeliverySucceeded, 1), deliveryOf("b", funnelv1.DeliveryFailed, 4)},
-			funnelv1.PhaseFailed, metav1.ConditionFalse, metav1.ConditionFalse, ReasonDeliveryFailed},
+			funnelv1.PhaseFailed, metav1.ConditionFalse, metav1.ConditionFalse, funnelv1.ReasonDeliveryFailed},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			o := validOutcome(tc.known, "summary", tc.deliveries)
@@ -84,7 +84,7 @@ func TestInvalidOutcomeNamesTheField(t *testing.T) {
 		t.Fatal("want a validation error")
 	}
 	o := invalidOutcome(err)
-	if o.phase != funnelv1.PhaseFailed || o.validated.Status != metav1.ConditionFalse || o.validated.Reason != ReasonInvalidPayload ||
+	if o.phase != funnelv1.PhaseFailed || o.validated.Status != metav1.ConditionFalse || o.validated.Reason != funnelv1.ReasonInvalidPayload ||
 		!strings.Contains(o.validated.Message, "data.lease_transaction_id") {
 		t.Errorf("got %+v", o.validated)
 	}
@@ -92,7 +92,7 @@ func TestInvalidOutcomeNamesTheField(t *testing.T) {
 
 func TestResetForReplay(t *testing.T) {
 	st := funnelv1.FunnelEventStatus{Phase: funnelv1.PhaseFailed, Duplicates: 3, Summary: "x", Attempts: 5, Replays: 1}
-	meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: funnelv1.ConditionReady, Status: metav1.ConditionFalse, Reason: "DeliveryFailed", Message: "Delivery failed for pms"})
+	meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: funnelv1.ConditionReady, Status: metav1.ConditionFalse, Reason: funnelv1.ReasonDeliveryFailed, Message: "Delivery failed for pms"})
 	previous := resetForReplay(&st, "r2")
 	if previous != "previously Failed: Delivery failed for pms" {
 		t.Errorf("previous = %q", previous)

@@ -697,7 +697,7 @@ var _ = Describe("Webhook receiver", func() {
 			body := example("partner-renter.status-change.json")
 			a := post(webhookURL, path, body, nil)
 			Expect(a.code).To(Equal(http.StatusServiceUnavailable))
-			Expect(a.body).To(ContainSubstring("Suspended"))
+			Expect(a.body).To(ContainSubstring(funnelv1.ReasonSuspended))
 			Expect(a.header.Get("Retry-After")).NotTo(BeEmpty())
 			Expect(events()).To(BeEmpty())
 
@@ -715,7 +715,7 @@ var _ = Describe("Webhook receiver", func() {
 			awaitReceiver(ns, funnelv1.ReasonSecretNotFound)
 			a := post(webhookURL, path, example("partner-renter.status-change.json"), nil)
 			Expect(a.code).To(Equal(http.StatusServiceUnavailable))
-			Expect(a.body).To(ContainSubstring("SecretNotFound"))
+			Expect(a.body).To(ContainSubstring(funnelv1.ReasonSecretNotFound))
 			Expect(a.body).NotTo(ContainSubstring("missing-secret"))
 			Expect(events()).To(BeEmpty())
 		})

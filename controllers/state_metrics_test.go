@@ -103,9 +103,9 @@ func TestReadyMetric(t *testing.T) {
 		conds []metav1.Condition
 		want  string
 	}{
-		{"Ready True", []metav1.Condition{{Type: "Ready", Status: metav1.ConditionTrue, Reason: "Accepting"}},
+		{"Ready True", []metav1.Condition{{Type: funnelv1.ConditionReady, Status: metav1.ConditionTrue, Reason: funnelv1.ReasonAccepting}},
 			"funnel_receiver_ready{reason=Accepting,receiver=team/funnel} 1"},
-		{"Ready False with its reason", []metav1.Condition{{Type: "Ready", Status: metav1.ConditionFalse, Reason: "SecretNotFound"}},
+		{"Ready False with its reason", []metav1.Condition{{Type: funnelv1.ConditionReady, Status: metav1.ConditionFalse, Reason: funnelv1.ReasonSecretNotFound}},
 			"funnel_receiver_ready{reason=SecretNotFound,receiver=team/funnel} 0"},
 		{"no condition yet", nil, "funnel_receiver_ready{reason=Unknown,receiver=team/funnel} 0"},
 	}

@@ -250,7 +250,7 @@ var _ = Describe("Subscriptions", func() {
 		Expect(ev.Status.Deliveries).To(ConsistOf(SatisfyAll(HaveField("Phase", funnelv1.DeliveryFailed),
 			HaveField("Attempts", int32(1)), HaveField("ResponseCode", int32(400)), HaveField("LastError", ContainSubstring("HTTP 400 Bad Request")))))
 		Expect(target.got()).To(HaveLen(1))
-		Eventually(kubeEvents(ns, approved)).Should(ContainElement(SatisfyAll(HaveField("Type", "Warning"), HaveField("Reason", "DeliveryFailed"))))
+		Eventually(kubeEvents(ns, approved)).Should(ContainElement(SatisfyAll(HaveField("Type", "Warning"), HaveField("Reason", funnelv1.ReasonDeliveryFailed))))
 	})
 
 	It("dead-letters a delivery whose retries are exhausted, once, with the failure context", func() {

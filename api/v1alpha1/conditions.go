@@ -20,6 +20,34 @@ const (
 	ConditionContentConflict = "ContentConflict"
 )
 
+// Condition reasons of FunnelEvent.
+const (
+	// ReasonValid (Validated=True): the data matches its event type (any data object when
+	// the type is unknown).
+	ReasonValid = "Valid"
+	// ReasonInvalidPayload (Validated, Delivered and Ready False): the data does not match
+	// its event type; the event is Failed and never delivered.
+	ReasonInvalidPayload = "InvalidPayload"
+	// ReasonNoSubscriptions (Delivered=True): no subscription matches the event.
+	ReasonNoSubscriptions = "NoSubscriptions"
+	// ReasonAllDelivered (Delivered=True): every delivery succeeded.
+	ReasonAllDelivered = "AllDelivered"
+	// ReasonDelivering (Delivered=Unknown): deliveries are under way or wait for a retry.
+	ReasonDelivering = "Delivering"
+	// ReasonDeliveryFailed (Delivered and Ready False): a delivery failed for good. Also
+	// the reason of the Warning Event of a failed delivery attempt.
+	ReasonDeliveryFailed = "DeliveryFailed"
+	// ReasonProcessed (Ready=True): the event is done: Succeeded.
+	ReasonProcessed = "Processed"
+	// ReasonNotHandled (Ready=True): the type is unknown and no subscription wants it: Ignored.
+	ReasonNotHandled = "NotHandled"
+	// ReasonProcessing (Ready=False): deliveries are under way.
+	ReasonProcessing = "Processing"
+	// ReasonDifferentContent (ContentConflict=True): the event's identity was received
+	// before with other content; this variant is stored and processed too.
+	ReasonDifferentContent = "DifferentContent"
+)
+
 // Condition reasons of FunnelBackfill (with SubscriptionNotFound below).
 const (
 	// ReasonBackfilling (Ready=True): the backfill delivers.

@@ -119,7 +119,7 @@ func processes(p funnelv1.EventPhase, readyMessage string) func(context.Context,
 		ev.Status = funnelv1.FunnelEventStatus{
 			Phase: p, Summary: "Application 74824: Submitted → Approved",
 			ObservedReplay: ev.Annotations[funnelv1.AnnotationReplay],
-			Conditions: []metav1.Condition{{Type: funnelv1.ConditionReady, Status: metav1.ConditionFalse, Reason: "DeliveryFailed",
+			Conditions: []metav1.Condition{{Type: funnelv1.ConditionReady, Status: metav1.ConditionFalse, Reason: funnelv1.ReasonDeliveryFailed,
 				Message: readyMessage, LastTransitionTime: metav1.Now()}},
 		}
 		return c.Status().Update(ctx, ev)

@@ -178,7 +178,7 @@ func TestResolveReceiver(t *testing.T) {
 			objs: []client.Object{receiver("funnel", func(r *funnelv1.FunnelReceiver) {
 				r.Spec.Auth.InsecureSkipAuth = true
 				r.Spec.Formats = []funnelv1.EventFormat{funnelv1.FormatClassic}
-				r.Status.Conditions = []metav1.Condition{{Type: "Ready", Status: metav1.ConditionFalse, Reason: "Suspended", Message: "spec.suspend is set"}}
+				r.Status.Conditions = []metav1.Condition{{Type: funnelv1.ConditionReady, Status: metav1.ConditionFalse, Reason: funnelv1.ReasonSuspended, Message: "spec.suspend is set"}}
 			})},
 			ov:       overrides{url: base, format: funnel.FormatV3},
 			want:     target{url: base + "/webhooks/default/funnel", namespace: ns},

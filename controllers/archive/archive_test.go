@@ -86,13 +86,13 @@ var _ = Describe("Archive", func() {
 		now := metav1.Now()
 		status := funnelv1.FunnelEventStatus{Phase: phase, Summary: "Application 74824: Submitted → Approved",
 			ProcessedTime: &now, ObservedReplay: replay, Attempts: 1,
-			Conditions: []metav1.Condition{{Type: funnelv1.ConditionReady, Status: metav1.ConditionTrue, Reason: "Processed",
+			Conditions: []metav1.Condition{{Type: funnelv1.ConditionReady, Status: metav1.ConditionTrue, Reason: funnelv1.ReasonProcessed,
 				Message: "processed", LastTransitionTime: now}},
 			Deliveries: []funnelv1.DeliveryStatus{{Subscription: "pms-sync", Phase: funnelv1.DeliverySucceeded, Attempts: 1,
 				ResponseCode: 200, CompletionTime: &now}}}
 		if phase == funnelv1.PhaseFailed {
 			status.Conditions[0] = metav1.Condition{Type: funnelv1.ConditionValidated, Status: metav1.ConditionFalse,
-				Reason: "InvalidPayload", Message: "data.lease_transaction_id: must be an integer, got string", LastTransitionTime: now}
+				Reason: funnelv1.ReasonInvalidPayload, Message: "data.lease_transaction_id: must be an integer, got string", LastTransitionTime: now}
 		}
 		patch, err := json.Marshal(map[string]any{"status": status})
 		Expect(err).NotTo(HaveOccurred())
@@ -174,7 +174,7 @@ var _ = Describe("Archive", func() {
 			Expect(r.Status.Summary).To(Equal(ev.Status.Summary))
 		}
 		Expect(string(got["succeeded"].Spec.Data.Raw)).To(ContainSubstring("9007199254740993"), "integers survive exactly")
-		Expect(got["failed"].Status.Conditions).To(ContainElement(HaveField("Reason", "InvalidPayload")))
+		Expect(got["failed"].Status.Conditions).To(ContainElement(HaveField("Reason", funnelv1.ReasonInvalidPayload)))
 	})
 
 	It("archives exactly once across restarts, catching up on what finished meanwhile", func() {

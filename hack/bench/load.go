@@ -16,7 +16,6 @@ import (
 	"github.com/funnel-operator/funnel-operator/api/funnel/send"
 	"github.com/funnel-operator/funnel-operator/api/funnel/synth"
 	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
-	"github.com/funnel-operator/funnel-operator/controllers"
 	"github.com/funnel-operator/funnel-operator/controllers/receiver"
 	"github.com/funnel-operator/funnel-operator/test/harness"
 )
@@ -213,8 +212,8 @@ func processedStatus(ev *funnelv1.FunnelEvent, now time.Time) {
 		return metav1.Condition{Type: typ, Status: metav1.ConditionTrue, Reason: reason, Message: msg, ObservedGeneration: ev.Generation, LastTransitionTime: t}
 	}
 	st.Conditions = []metav1.Condition{
-		cond(funnelv1.ConditionValidated, controllers.ReasonValid, "Data matches its event type"),
-		cond(funnelv1.ConditionDelivered, controllers.ReasonNoSubscriptions, "No subscription matches the event"),
-		cond(funnelv1.ConditionReady, controllers.ReasonProcessed, "Processed"),
+		cond(funnelv1.ConditionValidated, funnelv1.ReasonValid, "Data matches its event type"),
+		cond(funnelv1.ConditionDelivered, funnelv1.ReasonNoSubscriptions, "No subscription matches the event"),
+		cond(funnelv1.ConditionReady, funnelv1.ReasonProcessed, "Processed"),
 	}
 }

@@ -197,7 +197,7 @@ var _ = Describe("The operator with the RBAC of config/rbac", Ordered, func() {
 			var list eventsv1.EventList
 			g.Expect(k8s.List(ctx, &list, client.InNamespace(ns))).To(Succeed())
 			return list.Items
-		}).Should(ContainElement(SatisfyAll(HaveField("Regarding.Name", "evt-bad"), HaveField("Reason", "InvalidPayload"))))
+		}).Should(ContainElement(SatisfyAll(HaveField("Regarding.Name", "evt-bad"), HaveField("Reason", funnelv1.ReasonInvalidPayload))))
 	})
 
 	It("deletes finished events past maxEvents", func() {

@@ -116,7 +116,7 @@ var _ = Describe("The operator with exactly config/rbac", func() {
 			g.Expect(k8s.List(ctx, &list, client.InNamespace(f.ns))).To(Succeed())
 			return list.Items
 		}).Should(SatisfyAll(
-			ContainElement(SatisfyAll(HaveField("Regarding.Name", "evt-invalid"), HaveField("Reason", "InvalidPayload"))),
+			ContainElement(SatisfyAll(HaveField("Regarding.Name", "evt-invalid"), HaveField("Reason", funnelv1.ReasonInvalidPayload))),
 			ContainElement(SatisfyAll(HaveField("Regarding.Name", held), HaveField("Reason", "Replayed"), HaveField("Series", Not(BeNil()))))))
 		releaseStatus(f.ns, held)
 

@@ -131,7 +131,7 @@ var _ = Describe("A tenant's HTTP subscriptions", func() {
 		Eventually(func(g Gomega) []eventsv1.Event {
 			g.Expect(k8s.List(ctx, &events, client.InNamespace(t.ns))).To(Succeed())
 			return events.Items
-		}).Should(ContainElement(HaveField("Reason", "DeliveryFailed")))
+		}).Should(ContainElement(HaveField("Reason", funnelv1.ReasonDeliveryFailed)))
 		for _, e := range events.Items {
 			Expect(e.Note).NotTo(ContainSubstring(secret))
 		}
