@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 
-	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -13,6 +12,7 @@ import (
 
 	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
 	"github.com/funnel-operator/funnel-operator/controllers/receiver"
+	"github.com/funnel-operator/funnel-operator/controllers/statuspatch"
 )
 
 // ReceiverReconciler keeps a FunnelReceiver's status honest: where Funnel must post, and
@@ -42,25 +42,22 @@ func (r *ReceiverReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 		return ctrl.Result{}, nil
 	}
 
-	base := rcv.DeepCopy()
 	cfg, err := receiver.Resolve(ctx, r.Secrets, &rcv, r.Policy)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	rcv.Status.ObservedGeneration = rcv.Generation
-	rcv.Status.WebhookPath = rcv.WebhookPath()
-	rcv.Status.URL = ""
-	if r.ExternalURL != "" {
-		rcv.Status.URL = r.ExternalURL + rcv.Status.WebhookPath
-	}
-	ready := cfg.Ready
-	ready.ObservedGeneration = rcv.Generation
-	meta.SetStatusCondition(&rcv.Status.Conditions, ready)
-
-	if equality.Semantic.DeepEqual(base.Status, rcv.Status) {
-		return ctrl.Result{}, nil
-	}
-	if err := r.Status().Patch(ctx, &rcv, client.MergeFrom(base)); err != nil {
+	_, err = statuspatch.Apply(ctx, r.Client, &rcv, func(rcv *funnelv1.FunnelReceiver) {
+		rcv.Status.ObservedGeneration = rcv.Generation
+		rcv.Status.WebhookPath = rcv.WebhookPath()
+		rcv.Status.URL = ""
+		if r.ExternalURL != "" {
+			rcv.Status.URL = r.ExternalURL + rcv.Status.WebhookPath
+		}
+		ready := cfg.Ready
+		ready.ObservedGeneration = rcv.Generation
+		meta.SetStatusCondition(&rcv.Status.Conditions, ready)
+	})
+	if err != nil {
 		return ctrl.Result{}, fmt.Errorf("patching status of FunnelReceiver %s: %w", req.NamespacedName, err)
 	}
 	return ctrl.Result{}, nil

@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
+	"github.com/funnel-operator/funnel-operator/controllers/statuspatch"
 )
 
 // +kubebuilder:rbac:groups=funnel.leasing.dev,resources=funnelevents,verbs=get;list;watch
@@ -195,9 +196,8 @@ func (w *ReplayWatcher) check(ctx context.Context, key types.NamespacedName) err
 	if !ev.Status.Phase.Finished() || replayToken(ev.Annotations[funnelv1.AnnotationReplay]) == ev.Status.ObservedReplay {
 		return nil // already replayed, or in the controllers' hands
 	}
-	base := ev.DeepCopy()
-	ev.Status.Phase = funnelv1.PhasePending
-	if err := w.Client.Status().Patch(ctx, &ev, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
+	if _, err := statuspatch.Apply(ctx, w.Client, &ev, func(ev *funnelv1.FunnelEvent) { ev.Status.Phase = funnelv1.PhasePending },
+		client.MergeFromWithOptimisticLock{}); err != nil {
 		return fmt.Errorf("setting the phase of FunnelEvent %s back to Pending: %w", key, err)
 	}
 	ctrl.LoggerFrom(ctx).WithName("replay").V(1).Info("Replay requested by annotation", "event", key)

@@ -15,7 +15,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -25,6 +24,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
 
 	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
+	"github.com/funnel-operator/funnel-operator/controllers/statuspatch"
 )
 
 // Retention defaults.
@@ -327,15 +327,9 @@ func (r *RetentionReconciler) reportCap(ctx context.Context, rcv *funnelv1.Funne
 	// The optimistic lock keeps the receiver controller's Ready condition (both write the
 	// conditions list, which a merge patch replaces whole); on a conflict, read again
 	// (from the cache: the operator may list and watch receivers, not get them).
-	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		if err := r.Get(ctx, client.ObjectKeyFromObject(rcv), rcv); err != nil {
-			return err
-		}
-		base := rcv.DeepCopy()
-		if !meta.SetStatusCondition(&rcv.Status.Conditions, cond) {
-			return nil
-		}
-		return r.Status().Patch(ctx, rcv, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{}))
+	_, err := statuspatch.ApplyLatest(ctx, r.Client, rcv, func(rcv *funnelv1.FunnelReceiver) error {
+		meta.SetStatusCondition(&rcv.Status.Conditions, cond)
+		return nil
 	})
 	if apierrors.IsNotFound(err) {
 		return nil // deleted meanwhile

@@ -8,7 +8,6 @@ import (
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -21,6 +20,7 @@ import (
 	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
 	"github.com/funnel-operator/funnel-operator/controllers/delivery"
 	"github.com/funnel-operator/funnel-operator/controllers/identity"
+	"github.com/funnel-operator/funnel-operator/controllers/statuspatch"
 )
 
 // DefaultSubscriptionRecheck is how often a subscription that is not Ready for a reason
@@ -56,26 +56,26 @@ func (r *SubscriptionReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	if !sub.DeletionTimestamp.IsZero() {
 		return ctrl.Result{}, nil
 	}
-	base := sub.DeepCopy()
 	ready, err := r.ready(ctx, &sub)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
 	ready.ObservedGeneration = sub.Generation
-	previous := meta.FindStatusCondition(base.Status.Conditions, funnelv1.ConditionReady)
-	meta.SetStatusCondition(&sub.Status.Conditions, ready)
-	sub.Status.ObservedGeneration = sub.Generation
-	result := ctrl.Result{RequeueAfter: r.recheck(&sub, ready)}
-	if equality.Semantic.DeepEqual(base.Status, sub.Status) {
-		return result, nil
+	previous := meta.FindStatusCondition(sub.Status.Conditions, funnelv1.ConditionReady)
+	if previous != nil {
+		previous = previous.DeepCopy()
 	}
-	if err := r.Status().Patch(ctx, &sub, client.MergeFrom(base)); err != nil {
+	wrote, err := statuspatch.Apply(ctx, r.Client, &sub, func(sub *funnelv1.FunnelSubscription) {
+		meta.SetStatusCondition(&sub.Status.Conditions, ready)
+		sub.Status.ObservedGeneration = sub.Generation
+	})
+	if err != nil {
 		return ctrl.Result{}, fmt.Errorf("patching status of FunnelSubscription %s: %w", req.NamespacedName, err)
 	}
-	if identityProblem(ready.Reason) && (previous == nil || previous.Reason != ready.Reason || previous.Message != ready.Message) {
+	if wrote && identityProblem(ready.Reason) && (previous == nil || previous.Reason != ready.Reason || previous.Message != ready.Message) {
 		r.Recorder.Eventf(&sub, nil, corev1.EventTypeWarning, ready.Reason, "Authorize", "%s", ready.Message)
 	}
-	return result, nil
+	return ctrl.Result{RequeueAfter: r.recheck(&sub, ready)}, nil
 }
 
 // identityProblem: the subscription's account may not do what its actions need, or it

@@ -18,7 +18,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/clock"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -31,6 +30,7 @@ import (
 	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
 	"github.com/funnel-operator/funnel-operator/controllers/archive"
 	"github.com/funnel-operator/funnel-operator/controllers/delivery"
+	"github.com/funnel-operator/funnel-operator/controllers/statuspatch"
 )
 
 const (
@@ -341,15 +341,11 @@ func (r *Reconciler) progress(ctx context.Context, bf *funnelv1.FunnelBackfill, 
 		complete.Status, complete.Reason = metav1.ConditionTrue, funnelv1.ReasonCompleted
 		complete.Message = fmt.Sprintf("%d delivered, %d failed", delivered, failed)
 	}
-	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		var cur funnelv1.FunnelBackfill
-		if err := r.Client.Get(ctx, client.ObjectKeyFromObject(bf), &cur); err != nil {
-			return err
-		}
+	cur := &funnelv1.FunnelBackfill{ObjectMeta: metav1.ObjectMeta{Namespace: bf.Namespace, Name: bf.Name}}
+	_, err = statuspatch.ApplyLatest(ctx, r.Client, cur, func(cur *funnelv1.FunnelBackfill) error {
 		if cur.UID != bf.UID {
 			return errGone
 		}
-		base := cur.DeepCopy()
 		cur.Status.ObservedGeneration = cur.Generation
 		cur.Status.Delivered, cur.Status.Failed, cur.Status.Remaining = delivered, failed, remaining
 		if q.After != nil {
@@ -362,7 +358,7 @@ func (r *Reconciler) progress(ctx context.Context, bf *funnelv1.FunnelBackfill, 
 			cur.Status.CompletionTime = &now
 		}
 		meta.SetStatusCondition(&cur.Status.Conditions, complete)
-		return r.Client.Status().Patch(ctx, &cur, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{}))
+		return nil
 	})
 	if apierrors.IsNotFound(err) {
 		return errGone
@@ -376,21 +372,14 @@ func (r *Reconciler) progress(ctx context.Context, bf *funnelv1.FunnelBackfill, 
 // setConditions writes the Ready condition (and Complete=False before the first
 // progress) when they changed.
 func (r *Reconciler) setConditions(ctx context.Context, key types.NamespacedName, ready metav1.Condition) error {
-	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		var cur funnelv1.FunnelBackfill
-		if err := r.Client.Get(ctx, key, &cur); err != nil {
-			return err
-		}
-		base := cur.DeepCopy()
-		changed := meta.SetStatusCondition(&cur.Status.Conditions, ready)
+	cur := &funnelv1.FunnelBackfill{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}}
+	_, err := statuspatch.ApplyLatest(ctx, r.Client, cur, func(cur *funnelv1.FunnelBackfill) error {
+		meta.SetStatusCondition(&cur.Status.Conditions, ready)
 		if meta.FindStatusCondition(cur.Status.Conditions, funnelv1.ConditionComplete) == nil {
-			changed = meta.SetStatusCondition(&cur.Status.Conditions, metav1.Condition{Type: funnelv1.ConditionComplete,
-				Status: metav1.ConditionFalse, Reason: funnelv1.ReasonInProgress, Message: "not started", ObservedGeneration: cur.Generation}) || changed
+			meta.SetStatusCondition(&cur.Status.Conditions, metav1.Condition{Type: funnelv1.ConditionComplete,
+				Status: metav1.ConditionFalse, Reason: funnelv1.ReasonInProgress, Message: "not started", ObservedGeneration: cur.Generation})
 		}
-		if !changed {
-			return nil
-		}
-		return r.Client.Status().Patch(ctx, &cur, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{}))
+		return nil
 	})
 	if err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("writing the conditions of FunnelBackfill %s: %w", key, err)
