@@ -12,7 +12,6 @@ import (
 
 	"golang.org/x/time/rate"
 	batchv1 "k8s.io/api/batch/v1"
-	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/selection"
 	"k8s.io/client-go/metadata"
@@ -98,7 +97,7 @@ func CacheOptions(namespaces []string) cache.Options {
 	}
 	opts := cache.Options{
 		ByObject: map[client.Object]cache.ByObject{
-			&funnelv1.FunnelEvent{}: {Field: UnfinishedEvents()},
+			&funnelv1.FunnelEvent{}: {Field: funnelv1.UnfinishedEvents()},
 			&batchv1.Job{}:          {Label: labels.NewSelector().Add(*ours)},
 		},
 		DefaultTransform: cache.TransformStripManagedFields(),
@@ -110,27 +109,6 @@ func CacheOptions(namespaces []string) cache.Options {
 		opts.DefaultNamespaces[ns] = cache.Config{}
 	}
 	return opts
-}
-
-// UnfinishedEvents selects the FunnelEvents whose phase is not final.
-func UnfinishedEvents() fields.Selector {
-	return phaseNotIn(funnelv1.PhaseSucceeded, funnelv1.PhaseFailed, funnelv1.PhaseIgnored)
-}
-
-// FinishedEvents selects the FunnelEvents in a final phase: the complement of
-// UnfinishedEvents (an event not yet processed has no phase).
-func FinishedEvents() fields.Selector {
-	return phaseNotIn("", funnelv1.PhasePending, funnelv1.PhaseProcessing)
-}
-
-// phaseNotIn selects the FunnelEvents whose status.phase is none of phases (field
-// selectors have no "in", and a list of "!=" is what the API server takes).
-func phaseNotIn(phases ...funnelv1.EventPhase) fields.Selector {
-	sels := make([]fields.Selector, 0, len(phases))
-	for _, p := range phases {
-		sels = append(sels, fields.OneTermNotEqualSelector(funnelv1.FieldPhase, string(p)))
-	}
-	return fields.AndSelectors(sels...)
 }
 
 // Setup registers every controller and the webhook receiver with the manager.
@@ -225,7 +203,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		if err != nil {
 			return fmt.Errorf("creating the archiver's client: %w", err)
 		}
-		if err := mgr.Add(&archive.Archiver{Store: opts.Archive, Client: watcher, Finished: FinishedEvents(),
+		if err := mgr.Add(&archive.Archiver{Store: opts.Archive, Client: watcher, Finished: funnelv1.FinishedEvents(),
 			Namespaces: opts.Namespaces, Clock: opts.Clock}); err != nil {
 			return fmt.Errorf("adding the archiver: %w", err)
 		}

@@ -1,5 +1,7 @@
 package v1alpha1
 
+import "k8s.io/apimachinery/pkg/fields"
+
 // Condition types. Every condition carries observedGeneration; reasons are CamelCase and
 // messages deterministic, so an unchanged outcome never causes a status write.
 const (
@@ -118,6 +120,27 @@ const (
 	FieldType     = "spec.type"
 	FieldReceiver = "spec.receiver"
 )
+
+// UnfinishedEvents selects the FunnelEvents whose phase is not final.
+func UnfinishedEvents() fields.Selector {
+	return phaseNotIn(PhaseSucceeded, PhaseFailed, PhaseIgnored)
+}
+
+// FinishedEvents selects the FunnelEvents in a final phase: the complement of
+// UnfinishedEvents (an event not yet processed has no phase).
+func FinishedEvents() fields.Selector {
+	return phaseNotIn("", PhasePending, PhaseProcessing)
+}
+
+// phaseNotIn selects the FunnelEvents whose status.phase is none of phases (field
+// selectors have no "in", and a list of "!=" is what the API server takes).
+func phaseNotIn(phases ...EventPhase) fields.Selector {
+	sels := make([]fields.Selector, 0, len(phases))
+	for _, p := range phases {
+		sels = append(sels, fields.OneTermNotEqualSelector(FieldPhase, string(p)))
+	}
+	return fields.AndSelectors(sels...)
+}
 
 // Well-known labels and annotations on FunnelEvents.
 const (

@@ -61,7 +61,7 @@ var _ = Describe("Archive", func() {
 	startArchiver := func() (stop func()) {
 		actx, acancel := context.WithCancel(ctx)
 		done := make(chan struct{})
-		a := &archive.Archiver{Store: store, Client: k8s, Finished: controllers.FinishedEvents(), Namespaces: []string{ns},
+		a := &archive.Archiver{Store: store, Client: k8s, Finished: funnelv1.FinishedEvents(), Namespaces: []string{ns},
 			FlushInterval: 50 * time.Millisecond, Backoff: 100 * time.Millisecond}
 		go func() {
 			defer GinkgoRecover()

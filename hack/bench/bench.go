@@ -23,7 +23,6 @@ import (
 
 	"github.com/funnel-operator/funnel-operator/api/funnel"
 	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
-	"github.com/funnel-operator/funnel-operator/controllers"
 	"github.com/funnel-operator/funnel-operator/test/harness"
 	"github.com/funnel-operator/funnel-operator/test/testenv"
 )
@@ -293,7 +292,7 @@ func (b *bench) drain(ctx context.Context, after string, namespaces ...string) e
 	err := b.poll(ctx, timeout, "the backlog", func() (bool, error) {
 		for _, ns := range namespaces {
 			found := false
-			err := b.eachEventPage(ctx, ns, controllers.UnfinishedEvents(), 1, func(items []metav1.PartialObjectMetadata) bool {
+			err := b.eachEventPage(ctx, ns, funnelv1.UnfinishedEvents(), 1, func(items []metav1.PartialObjectMetadata) bool {
 				found = len(items) > 0
 				return false
 			})

@@ -16,7 +16,6 @@ import (
 
 	"github.com/funnel-operator/funnel-operator/api/funnel/send"
 	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
-	"github.com/funnel-operator/funnel-operator/controllers"
 	"github.com/funnel-operator/funnel-operator/test/harness"
 	"github.com/funnel-operator/funnel-operator/test/testenv"
 )
@@ -156,7 +155,7 @@ func (f *fixture) unfinished(g Gomega) []string {
 func (f *fixture) finished(g Gomega) int {
 	list := &metav1.PartialObjectMetadataList{}
 	list.SetGroupVersionKind(funnelv1.GroupVersion.WithKind("FunnelEventList"))
-	g.Expect(k8s.List(ctx, list, client.InNamespace(f.ns), client.MatchingFieldsSelector{Selector: controllers.FinishedEvents()})).To(Succeed())
+	g.Expect(k8s.List(ctx, list, client.InNamespace(f.ns), client.MatchingFieldsSelector{Selector: funnelv1.FinishedEvents()})).To(Succeed())
 	return len(list.Items)
 }
 

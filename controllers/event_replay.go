@@ -102,7 +102,7 @@ func (w *ReplayWatcher) follow(ctx context.Context, ns string, queue workqueue.T
 // replay value, and returns the version to watch from.
 func (w *ReplayWatcher) list(ctx context.Context, ns string, queue workqueue.TypedRateLimitingInterface[types.NamespacedName]) (string, error) {
 	res := w.Metadata.Resource(funnelv1.GroupVersion.WithResource("funnelevents")).Namespace(ns)
-	opts := metav1.ListOptions{FieldSelector: FinishedEvents().String(), Limit: replayListPage}
+	opts := metav1.ListOptions{FieldSelector: funnelv1.FinishedEvents().String(), Limit: replayListPage}
 	for {
 		page, err := res.List(ctx, opts)
 		if err != nil {
@@ -126,7 +126,7 @@ var errWatchGone = errors.New("the watch's resource version is gone")
 func (w *ReplayWatcher) watch(ctx context.Context, ns, rv string, queue workqueue.TypedRateLimitingInterface[types.NamespacedName]) error {
 	res := w.Metadata.Resource(funnelv1.GroupVersion.WithResource("funnelevents")).Namespace(ns)
 	for ctx.Err() == nil {
-		wi, err := res.Watch(ctx, metav1.ListOptions{FieldSelector: FinishedEvents().String(), ResourceVersion: rv, AllowWatchBookmarks: true})
+		wi, err := res.Watch(ctx, metav1.ListOptions{FieldSelector: funnelv1.FinishedEvents().String(), ResourceVersion: rv, AllowWatchBookmarks: true})
 		if err != nil {
 			if apierrors.IsResourceExpired(err) || apierrors.IsGone(err) {
 				return errWatchGone
