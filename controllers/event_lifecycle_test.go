@@ -131,18 +131,6 @@ func TestTruncate(t *testing.T) {
 	}
 }
 
-func TestParseEventConcurrency(t *testing.T) {
-	got, err := ParseEventConcurrency(" lease_transaction=8, prospect=3 ,")
-	if err != nil || got[funnel.FamilyLeaseTransaction] != 8 || got[funnel.FamilyProspect] != 3 || len(got) != 2 {
-		t.Errorf("got %v, %v", got, err)
-	}
-	for _, bad := range []string{"lease", "lease=0", "lease=x", "renter=2", "lease=1001"} {
-		if _, err := ParseEventConcurrency(bad); err == nil {
-			t.Errorf("%q: want an error", bad)
-		}
-	}
-}
-
 // TestFamilyPredicates checks that every event reaches exactly one family controller.
 func TestFamilyPredicates(t *testing.T) {
 	types := append(funnel.KnownTypes(), "lease_transaction.brand_new", "unheard.of", "")

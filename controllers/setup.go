@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"strconv"
-	"strings"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -257,28 +255,4 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		return fmt.Errorf("adding the webhook receiver's ready check: %w", err)
 	}
 	return nil
-}
-
-// ParseEventConcurrency parses "family=n,family=n" (the --event-concurrency flag).
-func ParseEventConcurrency(s string) (map[funnel.Family]int, error) {
-	out := map[funnel.Family]int{}
-	for part := range strings.SplitSeq(s, ",") {
-		if part = strings.TrimSpace(part); part == "" {
-			continue
-		}
-		name, value, ok := strings.Cut(part, "=")
-		if !ok {
-			return nil, fmt.Errorf("%q: want family=workers", part)
-		}
-		f := funnel.Family(strings.TrimSpace(name))
-		if _, known := DefaultEventConcurrency[f]; !known {
-			return nil, fmt.Errorf("%q: unknown family %q (one of lease_transaction, lease, quote, prospect, unknown)", part, f)
-		}
-		n, err := strconv.Atoi(strings.TrimSpace(value))
-		if err != nil || n < 1 || n > 1000 {
-			return nil, fmt.Errorf("%q: workers must be a number from 1 to 1000", part)
-		}
-		out[f] = n
-	}
-	return out, nil
 }

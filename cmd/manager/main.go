@@ -96,7 +96,7 @@ func run(cfg config) error {
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(funnelv1.AddToScheme(scheme))
 
-	concurrency, err := controllers.ParseEventConcurrency(cfg.eventConcurrency)
+	concurrency, err := parseEventConcurrency(cfg.eventConcurrency)
 	if err != nil {
 		return fmt.Errorf("--event-concurrency: %w", err)
 	}
@@ -193,15 +193,4 @@ func historyOptions(cfg config) *history.Options {
 	}
 	return &history.Options{Addr: cfg.historyAddr, CertDir: cfg.historyCertDir, Kubeconfig: kubeconfig,
 		DNSNames: []string{"funnel-history." + os.Getenv("POD_NAMESPACE") + ".svc", "localhost"}}
-}
-
-// splitList splits a comma-separated flag value, dropping empty items.
-func splitList(list string) []string {
-	var out []string
-	for item := range strings.SplitSeq(list, ",") {
-		if item = strings.TrimSpace(item); item != "" {
-			out = append(out, item)
-		}
-	}
-	return out
 }

@@ -1,0 +1,42 @@
+package main
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/funnel-operator/funnel-operator/api/funnel"
+	"github.com/funnel-operator/funnel-operator/controllers"
+)
+
+// parseEventConcurrency parses "family=n,family=n" (the --event-concurrency flag).
+func parseEventConcurrency(s string) (map[funnel.Family]int, error) {
+	out := map[funnel.Family]int{}
+	for _, part := range splitList(s) {
+		name, value, ok := strings.Cut(part, "=")
+		if !ok {
+			return nil, fmt.Errorf("%q: want family=workers", part)
+		}
+		f := funnel.Family(strings.TrimSpace(name))
+		if _, known := controllers.DefaultEventConcurrency[f]; !known {
+			return nil, fmt.Errorf("%q: unknown family %q (one of lease_transaction, lease, quote, prospect, unknown)", part, f)
+		}
+		n, err := strconv.Atoi(strings.TrimSpace(value))
+		if err != nil || n < 1 || n > 1000 {
+			return nil, fmt.Errorf("%q: workers must be a number from 1 to 1000", part)
+		}
+		out[f] = n
+	}
+	return out, nil
+}
+
+// splitList splits a comma-separated flag value, dropping empty items.
+func splitList(list string) []string {
+	var out []string
+	for item := range strings.SplitSeq(list, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
+}
