@@ -122,14 +122,16 @@ type ReceiverAuth struct {
 
 // Retention says how long finished events of a receiver are kept.
 type Retention struct {
-	// succeeded is how long Succeeded and Ignored events are kept after processing.
+	// succeeded is how long Succeeded and Ignored events are kept, counted from their
+	// receipt (creationTimestamp): an event is deleted once it is finished and that old.
 	// +optional
 	// +kubebuilder:default="168h"
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern="^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$"
 	Succeeded *metav1.Duration `json:"succeeded,omitempty"`
 
-	// failed is how long Failed events are kept after processing.
+	// failed is how long Failed events are kept, counted from their receipt
+	// (creationTimestamp), as succeeded is.
 	// +optional
 	// +kubebuilder:default="720h"
 	// +kubebuilder:validation:Type=string
