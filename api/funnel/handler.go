@@ -11,7 +11,7 @@ import (
 )
 
 // Family groups event types by what they are about; the operator runs one
-// reconciler per family (design.md §2).
+// reconciler per family, each with its own workers (--event-concurrency).
 type Family string
 
 // The event families.

@@ -8,8 +8,9 @@ import (
 	"unicode/utf8"
 )
 
-// Subject label keys (design.md §3). They make the history of one
-// application, community, unit, client or renter a label selector away, e.g.
+// Subject label keys, set on every FunnelEvent whose data has the id. They make
+// the history of one application, community, unit, client or renter a label
+// selector away, e.g.
 // kubectl get fev -l funnel.leasing.dev/lease-transaction-id=74824.
 const (
 	LabelLeaseTransactionID = "funnel.leasing.dev/lease-transaction-id"

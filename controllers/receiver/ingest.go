@@ -28,9 +28,10 @@ import (
 	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
 )
 
-// handle runs one request through the checks in the order of the contract (design §4)
-// and stores the event. It returns the receiver's metric label and the answer. Checks that
-// need no body come first, so unauthenticated or throttled senders cost no body read.
+// handle runs one request through the checks in the order of the receiver's HTTP contract
+// (docs/architecture.md) and stores the event. It returns the receiver's metric label and
+// the answer. Checks that need no body come first, so unauthenticated or throttled senders
+// cost no body read.
 func (s *Server) handle(ctx context.Context, w http.ResponseWriter, r *http.Request, key types.NamespacedName) (string, reply) {
 	if r.Method != http.MethodPost {
 		return "", reply{code: http.StatusMethodNotAllowed, msg: "method not allowed: Funnel events are POSTed"}
