@@ -2,7 +2,6 @@ package receiver
 
 import (
 	"bytes"
-	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
@@ -18,9 +17,7 @@ import (
 
 // tokenMatches reports whether the header carries the expected token, as
 // "Bearer <t>", "Token <t>" or the bare token. Surrounding whitespace in the Secret is
-// ignored (a token file saved with a trailing newline must still work). Both sides are
-// hashed first so the comparison takes the same time whatever the length or content of
-// the guess.
+// ignored (a token file saved with a trailing newline must still work).
 func tokenMatches(header string, want []byte) bool {
 	want = bytes.TrimSpace(want)
 	got := strings.TrimSpace(header)
@@ -28,11 +25,16 @@ func tokenMatches(header string, want []byte) bool {
 		(strings.EqualFold(scheme, "Bearer") || strings.EqualFold(scheme, "Token")) {
 		got = strings.TrimSpace(rest)
 	}
-	if got == "" {
-		return false
-	}
-	g, w := sha256.Sum256([]byte(got)), sha256.Sum256(want)
-	return subtle.ConstantTimeCompare(g[:], w[:]) == 1
+	return got != "" && sameSecret([]byte(got), want)
+}
+
+// sameSecret compares a guess with a secret (a token, a MAC) in a time that varies with
+// nothing but the guess's own length: both are hashed, and the fixed-size hashes compared
+// in constant time. An attacker timing answers learns neither how much of a guess is right
+// nor how long the secret is.
+func sameSecret(guess, secret []byte) bool {
+	g, s := sha256.Sum256(guess), sha256.Sum256(secret)
+	return subtle.ConstantTimeCompare(g[:], s[:]) == 1
 }
 
 // signatureMatches checks an HMAC of the raw body. The header may carry the MAC as hex or
@@ -54,7 +56,7 @@ func signatureMatches(header string, body, key []byte, algo funnelv1.HMACAlgorit
 		base64.URLEncoding.DecodeString,
 		base64.RawURLEncoding.DecodeString,
 	} {
-		if got, err := decode(sig); err == nil && len(got) == len(mac) && hmac.Equal(got, mac) {
+		if got, err := decode(sig); err == nil && sameSecret(got, mac) {
 			return true
 		}
 	}

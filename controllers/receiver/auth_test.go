@@ -1,11 +1,14 @@
 package receiver
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/hex"
+	"math"
 	"net/http"
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/funnel-operator/funnel-operator/api/funnel"
 	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
@@ -126,3 +129,40 @@ func TestIsJSON(t *testing.T) {
 
 func hexOf(b []byte) string { return hex.EncodeToString(b) }
 func b64(b []byte) string   { return base64.StdEncoding.EncodeToString(b) }
+
+// TestTokenCheckTimeLeaksNothing times wrong tokens against a long one: a guess right but
+// for its last byte, one wrong from its first byte, and one a byte longer. A comparison
+// that returns at the first differing byte, or at once on a length mismatch, makes them
+// differ by far more than the bound; hashing both sides first makes them cost the same.
+// The fastest of many rounds is compared, which the rest of the machine cannot slow down.
+func TestTokenCheckTimeLeaksNothing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("timing")
+	}
+	secret := bytes.Repeat([]byte("k"), 1<<20)
+	guesses := map[string]string{
+		"right but the last byte": string(secret[:len(secret)-1]) + "x",
+		"wrong from the first":    "x" + string(secret[1:]),
+		"one byte longer":         string(secret) + "k",
+	}
+	fastest := map[string]time.Duration{}
+	for range 40 {
+		for name, guess := range guesses { // map order interleaves the guesses
+			start := time.Now()
+			if tokenMatches(guess, secret) {
+				t.Fatalf("%s: accepted", name)
+			}
+			if d := time.Since(start); fastest[name] == 0 || d < fastest[name] {
+				fastest[name] = d
+			}
+		}
+	}
+	lo, hi := time.Duration(math.MaxInt64), time.Duration(0)
+	for _, d := range fastest {
+		lo, hi = min(lo, d), max(hi, d)
+	}
+	t.Logf("fastest check per guess: %v", fastest)
+	if float64(hi) > 1.5*float64(lo) {
+		t.Errorf("checking wrong guesses takes %v to %v: the time says how much of a guess is right", lo, hi)
+	}
+}
