@@ -16,7 +16,7 @@ import (
 )
 
 func deliveryOf(name string, phase funnelv1.DeliveryPhase, attempts int32) funnelv1.DeliveryStatus {
-	return funnelv1.DeliveryStatus{Subscription: name, Phase: phase, Attempts: attempts}
+	return funnelv1.DeliveryStatus{Subscription: name, AttemptStatus: funnelv1.AttemptStatus{Phase: phase, Attempts: attempts}}
 }
 
 func TestValidOutcome(t *testing.T) {

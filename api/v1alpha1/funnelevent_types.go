@@ -135,15 +135,11 @@ type FunnelEventSpec struct {
 	Data runtime.RawExtension `json:"data"`
 }
 
-// DeliveryStatus is the state of one subscription's delivery of an event.
-type DeliveryStatus struct {
-	// subscription is the name of the FunnelSubscription (same namespace).
-	// +required
-	// +kubebuilder:validation:MinLength=1
-	// +kubebuilder:validation:MaxLength=253
-	Subscription string `json:"subscription"`
-
-	// phase of this delivery.
+// AttemptStatus is the state of one sequence of attempts of an action: a delivery, or
+// its dead letter. Both inline it, so its fields sit where they always did.
+type AttemptStatus struct {
+	// phase of the attempts: Pending (not attempted yet, or waiting for a retry), Running,
+	// Succeeded or Failed.
 	// +required
 	Phase DeliveryPhase `json:"phase"`
 
@@ -156,7 +152,7 @@ type DeliveryStatus struct {
 	// +optional
 	LastAttemptTime *metav1.Time `json:"lastAttemptTime,omitempty"`
 
-	// nextAttemptTime is when the next retry is due, while the delivery is Pending.
+	// nextAttemptTime is when the next retry is due, while Pending.
 	// +optional
 	NextAttemptTime *metav1.Time `json:"nextAttemptTime,omitempty"`
 
@@ -171,14 +167,25 @@ type DeliveryStatus struct {
 	// +kubebuilder:validation:Maximum=999
 	ResponseCode int32 `json:"responseCode,omitempty"`
 
-	// completionTime is when the delivery reached Succeeded or Failed.
+	// completionTime is when the attempts reached Succeeded or Failed.
 	// +optional
 	CompletionTime *metav1.Time `json:"completionTime,omitempty"`
 
-	// job is the name of the Job a Job action created for this delivery.
+	// job is the name of the Job a Job action created for the last attempt.
 	// +optional
 	// +kubebuilder:validation:MaxLength=63
 	Job string `json:"job,omitempty"`
+}
+
+// DeliveryStatus is the state of one subscription's delivery of an event.
+type DeliveryStatus struct {
+	// subscription is the name of the FunnelSubscription (same namespace).
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Subscription string `json:"subscription"`
+
+	AttemptStatus `json:",inline"`
 
 	// reason, while the delivery is Pending but held back rather than attempted, says why:
 	// SubscriptionNotReady or Suspended. Empty otherwise.
@@ -195,40 +202,10 @@ type DeliveryStatus struct {
 	DeadLetter *DeadLetterStatus `json:"deadLetter,omitempty"`
 }
 
-// DeadLetterStatus is the state of a failed delivery's dead letter, which runs once.
+// DeadLetterStatus is the state of a failed delivery's dead letter, which runs once
+// (transient failures of it are retried a few times).
 type DeadLetterStatus struct {
-	// phase of the dead letter.
-	// +required
-	Phase DeliveryPhase `json:"phase"`
-
-	// attempts made so far (transient failures of the dead letter are retried a few times).
-	// +optional
-	// +kubebuilder:validation:Minimum=0
-	Attempts int32 `json:"attempts,omitempty"`
-
-	// lastError is the last attempt's error, trimmed.
-	// +optional
-	// +kubebuilder:validation:MaxLength=1024
-	LastError string `json:"lastError,omitempty"`
-
-	// responseCode is the HTTP status of the last attempt of an HTTP dead letter.
-	// +optional
-	// +kubebuilder:validation:Minimum=0
-	// +kubebuilder:validation:Maximum=999
-	ResponseCode int32 `json:"responseCode,omitempty"`
-
-	// nextAttemptTime is when the next try of the dead letter is due.
-	// +optional
-	NextAttemptTime *metav1.Time `json:"nextAttemptTime,omitempty"`
-
-	// job is the name of the Job a Job dead letter created.
-	// +optional
-	// +kubebuilder:validation:MaxLength=63
-	Job string `json:"job,omitempty"`
-
-	// completionTime is when the dead letter reached Succeeded or Failed.
-	// +optional
-	CompletionTime *metav1.Time `json:"completionTime,omitempty"`
+	AttemptStatus `json:",inline"`
 }
 
 // FunnelEventStatus is what the operator did with the event.

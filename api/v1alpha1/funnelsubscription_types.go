@@ -21,6 +21,11 @@ const (
 	// signingSecretRef.
 	SignatureHeader      = "X-Funnel-Operator-Signature"
 	IdempotencyKeyHeader = "Idempotency-Key"
+
+	// DefaultJobTTLSecondsAfterFinished is the ttlSecondsAfterFinished of a Job action's
+	// Jobs when the template sets none: finished Jobs go away instead of piling up, long
+	// after their outcome was recorded.
+	DefaultJobTTLSecondsAfterFinished int32 = 3600
 )
 
 // ReservedHeaders lists, lower case, the header names and name prefixes the operator sets
@@ -173,10 +178,12 @@ type HTTPAction struct {
 	Body HTTPBody `json:"body,omitempty"`
 }
 
-// JobAction runs a Job for the event. The Job is named after the event and the
-// subscription, owned by the FunnelEvent, and its containers get the event in the
-// environment: FUNNEL_EVENT_NAME, FUNNEL_EVENT_NAMESPACE, FUNNEL_EVENT_ID,
-// FUNNEL_EVENT_TYPE and FUNNEL_EVENT_DATA (the data object as JSON).
+// JobAction runs a Job for each attempt of a delivery. The Job is named after the event,
+// the subscription and the attempt, owned by the FunnelEvent, and its containers get the
+// event in the environment: FUNNEL_EVENT_NAME, FUNNEL_EVENT_NAMESPACE, FUNNEL_EVENT_ID,
+// FUNNEL_EVENT_TYPE and FUNNEL_EVENT_DATA (the data object as JSON). A Job that fails is
+// a failed attempt, retried per spec.delivery with a new Job. ttlSecondsAfterFinished
+// defaults to 3600.
 type JobAction struct {
 	// template of the Job (metadata and a batch/v1 JobSpec). Its schema is not repeated
 	// here, which would make this CRD larger than the API server accepts; the subscription

@@ -180,11 +180,11 @@ var _ = Describe("FunnelEvent schema", func() {
 			Entry("unknown phase", func(s *funnelv1.FunnelEventStatus) { s.Phase = "Done" }, `status.phase: Unsupported value: "Done"`),
 			Entry("summary over 256 characters", func(s *funnelv1.FunnelEventStatus) { s.Summary = strings.Repeat("s", 257) }, "status.summary: Too long"),
 			Entry("unknown delivery phase", func(s *funnelv1.FunnelEventStatus) {
-				s.Deliveries = []funnelv1.DeliveryStatus{{Subscription: "pms", Phase: "Lost"}}
+				s.Deliveries = []funnelv1.DeliveryStatus{{Subscription: "pms", AttemptStatus: funnelv1.AttemptStatus{Phase: "Lost"}}}
 			}, `status.deliveries[0].phase: Unsupported value: "Lost"`),
 			Entry("negative duplicates", func(s *funnelv1.FunnelEventStatus) { s.Duplicates = -1 }, "status.duplicates: Invalid value"),
 			Entry("duplicate delivery entries", func(s *funnelv1.FunnelEventStatus) {
-				s.Deliveries = []funnelv1.DeliveryStatus{{Subscription: "pms", Phase: "Pending"}, {Subscription: "pms", Phase: "Pending"}}
+				s.Deliveries = []funnelv1.DeliveryStatus{{Subscription: "pms", AttemptStatus: funnelv1.AttemptStatus{Phase: "Pending"}}, {Subscription: "pms", AttemptStatus: funnelv1.AttemptStatus{Phase: "Pending"}}}
 			}, "Duplicate value"),
 		)
 	})

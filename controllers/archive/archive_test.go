@@ -88,8 +88,8 @@ var _ = Describe("Archive", func() {
 			ProcessedTime: &now, ObservedReplay: replay, Attempts: 1,
 			Conditions: []metav1.Condition{{Type: funnelv1.ConditionReady, Status: metav1.ConditionTrue, Reason: funnelv1.ReasonProcessed,
 				Message: "processed", LastTransitionTime: now}},
-			Deliveries: []funnelv1.DeliveryStatus{{Subscription: "pms-sync", Phase: funnelv1.DeliverySucceeded, Attempts: 1,
-				ResponseCode: 200, CompletionTime: &now}}}
+			Deliveries: []funnelv1.DeliveryStatus{{Subscription: "pms-sync", AttemptStatus: funnelv1.AttemptStatus{
+				Phase: funnelv1.DeliverySucceeded, Attempts: 1, ResponseCode: 200, CompletionTime: &now}}}}
 		if phase == funnelv1.PhaseFailed {
 			status.Conditions[0] = metav1.Condition{Type: funnelv1.ConditionValidated, Status: metav1.ConditionFalse,
 				Reason: funnelv1.ReasonInvalidPayload, Message: "data.lease_transaction_id: must be an integer, got string", LastTransitionTime: now}

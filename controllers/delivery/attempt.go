@@ -32,10 +32,7 @@ func (r *Router) Attempt(ctx context.Context, ev *funnelv1.FunnelEvent, sub *fun
 	a := r.call(ctx, ev, sub, sub.Spec.Action.HTTP, ev.Status.Summary, n, false, failureContext{})
 	o := Outcome{Succeeded: a.succeeded, ResponseCode: a.code, Error: a.err}
 	if pol := policyOf(sub.Spec.Delivery); !a.succeeded && a.retryable && n <= pol.retries {
-		o.RetryIn = pol.wait(n)
-		if a.retryAfter > o.RetryIn {
-			o.RetryIn = min(a.retryAfter, pol.maxBackoff)
-		}
+		o.RetryIn = pol.retryWait(n, a.retryAfter)
 	}
 	return o
 }

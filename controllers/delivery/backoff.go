@@ -59,6 +59,16 @@ func (p policy) wait(attempt int32) time.Duration {
 	return d
 }
 
+// retryWait is how long to wait before the retry that follows the given attempt: the
+// backoff, or the target's Retry-After when longer, up to maxBackoff.
+func (p policy) retryWait(attempt int32, retryAfter time.Duration) time.Duration {
+	wait := p.wait(attempt)
+	if retryAfter > wait {
+		wait = min(retryAfter, p.maxBackoff)
+	}
+	return wait
+}
+
 // retryAfter parses a Retry-After header (seconds or an HTTP date) relative to now.
 func retryAfter(h string, now time.Time) (time.Duration, bool) {
 	h = strings.TrimSpace(h)

@@ -281,35 +281,38 @@ func TestIdempotencyKey(t *testing.T) {
 
 func TestJobName(t *testing.T) {
 	ev := exampleEvent(t, "v3-lease.move_in.json")
-	a, b := JobName(ev, "pms", false), JobName(ev, "pms", false)
+	a, b := JobName(ev, "pms", false, 1), JobName(ev, "pms", false, 1)
 	if a != b || len(a) > 63 {
 		t.Errorf("JobName not stable or too long: %q %q", a, b)
 	}
-	if JobName(ev, "other", false) == a || JobName(ev, "pms", true) == a {
+	if JobName(ev, "other", false, 1) == a || JobName(ev, "pms", true, 1) == a {
 		t.Error("subscription and dead letter must give other names")
 	}
 	ev.Status.ObservedReplay, ev.Status.Replays = "r1", 1
-	r1 := JobName(ev, "pms", false)
+	r1 := JobName(ev, "pms", false, 1)
 	if r1 == a {
 		t.Error("a replay must give another name, so the Job runs again")
 	}
 	ev.Status.ObservedReplay, ev.Status.Replays = "", 2
-	if n := JobName(ev, "pms", false); n == a || n == r1 {
+	if n := JobName(ev, "pms", false, 1); n == a || n == r1 {
 		t.Error("a replay back to a former annotation value must give another name")
 	}
 	// The names Jobs had before replays were counted: a Job running across the upgrade is
 	// adopted, not run a second time (an event named before names carried a hash).
 	ev.Name = "evt-3eb29a92-e480-40ee-9a9f-61fff5e3f3d5"
 	ev.Status.ObservedReplay, ev.Status.Replays = "", 0
-	if n := JobName(ev, "pms", false); n != "evt-3eb29a92-e480-40ee-9a9f-61fff5e3f3d5-db075ac5c2" {
+	if n := JobName(ev, "pms", false, 1); n != "evt-3eb29a92-e480-40ee-9a9f-61fff5e3f3d5-db075ac5c2" {
 		t.Errorf("JobName before any replay = %q, changed since the previous release", n)
 	}
 	ev.Status.ObservedReplay = "r1"
-	if n := JobName(ev, "pms", false); n != "evt-3eb29a92-e480-40ee-9a9f-61fff5e3f3d5-4a0ce36a3b" {
+	if n := JobName(ev, "pms", false, 1); n != "evt-3eb29a92-e480-40ee-9a9f-61fff5e3f3d5-4a0ce36a3b" {
 		t.Errorf("JobName of an event replayed before replays were counted = %q, changed since the previous release", n)
 	}
+	if n := JobName(ev, "pms", false, 2); n == JobName(ev, "pms", false, 1) || n == JobName(ev, "pms", false, 3) {
+		t.Error("each attempt must have its own Job, so a retry runs again")
+	}
 	ev.Name = "evt-p-" + strings.Repeat("a", 32)
-	if n := JobName(ev, strings.Repeat("s", 253), false); len(n) > 63 {
+	if n := JobName(ev, strings.Repeat("s", 253), false, 1); len(n) > 63 {
 		t.Errorf("long names: %q", n)
 	}
 }

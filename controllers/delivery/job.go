@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
@@ -32,16 +33,20 @@ const (
 	LabelEvent        = "funnel.leasing.dev/event"
 )
 
-// JobName is the Job of an event's delivery: deterministic, so a retried pass or another
-// leader adopts the Job instead of creating a second one, and distinct per replay (the
-// count of replays, not the annotation's value, which may be reused), so a replay runs
-// the Job again. At most 63 characters (it becomes a label on the Pods).
-func JobName(ev *funnelv1.FunnelEvent, subscription string, deadLetter bool) string {
+// JobName is the Job of an attempt of an event's delivery: deterministic, so a retried
+// pass or another leader adopts the Job instead of creating a second one; distinct per
+// attempt, so a retry runs a new Job; and distinct per replay (the count of replays, not
+// the annotation's value, which may be reused), so a replay runs the Job again. At most
+// 63 characters (it becomes a label on the Pods).
+func JobName(ev *funnelv1.FunnelEvent, subscription string, deadLetter bool, attempt int32) string {
 	parts := []string{ev.Namespace, ev.Name, subscription, ev.Status.ObservedReplay, strconv.FormatBool(deadLetter)}
+	// Neither part was in the name before replays and retries of Jobs were counted: a Job
+	// running across the upgrade keeps its name.
 	if ev.Status.Replays > 0 {
-		// Not part of the name before replays were counted: a Job running across the
-		// upgrade keeps its name.
 		parts = append(parts, "replay", strconv.Itoa(int(ev.Status.Replays)))
+	}
+	if attempt > 1 {
+		parts = append(parts, "attempt", strconv.Itoa(int(attempt)))
 	}
 	sum := sha256.Sum256([]byte(strings.Join(parts, "/")))
 	suffix := hex.EncodeToString(sum[:])[:10]
@@ -53,6 +58,44 @@ func JobName(ev *funnelv1.FunnelEvent, subscription string, deadLetter bool) str
 		prefix = strings.TrimRight(prefix[:52], "-.")
 	}
 	return prefix + "-" + suffix
+}
+
+// jobAction runs each attempt as a Job, created as the subscription's ServiceAccount.
+type jobAction struct {
+	router     *Router
+	ev         *funnelv1.FunnelEvent
+	sub        *funnelv1.FunnelSubscription
+	spec       *funnelv1.JobAction
+	deadLetter bool
+	// env is added to the event's variables (a dead letter's failure context).
+	env []corev1.EnvVar
+}
+
+func (j jobAction) attempt(ctx context.Context, s *funnelv1.AttemptStatus) attempt {
+	number := s.Attempts
+	if s.Phase != funnelv1.DeliveryRunning {
+		number++
+	}
+	r := j.router
+	job, err := newJob(j.ev, j.sub.Name, j.spec, JobName(j.ev, j.sub.Name, j.deadLetter, number), j.env, r.Scheme)
+	if err != nil {
+		return attempt{err: trim(err.Error())}
+	}
+	creator, err := r.Identity.For(j.sub)
+	if err != nil {
+		return attempt{err: trim("creating Job " + job.Name + ": " + err.Error()), job: job.Name}
+	}
+	// Whether this Job was created already: the status records it running.
+	started := s.Phase == funnelv1.DeliveryRunning && s.Job == job.Name
+	return runJob(ctx, r.Client, r.APIReader, creator, j.ev, job, started)
+}
+
+// stop deletes the attempt's Job, and its Pods with it.
+func (j jobAction) stop(ctx context.Context, a attempt) (string, bool) {
+	if err := j.router.stopJob(ctx, j.sub, a.job); err != nil {
+		return fmt.Sprintf("Job %s ran; stopping it failed: %s", a.job, err), true
+	}
+	return fmt.Sprintf("Job %s ran; it was stopped", a.job), true
 }
 
 // newJob builds the Job of a Job action: the template, our labels, the FunnelEvent as
@@ -67,6 +110,9 @@ func newJob(ev *funnelv1.FunnelEvent, subscription string, a *funnelv1.JobAction
 		Spec:       *a.Template.Spec.DeepCopy(),
 	}
 	job.Name, job.Namespace, job.GenerateName = name, ev.Namespace, ""
+	if job.Spec.TTLSecondsAfterFinished == nil {
+		job.Spec.TTLSecondsAfterFinished = ptr.To(funnelv1.DefaultJobTTLSecondsAfterFinished)
+	}
 	if job.Labels == nil {
 		job.Labels = map[string]string{}
 	}
@@ -132,7 +178,8 @@ func runJob(ctx context.Context, cache, api client.Reader, creator client.Client
 		case batchv1.JobComplete:
 			return attempt{succeeded: true, job: job.Name}
 		case batchv1.JobFailed:
-			return attempt{err: trim(fmt.Sprintf("Job %s failed: %s: %s", job.Name, cond.Reason, cond.Message)), job: job.Name}
+			// A failed attempt like any other: retried per policy with a new Job.
+			return attempt{retryable: true, err: trim(fmt.Sprintf("Job %s failed: %s: %s", job.Name, cond.Reason, cond.Message)), job: job.Name}
 		}
 	}
 	return attempt{running: true, job: job.Name}

@@ -225,7 +225,7 @@ func (r *Router) route(ctx context.Context, ev *funnelv1.FunnelEvent) ([]funnelv
 				"More than %d subscriptions match; delivering to the first %d by name", MaxDeliveries, MaxDeliveries)
 			break
 		}
-		out = append(out, funnelv1.DeliveryStatus{Subscription: sub.Name, Phase: funnelv1.DeliveryPending})
+		out = append(out, funnelv1.DeliveryStatus{Subscription: sub.Name, AttemptStatus: funnelv1.AttemptStatus{Phase: funnelv1.DeliveryPending}})
 	}
 	return out, nil
 }
@@ -263,17 +263,20 @@ func (r *Router) filter(sub *funnelv1.FunnelSubscription) (*Filter, error) {
 	return f, err
 }
 
-// advance moves one delivery as far as it can go now.
+// advance moves one delivery, and then its dead letter, as far as they can go now.
 func (r *Router) advance(ctx context.Context, fx *effects, ev *funnelv1.FunnelEvent, details funnel.Details, d *funnelv1.DeliveryStatus, now time.Time) step {
 	if finished(d.Phase) && (d.DeadLetter == nil || finished(d.DeadLetter.Phase)) {
 		return step{}
 	}
 	var sub funnelv1.FunnelSubscription
 	if err := r.Client.Get(ctx, types.NamespacedName{Namespace: ev.Namespace, Name: d.Subscription}, &sub); err != nil {
+		gone := "FunnelSubscription " + d.Subscription + " no longer exists"
 		if !finished(d.Phase) {
-			r.fail(ctx, fx, ev, details, nil, d, now, "FunnelSubscription "+d.Subscription+" no longer exists")
+			end(&d.AttemptStatus, funnelv1.DeliveryFailed, now, gone)
+			fx.event(ev, corev1.EventTypeWarning, "DeliveryFailed", "Deliver",
+				"Delivery to %s failed after %d attempts: %s", d.Subscription, d.Attempts, d.LastError)
 		} else {
-			d.DeadLetter.Phase, d.DeadLetter.LastError = funnelv1.DeliveryFailed, "FunnelSubscription "+d.Subscription+" no longer exists"
+			end(&d.DeadLetter.AttemptStatus, funnelv1.DeliveryFailed, now, gone)
 		}
 		return step{}
 	}
@@ -297,97 +300,32 @@ func (r *Router) advance(ctx context.Context, fx *effects, ev *funnelv1.FunnelEv
 	if finished(d.Phase) {
 		return r.advanceDeadLetter(ctx, fx, ev, details, &sub, d, now)
 	}
-	if d.NextAttemptTime != nil && now.Before(d.NextAttemptTime.Time) {
-		return step{wait: d.NextAttemptTime.Sub(now)}
-	}
-	pol := policyOf(sub.Spec.Delivery)
-	expired := pol.timeout > 0 && !now.Before(ev.Spec.ReceivedAt.Add(pol.timeout))
-	if expired && d.Phase != funnelv1.DeliveryRunning {
-		return r.fail(ctx, fx, ev, details, &sub, d, now, fmt.Sprintf("delivery timeout of %s exceeded; last error: %s", pol.timeout, d.LastError))
-	}
 
-	// An attempt under way is looked at before the timeout is applied: a Job that
-	// completed in time succeeded, however late this pass comes.
 	key := sub.Namespace + "/" + sub.Name
-	a := r.run(ctx, ev, details, &sub, &sub.Spec.Action, d, false, now)
-	if a.running && expired && a.job != "" {
-		// An HTTP call ends by itself within its timeout; a Job is stopped.
-		reason := fmt.Sprintf("delivery timeout of %s exceeded while Job %s ran; it was stopped", pol.timeout, a.job)
-		if err := r.stopJob(ctx, &sub, a.job); err != nil {
-			reason = fmt.Sprintf("delivery timeout of %s exceeded while Job %s ran; stopping it failed: %s", pol.timeout, a.job, err)
-		}
-		d.Job = a.job
-		return r.fail(ctx, fx, ev, details, &sub, d, now, reason)
+	pol := policyOf(sub.Spec.Delivery)
+	seq := sequence{status: &d.AttemptStatus, action: r.actionOf(ev, details, &sub, &sub.Spec.Action, d, false),
+		retries: pol.retries, pol: pol, metric: key}
+	if pol.timeout > 0 {
+		seq.deadline = ev.Spec.ReceivedAt.Add(pol.timeout)
 	}
-	if a.running {
-		if s, ok := r.underWay(a, now); ok {
-			return s
-		}
-		if d.Phase != funnelv1.DeliveryRunning {
-			d.Phase, d.Attempts, d.Job, d.LastAttemptTime = funnelv1.DeliveryRunning, d.Attempts+1, a.job, metaTime(a.since(now))
-		}
-		return step{wait: a.recheck()}
-	}
-	if d.Phase != funnelv1.DeliveryRunning {
-		d.Attempts++
-		d.LastAttemptTime = metaTime(a.since(now))
-	}
-	observeCall(key, a)
-	d.ResponseCode, d.LastError, d.Job = a.code, a.err, a.job
-	switch {
-	case a.succeeded:
-		d.Phase, d.NextAttemptTime, d.CompletionTime = funnelv1.DeliverySucceeded, nil, metaTime(now)
+	st, t := r.step(ctx, seq, now)
+	switch t {
+	case succeeded:
 		fx.count(key, "succeeded")
 		fx.finished(client.ObjectKeyFromObject(&sub), true, now)
-		return step{}
-	case a.retryable && d.Attempts <= pol.retries:
-		wait := pol.wait(d.Attempts)
-		if a.retryAfter > wait {
-			wait = min(a.retryAfter, pol.maxBackoff)
-		}
-		if pol.timeout > 0 && now.Add(wait).After(ev.Spec.ReceivedAt.Add(pol.timeout)) {
-			return r.fail(ctx, fx, ev, details, &sub, d, now, fmt.Sprintf("delivery timeout of %s would pass before the next retry; last error: %s", pol.timeout, a.err))
-		}
-		d.Phase, d.NextAttemptTime = funnelv1.DeliveryPending, metaTime(now.Add(wait))
+	case retrying:
 		fx.count(key, "retry")
-		return step{wait: wait}
-	default:
-		return r.fail(ctx, fx, ev, details, &sub, d, now, a.err)
+	case failed:
+		fx.event(ev, corev1.EventTypeWarning, "DeliveryFailed", "Deliver",
+			"Delivery to %s failed after %d attempts: %s", d.Subscription, d.Attempts, d.LastError)
+		fx.count(key, "failed")
+		fx.finished(client.ObjectKeyFromObject(&sub), false, now)
+		if sub.Spec.Delivery.DeadLetter != nil {
+			d.DeadLetter = &funnelv1.DeadLetterStatus{AttemptStatus: funnelv1.AttemptStatus{Phase: funnelv1.DeliveryPending}}
+			return r.advanceDeadLetter(ctx, fx, ev, details, &sub, d, now)
+		}
 	}
-}
-
-// underWay tells, for an attempt in flight, whether it is too recent to record: then the
-// pass waits for its outcome until SettleTime has passed.
-func (r *Router) underWay(a attempt, now time.Time) (step, bool) {
-	if a.job != "" || a.submitted.IsZero() {
-		return step{}, false
-	}
-	settle := r.SettleTime
-	if settle <= 0 {
-		settle = DefaultSettleTime
-	}
-	if left := a.submitted.Add(settle).Sub(now); left > 0 {
-		return step{wait: left, settling: true}, true
-	}
-	return step{}, false
-}
-
-// fail ends a delivery and starts its dead letter, if the subscription has one.
-func (r *Router) fail(ctx context.Context, fx *effects, ev *funnelv1.FunnelEvent, details funnel.Details, sub *funnelv1.FunnelSubscription,
-	d *funnelv1.DeliveryStatus, now time.Time, reason string) step {
-	d.Phase, d.NextAttemptTime, d.CompletionTime, d.LastError = funnelv1.DeliveryFailed, nil, metaTime(now), trim(reason)
-	fx.event(ev, corev1.EventTypeWarning, "DeliveryFailed", "Deliver",
-		"Delivery to %s failed after %d attempts: %s", d.Subscription, d.Attempts, d.LastError)
-	if sub == nil {
-		return step{}
-	}
-	fx.count(sub.Namespace+"/"+sub.Name, "failed")
-	fx.finished(client.ObjectKeyFromObject(sub), false, now)
-	if sub.Spec.Delivery.DeadLetter != nil {
-		d.DeadLetter = &funnelv1.DeadLetterStatus{Phase: funnelv1.DeliveryPending}
-		return r.advanceDeadLetter(ctx, fx, ev, details, sub, d, now)
-	}
-	return step{}
+	return st
 }
 
 // advanceDeadLetter runs a failed delivery's dead letter: once, with a few retries on
@@ -398,137 +336,24 @@ func (r *Router) advanceDeadLetter(ctx context.Context, fx *effects, ev *funnelv
 		return step{}
 	}
 	if sub.Spec.Delivery.DeadLetter == nil {
-		dl.Phase, dl.NextAttemptTime, dl.CompletionTime = funnelv1.DeliveryFailed, nil, metaTime(now)
-		dl.LastError = "spec.delivery.deadLetter was removed before the dead letter was delivered"
+		end(&dl.AttemptStatus, funnelv1.DeliveryFailed, now, "spec.delivery.deadLetter was removed before the dead letter was delivered")
 		fx.event(ev, corev1.EventTypeWarning, "DeadLetterFailed", "DeadLetter",
 			"Delivery to %s failed and its dead letter was not delivered: %s", d.Subscription, dl.LastError)
 		return step{}
 	}
-	if dl.NextAttemptTime != nil && now.Before(dl.NextAttemptTime.Time) {
-		return step{wait: dl.NextAttemptTime.Sub(now)}
-	}
-	a := r.run(ctx, ev, details, sub, sub.Spec.Delivery.DeadLetter, d, true, now)
-	if a.running {
-		if s, ok := r.underWay(a, now); ok {
-			return s
-		}
-		if dl.Phase != funnelv1.DeliveryRunning {
-			dl.Phase, dl.Attempts, dl.Job = funnelv1.DeliveryRunning, dl.Attempts+1, a.job
-		}
-		return step{wait: a.recheck()}
-	}
-	if dl.Phase != funnelv1.DeliveryRunning {
-		dl.Attempts++
-	}
 	key := sub.Namespace + "/" + sub.Name
-	observeCall(key, a)
-	dl.ResponseCode, dl.LastError, dl.Job = a.code, a.err, a.job
-	switch {
-	case a.succeeded:
-		dl.Phase, dl.NextAttemptTime, dl.CompletionTime = funnelv1.DeliverySucceeded, nil, metaTime(now)
+	st, t := r.step(ctx, sequence{status: &dl.AttemptStatus, action: r.actionOf(ev, details, sub, sub.Spec.Delivery.DeadLetter, d, true),
+		retries: maxDeadLetterAttempts - 1, pol: policyOf(sub.Spec.Delivery), metric: key}, now)
+	switch t {
+	case succeeded:
 		fx.count(key, "dead_lettered")
 		fx.event(ev, corev1.EventTypeWarning, "DeadLettered", "DeadLetter",
 			"Delivery to %s failed; dead letter delivered", d.Subscription)
-		return step{}
-	case a.retryable && dl.Attempts < maxDeadLetterAttempts:
-		wait := policyOf(sub.Spec.Delivery).wait(dl.Attempts)
-		dl.Phase, dl.NextAttemptTime = funnelv1.DeliveryPending, metaTime(now.Add(wait))
-		return step{wait: wait}
-	default:
-		dl.Phase, dl.NextAttemptTime, dl.CompletionTime = funnelv1.DeliveryFailed, nil, metaTime(now)
+	case failed:
 		fx.event(ev, corev1.EventTypeWarning, "DeadLetterFailed", "DeadLetter",
 			"Delivery to %s failed and so did its dead letter: %s", d.Subscription, dl.LastError)
-		return step{}
 	}
-}
-
-// run makes one attempt of an action (the delivery's, or its dead letter): a Job is
-// created or followed here; an HTTP call is handed to the executor, and run reports it
-// running until its outcome is back.
-func (r *Router) run(ctx context.Context, ev *funnelv1.FunnelEvent, details funnel.Details, sub *funnelv1.FunnelSubscription,
-	action *funnelv1.Action, d *funnelv1.DeliveryStatus, deadLetter bool, now time.Time) attempt {
-	if action.Job != nil {
-		var env []corev1.EnvVar
-		if deadLetter {
-			env = []corev1.EnvVar{
-				{Name: "FUNNEL_SUBSCRIPTION", Value: d.Subscription},
-				{Name: "FUNNEL_DELIVERY_ERROR", Value: d.LastError},
-				{Name: "FUNNEL_DELIVERY_ATTEMPTS", Value: fmt.Sprint(d.Attempts)},
-			}
-		}
-		job, err := newJob(ev, sub.Name, action.Job, JobName(ev, sub.Name, deadLetter), env, r.Scheme)
-		if err != nil {
-			return attempt{err: trim(err.Error())}
-		}
-		creator, err := r.Identity.For(sub)
-		if err != nil {
-			return attempt{err: trim("creating Job " + job.Name + ": " + err.Error()), job: job.Name}
-		}
-		// Whether this Job was created already: the status records it running.
-		started := d.Phase == funnelv1.DeliveryRunning && d.Job == job.Name
-		if deadLetter {
-			started = d.DeadLetter.Phase == funnelv1.DeliveryRunning && d.DeadLetter.Job == job.Name
-		}
-		return runJob(ctx, r.Client, r.APIReader, creator, ev, job, started)
-	}
-
-	// The attempt in flight, if one is recorded as Running, else the next one.
-	phase, number := d.Phase, d.Attempts
-	if deadLetter {
-		phase, number = d.DeadLetter.Phase, d.DeadLetter.Attempts
-	}
-	if phase != funnelv1.DeliveryRunning {
-		number++
-	}
-	h := httpAttempt{router: r, event: client.ObjectKeyFromObject(ev), uid: ev.UID, subscription: sub.Name,
-		summary: details.Summary, deadLetter: deadLetter, number: number, replays: ev.Status.Replays}
-	if deadLetter {
-		h.failure = failureOf(d)
-	}
-	key := AttemptKey{Event: h.event, UID: ev.UID, Replays: ev.Status.Replays, Subscription: sub.Name, DeadLetter: deadLetter, Number: number}
-	st := r.Executor.attempt(key, wakeObject(ev), h.run)
-	if !st.done {
-		return attempt{running: true, submitted: st.submitted}
-	}
-	return st.outcome
-}
-
-// httpAttempt is one HTTP attempt as the executor holds it: names, not the event or the
-// body, which are read and built when it runs (from the cache: the event is there while
-// unfinished), so waiting attempts cost little memory.
-type httpAttempt struct {
-	router       *Router
-	event        types.NamespacedName
-	uid          types.UID
-	subscription string
-	summary      string
-	deadLetter   bool
-	failure      failureContext
-	number       int32
-	replays      int32
-}
-
-func (h httpAttempt) run(ctx context.Context) attempt {
-	r := h.router
-	var ev funnelv1.FunnelEvent
-	if err := r.Client.Get(ctx, h.event, &ev); err != nil || ev.UID != h.uid {
-		return attempt{err: "the event is gone"} // no pass will ask for this outcome
-	}
-	// The cache may not have the status of the pass that made this attempt yet (a
-	// replay's reset): the attempt belongs to that pass's replay.
-	ev.Status.Replays = h.replays
-	var sub funnelv1.FunnelSubscription
-	if err := r.Client.Get(ctx, types.NamespacedName{Namespace: ev.Namespace, Name: h.subscription}, &sub); err != nil {
-		return attempt{retryable: true, err: "FunnelSubscription " + h.subscription + " no longer exists"}
-	}
-	action := sub.Spec.Action.HTTP
-	if h.deadLetter && sub.Spec.Delivery.DeadLetter != nil {
-		action = sub.Spec.Delivery.DeadLetter.HTTP
-	}
-	if action == nil {
-		return attempt{retryable: true, err: "the action is no longer an HTTP call"}
-	}
-	return r.call(ctx, &ev, &sub, action, h.summary, h.number, h.deadLetter, h.failure)
+	return st
 }
 
 // observeCall records how long an HTTP call took. It is done by the pass that records

@@ -15,6 +15,7 @@ import (
 	"k8s.io/client-go/tools/events"
 	"k8s.io/client-go/util/workqueue"
 	clocktesting "k8s.io/utils/clock/testing"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
@@ -182,5 +183,94 @@ func TestDispatchRoutesOnce(t *testing.T) {
 	res := f.pass(t)
 	if len(res.Deliveries) != 1 || res.Deliveries[0].Subscription != "pms" || res.Deliveries[0].Phase != funnelv1.DeliverySucceeded {
 		t.Fatalf("second pass: %+v", res.Deliveries)
+	}
+}
+
+// update changes the fixture's subscription.
+func (f *routerFixture) update(t *testing.T, change func(*funnelv1.FunnelSubscription)) {
+	t.Helper()
+	var sub funnelv1.FunnelSubscription
+	if err := f.router.Client.Get(context.Background(), client.ObjectKey{Namespace: f.ev.Namespace, Name: "pms"}, &sub); err != nil {
+		t.Fatal(err)
+	}
+	change(&sub)
+	if err := f.router.Client.Update(context.Background(), &sub); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestDispatchHoldsWhileSuspended: a retry that falls due while its subscription is
+// suspended waits, saying why, and is made once the subscription is resumed.
+func TestDispatchHoldsWhileSuspended(t *testing.T) {
+	var hits atomic.Int32
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if hits.Add(1) == 1 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	}))
+	defer target.Close()
+	f := newRouterFixture(t, target.URL)
+	f.pass(t)
+	f.awaitWake(t)
+	if d := f.pass(t).Deliveries[0]; d.Phase != funnelv1.DeliveryPending || d.Attempts != 1 || d.NextAttemptTime == nil {
+		t.Fatalf("after the 503: %+v", d)
+	}
+
+	f.update(t, func(s *funnelv1.FunnelSubscription) { s.Spec.Suspend = true })
+	f.clock.Step(time.Minute)
+	res := f.pass(t)
+	if d := res.Deliveries[0]; d.Phase != funnelv1.DeliveryPending || d.Attempts != 1 || d.Reason != funnelv1.WaitSuspended ||
+		res.Settling || res.RequeueAfter != pausedRecheck {
+		t.Fatalf("suspended: %+v, %+v", d, res)
+	}
+
+	f.update(t, func(s *funnelv1.FunnelSubscription) { s.Spec.Suspend = false })
+	if d := f.pass(t).Deliveries[0]; d.Reason != "" {
+		t.Fatalf("resumed: %+v", d)
+	}
+	f.awaitWake(t)
+	if d := f.pass(t).Deliveries[0]; d.Phase != funnelv1.DeliverySucceeded || d.Attempts != 2 || d.Reason != "" {
+		t.Fatalf("after resuming: %+v", d)
+	}
+	if hits.Load() != 2 {
+		t.Errorf("the target got %d requests, want 2", hits.Load())
+	}
+}
+
+// TestDispatchDeadLettersAnExhaustedDelivery: the same state machine runs the dead
+// letter once the delivery's retries are exhausted, with the failure context.
+func TestDispatchDeadLettersAnExhaustedDelivery(t *testing.T) {
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusBadGateway) }))
+	defer target.Close()
+	letters := make(chan http.Header, 2)
+	dlq := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { letters <- r.Header.Clone() }))
+	defer dlq.Close()
+	f := newRouterFixture(t, target.URL)
+	f.update(t, func(s *funnelv1.FunnelSubscription) {
+		s.Spec.Delivery.Retries = ptr.To[int32](1)
+		s.Spec.Delivery.DeadLetter = &funnelv1.Action{HTTP: &funnelv1.HTTPAction{URL: dlq.URL}}
+	})
+	f.pass(t)
+	f.awaitWake(t)
+	if d := f.pass(t).Deliveries[0]; d.Phase != funnelv1.DeliveryPending || d.Attempts != 1 {
+		t.Fatalf("after the first attempt: %+v", d)
+	}
+	f.clock.Step(time.Minute)
+	f.pass(t)
+	f.awaitWake(t)
+	d := f.pass(t).Deliveries[0]
+	if d.Phase != funnelv1.DeliveryFailed || d.Attempts != 2 || d.ResponseCode != 502 || d.DeadLetter == nil || d.DeadLetter.Phase != funnelv1.DeliveryPending {
+		t.Fatalf("after the retries: %+v, dead letter %+v", d, d.DeadLetter)
+	}
+	f.awaitWake(t)
+	d = f.pass(t).Deliveries[0]
+	if dl := d.DeadLetter; dl.Phase != funnelv1.DeliverySucceeded || dl.Attempts != 1 || dl.ResponseCode != 200 || dl.CompletionTime == nil {
+		t.Fatalf("dead letter: %+v", dl)
+	}
+	if h := <-letters; h.Get("X-Funnel-Dead-Letter") != "true" {
+		t.Errorf("dead letter headers: %v", h)
+	}
+	if len(letters) != 0 {
+		t.Error("the dead letter was sent twice")
 	}
 }
