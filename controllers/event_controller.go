@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/prometheus/client_golang/prometheus"
 	batchv1 "k8s.io/api/batch/v1"
@@ -11,6 +12,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/util/sets"
+	"k8s.io/client-go/util/workqueue"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -172,6 +174,9 @@ func (r *EventReconciler) SetupWithManager(mgr ctrl.Manager, concurrency int) er
 	if w, ok := r.Dispatcher.(waker); ok {
 		b = b.WatchesRawSource(w.Wakeups(family))
 	}
+	if o, ok := r.Dispatcher.(orderer); ok {
+		b = b.Watches(&funnelv1.FunnelEvent{}, turns(o, family))
+	}
 	return b.Complete(r)
 }
 
@@ -222,6 +227,59 @@ func subscriptionChanged() predicate.Predicate {
 // HTTP attempts) and then wakes the events it was for, among those mine admits.
 type waker interface {
 	Wakeups(mine predicate.Predicate) source.Source
+}
+
+// orderer is a Dispatcher that delivers the events of a subject in order: it names the
+// events whose turn may have come when an event finishes a delivery or leaves the cache.
+type orderer interface {
+	Next(ctx context.Context, ev *funnelv1.FunnelEvent) ([]funnelv1.FunnelEvent, error)
+}
+
+// turns wakes, among the events mine admits, those whose turn came: when an event's
+// delivery finishes, or it leaves the cache (finished, or deleted). It acts on what the
+// cache has just been told, so the woken pass sees the finished delivery.
+func turns(o orderer, mine predicate.Predicate) handler.EventHandler {
+	wake := func(ctx context.Context, ev *funnelv1.FunnelEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+		events, err := o.Next(ctx, ev)
+		if err != nil {
+			ctrl.LoggerFrom(ctx).Error(err, "Waking the next events of a subject; they wake on their own timers", "event", klog.KObj(ev))
+			return
+		}
+		for i := range events {
+			if mine.Generic(event.GenericEvent{Object: &events[i]}) {
+				q.Add(reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&events[i])})
+			}
+		}
+	}
+	return handler.Funcs{
+		UpdateFunc: func(ctx context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			old, okOld := e.ObjectOld.(*funnelv1.FunnelEvent)
+			ev, okNew := e.ObjectNew.(*funnelv1.FunnelEvent)
+			if okOld && okNew && finishedADelivery(old, ev) {
+				wake(ctx, ev, q)
+			}
+		},
+		DeleteFunc: func(ctx context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			if ev, ok := e.Object.(*funnelv1.FunnelEvent); ok {
+				wake(ctx, ev, q)
+			}
+		},
+	}
+}
+
+// finishedADelivery tells whether ev has a finished delivery that old had not finished
+// (or not routed).
+func finishedADelivery(old, ev *funnelv1.FunnelEvent) bool {
+	for _, d := range ev.Status.Deliveries {
+		if d.Phase != funnelv1.DeliverySucceeded && d.Phase != funnelv1.DeliveryFailed {
+			continue
+		}
+		i := slices.IndexFunc(old.Status.Deliveries, func(o funnelv1.DeliveryStatus) bool { return o.Subscription == d.Subscription })
+		if i < 0 || old.Status.Deliveries[i].Phase != d.Phase {
+			return true
+		}
+	}
+	return false
 }
 
 // familyPredicate admits events whose event-type label is a known type of the family;

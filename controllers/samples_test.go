@@ -41,6 +41,7 @@ var _ = Describe("config/samples", func() {
 		Eventually(subscriptionReady(ns, "move-in-charges")).Should(HaveField("Reason", funnelv1.ReasonReady))
 		Eventually(subscriptionReady(ns, "crm-prospects")).Should(HaveField("Reason", funnelv1.ReasonReady))
 		Eventually(subscriptionReady(ns, "leasing-broker")).Should(HaveField("Reason", funnelv1.ReasonReady))
+		Eventually(subscriptionReady(ns, "crm-application-timeline")).Should(HaveField("Reason", funnelv1.ReasonReady))
 
 		for name, data := range map[string]map[string]string{
 			"pms-sync":              {"signing-key": whsec("old key"), "signing-key-next": whsec("new key"), "api-key": "Bearer k"},

@@ -66,7 +66,7 @@ const (
 )
 
 // DeliveryWaitReason says why a Pending delivery is held back instead of attempted.
-// +kubebuilder:validation:Enum=SubscriptionNotReady;Suspended
+// +kubebuilder:validation:Enum=SubscriptionNotReady;Suspended;Ordering
 type DeliveryWaitReason string
 
 const (
@@ -76,6 +76,9 @@ const (
 	WaitSubscriptionNotReady DeliveryWaitReason = "SubscriptionNotReady"
 	// WaitSuspended: the subscription is suspended; the delivery goes ahead when resumed.
 	WaitSuspended DeliveryWaitReason = "Suspended"
+	// WaitOrdering: the subscription orders deliveries by subject, and an earlier event of
+	// this one's subject has not finished its delivery yet (the message names it).
+	WaitOrdering DeliveryWaitReason = "Ordering"
 )
 
 // FunnelEventSpec is the event exactly as Funnel sent it. It is written once, by the
@@ -188,7 +191,7 @@ type DeliveryStatus struct {
 	AttemptStatus `json:",inline"`
 
 	// reason, while the delivery is Pending but held back rather than attempted, says why:
-	// SubscriptionNotReady or Suspended. Empty otherwise.
+	// SubscriptionNotReady, Suspended or Ordering. Empty otherwise.
 	// +optional
 	Reason DeliveryWaitReason `json:"reason,omitempty"`
 

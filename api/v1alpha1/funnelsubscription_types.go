@@ -263,6 +263,34 @@ type DeliveryPolicy struct {
 	DeadLetter *Action `json:"deadLetter,omitempty"`
 }
 
+// OrderingKey is the subject whose events a subscription receives in order.
+// +kubebuilder:validation:Enum=lease-transaction;community;unit;client;renter
+type OrderingKey string
+
+const (
+	OrderByLeaseTransaction OrderingKey = "lease-transaction"
+	OrderByCommunity        OrderingKey = "community"
+	OrderByUnit             OrderingKey = "unit"
+	OrderByClient           OrderingKey = "client"
+	OrderByRenter           OrderingKey = "renter"
+)
+
+// OrderingKeys lists every ordering key.
+var OrderingKeys = []OrderingKey{OrderByLeaseTransaction, OrderByCommunity, OrderByUnit, OrderByClient, OrderByRenter}
+
+// Label is the event label that carries the key's value: funnel.leasing.dev/<key>-id.
+func (k OrderingKey) Label() string { return "funnel.leasing.dev/" + string(k) + "-id" }
+
+// Ordering delivers the events about one subject one at a time, in the order they
+// happened.
+type Ordering struct {
+	// key is the subject: lease-transaction, community, unit, client or renter, read from
+	// the event's funnel.leasing.dev/<key>-id label. Events without that label are not
+	// held back.
+	// +required
+	Key OrderingKey `json:"key"`
+}
+
 // FunnelSubscriptionSpec says which events go to which action, and how they are retried.
 type FunnelSubscriptionSpec struct {
 	// eventTypes the subscription wants: exact names (lease.move_in), prefix patterns
@@ -309,6 +337,14 @@ type FunnelSubscriptionSpec struct {
 	// action is what happens with a matching event.
 	// +required
 	Action Action `json:"action"`
+
+	// ordering, when set, delivers the events of one subject (e.g. one lease transaction)
+	// to this subscription one at a time, in occurredAt order (receivedAt, then the name,
+	// breaking ties): an event waits (reason Ordering, naming the event ahead) until every
+	// earlier unfinished event of its subject has succeeded here or failed for good (its
+	// dead letter, if any, then runs on its own). Events of other subjects are not held.
+	// +optional
+	Ordering *Ordering `json:"ordering,omitempty"`
 
 	// delivery is the retry and dead-letter policy.
 	// +optional

@@ -16,7 +16,7 @@ import (
 // those events, whatever timer they wait on.
 const IndexDeliveringTo = "funnel.leasing.dev/delivering-to"
 
-// IndexDeliveries registers IndexDeliveringTo with the manager's cache.
+// IndexDeliveries registers IndexDeliveringTo and IndexSubject with the manager's cache.
 func IndexDeliveries(ctx context.Context, indexer client.FieldIndexer) error {
 	err := indexer.IndexField(ctx, &funnelv1.FunnelEvent{}, IndexDeliveringTo, func(o client.Object) []string {
 		ev, ok := o.(*funnelv1.FunnelEvent)
@@ -33,6 +33,9 @@ func IndexDeliveries(ctx context.Context, indexer client.FieldIndexer) error {
 	})
 	if err != nil {
 		return fmt.Errorf("indexing FunnelEvents by the subscriptions they deliver to: %w", err)
+	}
+	if err := indexer.IndexField(ctx, &funnelv1.FunnelEvent{}, IndexSubject, subjectsOf); err != nil {
+		return fmt.Errorf("indexing FunnelEvents by subject: %w", err)
 	}
 	return nil
 }

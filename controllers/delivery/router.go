@@ -192,33 +192,14 @@ func (r *Router) route(ctx context.Context, ev *funnelv1.FunnelEvent) ([]funnelv
 		return nil, fmt.Errorf("listing FunnelSubscriptions: %w", err)
 	}
 	slices.SortFunc(subs.Items, func(a, b funnelv1.FunnelSubscription) int { return strings.Compare(a.Name, b.Name) })
-	log := ctrl.LoggerFrom(ctx)
 	var input map[string]any
 	var out []funnelv1.DeliveryStatus
 	for i := range subs.Items {
 		sub := &subs.Items[i]
-		if sub.Spec.Suspend ||
-			(sub.Spec.Receiver != "" && sub.Spec.Receiver != ev.Spec.Receiver) ||
-			!TypeMatches(sub.Spec.EventTypes, ev.Spec.Type) {
+		if ok, err := r.wants(ctx, sub, ev, &input); err != nil {
+			return nil, err
+		} else if !ok {
 			continue
-		}
-		if sub.Spec.Filter != "" {
-			f, err := r.filter(sub)
-			if err != nil {
-				continue // reported in the subscription's Ready condition
-			}
-			if input == nil {
-				if input, err = EventInput(ev); err != nil {
-					return nil, err
-				}
-			}
-			ok, err := f.Match(ctx, input)
-			if err != nil {
-				log.V(1).Info("Filter did not evaluate; not matching", "subscription", sub.Name, "error", err.Error())
-			}
-			if !ok {
-				continue
-			}
 		}
 		if len(out) == MaxDeliveries {
 			r.Recorder.Eventf(ev, nil, corev1.EventTypeWarning, "TooManySubscriptions", "Route",
@@ -228,6 +209,34 @@ func (r *Router) route(ctx context.Context, ev *funnelv1.FunnelEvent) ([]funnelv
 		out = append(out, funnelv1.DeliveryStatus{Subscription: sub.Name, AttemptStatus: funnelv1.AttemptStatus{Phase: funnelv1.DeliveryPending}})
 	}
 	return out, nil
+}
+
+// wants tells whether sub wants ev: not suspended, of its receiver if it names one, of a
+// matching type, and with a filter that compiles and is true for it. input is the
+// filter's view of ev, built on first use and kept for the caller's next question.
+func (r *Router) wants(ctx context.Context, sub *funnelv1.FunnelSubscription, ev *funnelv1.FunnelEvent, input *map[string]any) (bool, error) {
+	if sub.Spec.Suspend ||
+		(sub.Spec.Receiver != "" && sub.Spec.Receiver != ev.Spec.Receiver) ||
+		!TypeMatches(sub.Spec.EventTypes, ev.Spec.Type) {
+		return false, nil
+	}
+	if sub.Spec.Filter == "" {
+		return true, nil
+	}
+	f, err := r.filter(sub)
+	if err != nil {
+		return false, nil // reported in the subscription's Ready condition
+	}
+	if *input == nil {
+		if *input, err = EventInput(ev); err != nil {
+			return false, err
+		}
+	}
+	ok, err := f.Match(ctx, *input)
+	if err != nil {
+		ctrl.LoggerFrom(ctx).V(1).Info("Filter did not evaluate; not matching", "subscription", sub.Name, "error", err.Error())
+	}
+	return ok, nil
 }
 
 // notReady is the subscription's Ready condition when the subscription controller has
@@ -289,6 +298,14 @@ func (r *Router) advance(ctx context.Context, fx *effects, ev *funnelv1.FunnelEv
 		reason, msg = funnelv1.WaitSuspended, "FunnelSubscription "+sub.Name+" is suspended"
 	} else if c != nil {
 		reason, msg = funnelv1.WaitSubscriptionNotReady, fmt.Sprintf("FunnelSubscription %s is not Ready: %s: %s", sub.Name, c.Reason, c.Message)
+	}
+	if reason == "" && !running && !finished(d.Phase) && sub.Spec.Ordering != nil {
+		if head, err := r.ahead(ctx, ev, &sub); err != nil {
+			reason, msg = funnelv1.WaitOrdering, "cannot tell whether an earlier event goes first: "+err.Error()
+		} else if head != "" {
+			key := sub.Spec.Ordering.Key
+			reason, msg = funnelv1.WaitOrdering, fmt.Sprintf("waiting for FunnelEvent %s, earlier for %s %s", head, key, ev.Labels[key.Label()])
+		}
 	}
 	if reason != "" && !running {
 		if d.Phase == funnelv1.DeliveryPending {
