@@ -20,6 +20,9 @@ const (
 	// ConditionContentConflict is True on an event whose identity (receiver, id, type) was
 	// received before with different content: it is stored and processed as a variant.
 	ConditionContentConflict = "ContentConflict"
+	// ConditionDegraded is True on a FunnelSubscription whose circuit breaker is open: its
+	// destination keeps failing (reason DestinationFailing), since lastTransitionTime.
+	ConditionDegraded = "Degraded"
 )
 
 // Condition reasons of FunnelEvent.
@@ -111,6 +114,10 @@ const (
 	// ReasonServiceAccountRequired means the action needs the cluster (a Job, a Secret) but
 	// the subscription names no ServiceAccount and the operator has no default one.
 	ReasonServiceAccountRequired = "ServiceAccountRequired"
+	// ReasonDestinationFailing (Degraded=True): the circuit breaker is open.
+	ReasonDestinationFailing = "DestinationFailing"
+	// ReasonDestinationAnswering (Degraded=False): the breaker closed again.
+	ReasonDestinationAnswering = "DestinationAnswering"
 )
 
 // Field selectors of FunnelEvents (CRD selectableFields): `kubectl get fev

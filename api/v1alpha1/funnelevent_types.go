@@ -66,7 +66,7 @@ const (
 )
 
 // DeliveryWaitReason says why a Pending delivery is held back instead of attempted.
-// +kubebuilder:validation:Enum=SubscriptionNotReady;Suspended;Ordering
+// +kubebuilder:validation:Enum=SubscriptionNotReady;Suspended;Ordering;CircuitOpen
 type DeliveryWaitReason string
 
 const (
@@ -79,6 +79,9 @@ const (
 	// WaitOrdering: the subscription orders deliveries by subject, and an earlier event of
 	// this one's subject has not finished its delivery yet (the message names it).
 	WaitOrdering DeliveryWaitReason = "Ordering"
+	// WaitCircuitOpen: the subscription's destination keeps failing (its circuit breaker is
+	// open); the delivery waits for a probe to find it answering, without spending a retry.
+	WaitCircuitOpen DeliveryWaitReason = "CircuitOpen"
 )
 
 // FunnelEventSpec is the event exactly as Funnel sent it. It is written once, by the
@@ -191,7 +194,7 @@ type DeliveryStatus struct {
 	AttemptStatus `json:",inline"`
 
 	// reason, while the delivery is Pending but held back rather than attempted, says why:
-	// SubscriptionNotReady, Suspended or Ordering. Empty otherwise.
+	// SubscriptionNotReady, Suspended, Ordering or CircuitOpen. Empty otherwise.
 	// +optional
 	Reason DeliveryWaitReason `json:"reason,omitempty"`
 

@@ -256,6 +256,11 @@ type DeliveryPolicy struct {
 	// +kubebuilder:validation:Pattern="^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$"
 	Timeout *metav1.Duration `json:"timeout,omitempty"`
 
+	// circuitBreaker stops a destination that keeps failing from being hammered by every
+	// event's retries: see CircuitBreaker. On by default for HTTP actions.
+	// +optional
+	CircuitBreaker *CircuitBreaker `json:"circuitBreaker,omitempty"`
+
 	// deadLetter runs once for a delivery that failed for good, with the failure context:
 	// an HTTP dead letter receives {"event": <envelope>, "subscription", "failure": {...}},
 	// a Job dead letter also gets FUNNEL_DELIVERY_ERROR and FUNNEL_DELIVERY_ATTEMPTS.
@@ -289,6 +294,55 @@ type Ordering struct {
 	// held back.
 	// +required
 	Key OrderingKey `json:"key"`
+}
+
+// CircuitBreaker opens after consecutiveFailures retryable failures in a row (HTTP 408,
+// 429, 5xx, timeouts, connection errors) across the subscription's HTTP deliveries.
+// While open, deliveries wait (reason CircuitOpen) instead of spending their retries, and
+// one attempt at a time probes the destination, every probeInterval, doubling after each
+// failed probe up to maxBackoff; the first answer that is not a retryable failure closes
+// it and every waiting delivery goes ahead.
+type CircuitBreaker struct {
+	// consecutiveFailures that open the breaker; 0 turns it off.
+	// +optional
+	// +kubebuilder:default=5
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=1000
+	ConsecutiveFailures *int32 `json:"consecutiveFailures,omitempty"`
+
+	// probeInterval is the wait before the first probe of an open breaker.
+	// +optional
+	// +kubebuilder:default="10s"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern="^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$"
+	ProbeInterval *metav1.Duration `json:"probeInterval,omitempty"`
+}
+
+// Circuit breaker defaults.
+const (
+	DefaultBreakerFailures      int32 = 5
+	DefaultBreakerProbeInterval       = 10 * time.Second
+)
+
+// CircuitStatus is the state of an open circuit breaker.
+type CircuitStatus struct {
+	// since is when the breaker opened.
+	// +required
+	Since metav1.Time `json:"since"`
+
+	// consecutiveFailures is the count of retryable failures in a row so far.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	ConsecutiveFailures int32 `json:"consecutiveFailures,omitempty"`
+
+	// nextProbeTime is when the next probe may go.
+	// +optional
+	NextProbeTime *metav1.Time `json:"nextProbeTime,omitempty"`
+
+	// lastError is the last failure's reason.
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	LastError string `json:"lastError,omitempty"`
 }
 
 // FunnelSubscriptionSpec says which events go to which action, and how they are retried.
@@ -360,6 +414,8 @@ type FunnelSubscriptionStatus struct {
 
 	// conditions: Ready is True when the filter compiles, the Secrets it needs exist and
 	// its ServiceAccount may read them, and its Job templates pass a dry run as that account.
+	// Degraded is True while the circuit breaker is open (reason DestinationFailing, since
+	// its lastTransitionTime).
 	// +optional
 	// +listType=map
 	// +listMapKey=type
@@ -380,6 +436,11 @@ type FunnelSubscriptionStatus struct {
 	// +optional
 	// +kubebuilder:validation:Minimum=0
 	Failed int64 `json:"failed,omitempty"`
+
+	// circuit is the state of the circuit breaker while it is open (the destination keeps
+	// failing); absent while closed.
+	// +optional
+	Circuit *CircuitStatus `json:"circuit,omitempty"`
 
 	// lastDeliveryTime is when a delivery last finished.
 	// +optional

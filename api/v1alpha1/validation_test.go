@@ -426,6 +426,18 @@ var _ = Describe("FunnelSubscription schema", func() {
 		Entry("ordered by lease transaction", func(s map[string]any) { set(s, "ordering", map[string]any{"key": "lease-transaction"}) }, ""),
 		Entry("ordered by an unknown subject", func(s map[string]any) { set(s, "ordering", map[string]any{"key": "building"}) }, `spec.ordering.key: Unsupported value: "building"`),
 		Entry("ordering without a key", func(s map[string]any) { set(s, "ordering", map[string]any{}) }, "spec.ordering.key: Required value"),
+		Entry("a circuit breaker", func(s map[string]any) {
+			set(s, "delivery.circuitBreaker", map[string]any{"consecutiveFailures": int64(3), "probeInterval": "30s"})
+		}, ""),
+		Entry("a circuit breaker turned off", func(s map[string]any) {
+			set(s, "delivery.circuitBreaker", map[string]any{"consecutiveFailures": int64(0)})
+		}, ""),
+		Entry("negative breaker failures", func(s map[string]any) {
+			set(s, "delivery.circuitBreaker", map[string]any{"consecutiveFailures": int64(-1)})
+		},
+			"spec.delivery.circuitBreaker.consecutiveFailures: Invalid value"),
+		Entry("probe interval not a duration", func(s map[string]any) { set(s, "delivery.circuitBreaker", map[string]any{"probeInterval": "soon"}) },
+			"spec.delivery.circuitBreaker.probeInterval"),
 		Entry("delay not a duration", func(s map[string]any) { set(s, "delivery.backoffDelay", "soon") }, "spec.delivery.backoffDelay"),
 		Entry("filter too long", func(s map[string]any) { set(s, "filter", strings.Repeat("x", 4097)) }, "spec.filter: Too long"),
 		Entry("a ServiceAccount", func(s map[string]any) { set(s, "serviceAccountName", "funnel-actions") }, ""),

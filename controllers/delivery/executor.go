@@ -243,9 +243,21 @@ func (e *Executor) execute(ctx context.Context, t *task) {
 	if stopped {
 		return
 	}
+	wakeUp(wakes, t.wake)
+}
+
+// wake tells the controllers whose event obj is that it has work.
+func (e *Executor) wake(obj client.Object) {
+	e.mu.Lock()
+	wakes := slices.Clone(e.wakes)
+	e.mu.Unlock()
+	wakeUp(wakes, obj)
+}
+
+func wakeUp(wakes []wakeTarget, obj client.Object) {
 	for _, w := range wakes {
-		if w.mine.Generic(event.GenericEvent{Object: t.wake}) {
-			w.queue.Add(reconcile.Request{NamespacedName: client.ObjectKeyFromObject(t.wake)})
+		if w.mine.Generic(event.GenericEvent{Object: obj}) {
+			w.queue.Add(reconcile.Request{NamespacedName: client.ObjectKeyFromObject(obj)})
 		}
 	}
 }

@@ -30,7 +30,7 @@ var (
 )
 
 func init() {
-	metrics.Registry.MustRegister(deliveriesTotal, deliveryDuration, executorRunning, executorWaiting)
+	metrics.Registry.MustRegister(deliveriesTotal, deliveryDuration, executorRunning, executorWaiting, circuitOpen, circuitTransitions)
 }
 
 // ForgetSubscription removes the series of a deleted subscription: where subscriptions
@@ -39,4 +39,6 @@ func ForgetSubscription(key types.NamespacedName) {
 	label := key.Namespace + "/" + key.Name
 	deliveriesTotal.DeletePartialMatch(prometheus.Labels{"subscription": label})
 	deliveryDuration.DeleteLabelValues(label)
+	circuitOpen.DeleteLabelValues(label)
+	circuitTransitions.DeletePartialMatch(prometheus.Labels{"subscription": label})
 }

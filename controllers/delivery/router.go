@@ -115,6 +115,7 @@ type Router struct {
 	filtersMu sync.Mutex
 	filters   map[types.UID]compiledFilter
 	routes    pendingRoutes
+	breakers  breakers
 }
 
 type compiledFilter struct {
@@ -179,6 +180,8 @@ type step struct {
 	wait time.Duration
 	// settling: an HTTP attempt handed over less than SettleTime ago, not recorded yet.
 	settling bool
+	// ended: how the attempt this step recorded ended.
+	ended ending
 }
 
 // route finds the subscriptions of the event's namespace that want it: not suspended, of
@@ -321,12 +324,15 @@ func (r *Router) advance(ctx context.Context, fx *effects, ev *funnelv1.FunnelEv
 	key := sub.Namespace + "/" + sub.Name
 	pol := policyOf(sub.Spec.Delivery)
 	seq := sequence{status: &d.AttemptStatus, action: r.actionOf(ev, details, &sub, &sub.Spec.Action, d, false),
-		retries: pol.retries, pol: pol, metric: key}
+		retries: pol.retries, pol: pol, metric: key, gate: r.circuitGate(ev, &sub)}
 	if pol.timeout > 0 {
 		seq.deadline = ev.Spec.ReceivedAt.Add(pol.timeout)
 	}
 	st, t := r.step(ctx, seq, now)
+	r.recordOutcome(fx, ev, &sub, &d.AttemptStatus, st, now)
 	switch t {
+	case gated:
+		hold(d, funnelv1.WaitCircuitOpen, circuitHeld(&sub))
 	case succeeded:
 		fx.count(key, "succeeded")
 		fx.finished(client.ObjectKeyFromObject(&sub), true, now)

@@ -22,6 +22,9 @@ type sequence struct {
 	deadline time.Time
 	// metric is the subscription's series (namespace/name).
 	metric string
+	// gate, when set, may hold back the next attempt (number) — the circuit breaker —
+	// saying when to ask again.
+	gate func(number int32, now time.Time) (bool, time.Duration)
 }
 
 // transition is what a step did to its sequence, for the caller to tell others.
@@ -33,6 +36,19 @@ const (
 	retrying
 	succeeded
 	failed
+	// gated: the next attempt was due and the gate held it back.
+	gated
+)
+
+// ending is how the attempt a step recorded ended, for the circuit breaker.
+type ending int
+
+const (
+	endNone ending = iota
+	// endAnswered: the destination answered (success, or a permanent refusal).
+	endAnswered
+	// endFailed: a retryable failure (408, 429, 5xx, timeout, connection error).
+	endFailed
 )
 
 // step moves a sequence as far as it can go now: it makes its next attempt when due (or
@@ -55,6 +71,11 @@ func (r *Router) step(ctx context.Context, seq sequence, now time.Time) (step, t
 
 	// An attempt under way is looked at before the timeout is applied: one that ended in
 	// time (a Job that completed) counts, however late this pass comes.
+	if s.Phase != funnelv1.DeliveryRunning && seq.gate != nil {
+		if ok, wait := seq.gate(s.Attempts+1, now); !ok {
+			return step{wait: wait}, gated
+		}
+	}
 	a := seq.action.attempt(ctx, s)
 	if a.running && expired {
 		if note, stopped := seq.action.stop(ctx, a); stopped {
@@ -78,21 +99,28 @@ func (r *Router) step(ctx context.Context, seq sequence, now time.Time) (step, t
 	}
 	observeCall(seq.metric, a)
 	s.ResponseCode, s.LastError, s.Job = a.code, trim(a.err), a.job
+	ended := endNone
+	switch {
+	case a.retryable:
+		ended = endFailed
+	case a.succeeded || a.code != 0:
+		ended = endAnswered
+	}
 	switch {
 	case a.succeeded:
 		end(s, funnelv1.DeliverySucceeded, now, "")
-		return step{}, succeeded
+		return step{ended: ended}, succeeded
 	case a.retryable && s.Attempts <= seq.retries:
 		wait := seq.pol.retryWait(s.Attempts, a.retryAfter)
 		if !seq.deadline.IsZero() && now.Add(wait).After(seq.deadline) {
 			end(s, funnelv1.DeliveryFailed, now, fmt.Sprintf("delivery timeout of %s would pass before the next retry; last error: %s", seq.pol.timeout, a.err))
-			return step{}, failed
+			return step{ended: ended}, failed
 		}
 		s.Phase, s.NextAttemptTime = funnelv1.DeliveryPending, metaTime(now.Add(wait))
-		return step{wait: wait}, retrying
+		return step{wait: wait, ended: ended}, retrying
 	default:
 		end(s, funnelv1.DeliveryFailed, now, a.err)
-		return step{}, failed
+		return step{ended: ended}, failed
 	}
 }
 
