@@ -24,7 +24,7 @@ var _ = Describe("config/samples", func() {
 		Expect(err).NotTo(HaveOccurred())
 		files, err := filepath.Glob(filepath.Join(testenv.Root(), "config", "samples", "funnel_*.yaml"))
 		Expect(err).NotTo(HaveOccurred())
-		Expect(files).To(HaveLen(6))
+		Expect(files).To(HaveLen(7))
 		for _, f := range files {
 			raw, err := os.ReadFile(f)
 			Expect(err).NotTo(HaveOccurred())

@@ -79,7 +79,7 @@ var _ = Describe("config/default", func() {
 		Expect(k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "samples"}})).To(Succeed())
 		out, err := testenv.Kubectl(env, "apply", "--dry-run=server", "-n", "samples", "-k", filepath.Join(testenv.Root(), "config", "samples"))
 		Expect(err).NotTo(HaveOccurred(), out)
-		Expect(strings.Count(out, "(server dry run)")).To(Equal(8), "the ServiceAccount, Role and RoleBinding of the subscriptions, and five samples")
+		Expect(strings.Count(out, "(server dry run)")).To(Equal(9), "the ServiceAccount, Role and RoleBinding of the subscriptions, and six samples")
 	})
 
 	It("installs as a kubectl plugin: kubectl finds kubectl-funnel on PATH", func() {
