@@ -292,14 +292,19 @@ type FunnelEvent struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
 
-	// spec is the event as received; immutable.
+	// spec is the event as received; immutable. One value for field ownership: written
+	// once, it needs no per-field managedFields.
 	// +required
+	// +structType=atomic
 	Spec FunnelEventSpec `json:"spec"`
 
 	// status is what the operator did with the event. An event no reconciler has looked
 	// at yet reads as phase Pending.
+	// One value for field ownership: the operator alone writes it, with merge patches,
+	// so per-field managedFields would only add bytes to every event.
 	// +optional
 	// +kubebuilder:default={phase: Pending}
+	// +structType=atomic
 	Status FunnelEventStatus `json:"status,omitempty"`
 }
 
