@@ -112,8 +112,7 @@ func costArms() []costArm {
 		{name: "the controllers' status write", variant: variantShipped, op: controllersWrite},
 		{name: "the controllers' status write", variant: variantNoRule, op: controllersWrite},
 		{name: "the controllers' status write", variant: variantPolicy, op: controllersWrite},
-		{name: "the controllers' status write", variant: variantAtomic, op: controllersWrite},
-		{name: "the controllers' status write", variant: variantAtomic2, op: controllersWrite},
+		{name: "the controllers' status write", variant: variantGranular, op: controllersWrite},
 		{name: "get", variant: "real", op: func(ctx context.Context, v *variant, ev *funnelv1.FunnelEvent) error {
 			return v.c.Get(ctx, client.ObjectKeyFromObject(ev), &funnelv1.FunnelEvent{})
 		}},
@@ -143,7 +142,7 @@ func (b *bench) costs(ctx context.Context) error {
 		return err
 	}
 	src := newSource(b.o.seed, 300, 0)
-	// 28 measurements a round: 500 objects each keeps the phase to a few minutes.
+	// 26 measurements a round: 500 objects each keeps the phase to a few minutes.
 	count, rounds := pick(&b.o, 500, 200), pick(&b.o, 3, 1)
 	arms := costArms()
 	if b.o.cbor {

@@ -53,19 +53,17 @@ type crdChange struct {
 
 // The copies of the FunnelEvent CRD.
 const (
-	variantShipped = "shipped"
-	variantNoRule  = "no spec rule"
-	variantPolicy  = "spec rule in an admission policy"
-	variantAtomic  = "atomic status"
-	variantAtomic2 = "atomic spec and status"
+	variantShipped  = "shipped"
+	variantNoRule   = "no spec rule"
+	variantPolicy   = "spec rule in an admission policy"
+	variantGranular = "per-field spec and status"
 )
 
 var crdChanges = []crdChange{
 	{name: variantShipped, group: "a.funnel.bench.dev"},
 	{name: variantNoRule, group: "b.funnel.bench.dev", change: dropSpecRule},
 	{name: variantPolicy, group: "c.funnel.bench.dev", change: dropSpecRule, specPolicy: true},
-	{name: variantAtomic, group: "d.funnel.bench.dev", change: atomic("status")},
-	{name: variantAtomic2, group: "e.funnel.bench.dev", change: atomic("spec", "status")},
+	{name: variantGranular, group: "d.funnel.bench.dev", change: granular("spec", "status")},
 }
 
 // dropSpecRule removes the spec's immutability rule.
@@ -80,15 +78,16 @@ func dropSpecRule(s *apiextensionsv1.JSONSchemaProps) error {
 	return nil
 }
 
-// atomic makes the fields one value each for field ownership.
-func atomic(fields ...string) func(*apiextensionsv1.JSONSchemaProps) error {
+// granular gives the fields' own fields their own managedFields entries (what the CRD had
+// before spec and status became atomic).
+func granular(fields ...string) func(*apiextensionsv1.JSONSchemaProps) error {
 	return func(s *apiextensionsv1.JSONSchemaProps) error {
 		for _, f := range fields {
 			p, ok := s.Properties[f]
-			if !ok {
-				return fmt.Errorf("the FunnelEvent CRD has no %s", f)
+			if !ok || p.XMapType == nil || *p.XMapType != "atomic" {
+				return fmt.Errorf("the FunnelEvent CRD's %s is not atomic any more: the costs phase's variants need updating", f)
 			}
-			p.XMapType = ptrTo("atomic")
+			p.XMapType = nil
 			s.Properties[f] = p
 		}
 		return nil
