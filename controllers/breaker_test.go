@@ -70,3 +70,25 @@ var _ = Describe("Circuit breaker", func() {
 		Expect(metricValue("funnel_circuit_open", map[string]string{"subscription": ns + "/pms"})).To(Equal(0.0))
 	})
 })
+
+var _ = Describe("maxInFlight", func() {
+	It("bounds the requests in flight to one destination; every event is delivered", func() {
+		ns, path := openReceiverNamespace("inflight")
+		target := newOrderSink(200 * time.Millisecond)
+		subscribeReady(ns, "pms", funnelv1.FunnelSubscriptionSpec{EventTypes: []string{"*"},
+			Action:   funnelv1.Action{HTTP: &funnelv1.HTTPAction{URL: target.URL}},
+			Delivery: funnelv1.DeliveryPolicy{MaxInFlight: ptr(int32(2))}})
+		var names []string
+		for i := range 6 {
+			a := post(webhookURL, path, statusUpdate(200+i, 91000+i, i), nil)
+			Expect(a.code).To(Equal(http.StatusOK), a.body)
+			names = append(names, a.event())
+		}
+		for _, name := range names {
+			Eventually(getEvent(ns, name)).Should(finished(funnelv1.PhaseSucceeded))
+		}
+		delivered, _, most := target.got()
+		Expect(delivered).To(HaveLen(6))
+		Expect(most).To(Equal(2), "at most maxInFlight at once, and that many")
+	})
+})

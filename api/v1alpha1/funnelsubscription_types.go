@@ -256,6 +256,14 @@ type DeliveryPolicy struct {
 	// +kubebuilder:validation:Pattern="^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$"
 	Timeout *metav1.Duration `json:"timeout,omitempty"`
 
+	// maxInFlight bounds the subscription's HTTP requests in flight at once: the others
+	// wait their turn, in order (status Running, not yet sent). Unset, only the operator's
+	// per-namespace bound (--delivery-concurrency-per-namespace) applies.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1000
+	MaxInFlight *int32 `json:"maxInFlight,omitempty"`
+
 	// circuitBreaker stops a destination that keeps failing from being hammered by every
 	// event's retries: see CircuitBreaker. On by default for HTTP actions.
 	// +optional

@@ -429,6 +429,8 @@ var _ = Describe("FunnelSubscription schema", func() {
 		Entry("a circuit breaker", func(s map[string]any) {
 			set(s, "delivery.circuitBreaker", map[string]any{"consecutiveFailures": int64(3), "probeInterval": "30s"})
 		}, ""),
+		Entry("maxInFlight", func(s map[string]any) { set(s, "delivery.maxInFlight", int64(4)) }, ""),
+		Entry("maxInFlight 0", func(s map[string]any) { set(s, "delivery.maxInFlight", int64(0)) }, "spec.delivery.maxInFlight: Invalid value"),
 		Entry("a circuit breaker turned off", func(s map[string]any) {
 			set(s, "delivery.circuitBreaker", map[string]any{"consecutiveFailures": int64(0)})
 		}, ""),

@@ -145,6 +145,11 @@ func (in *DeliveryPolicy) DeepCopyInto(out *DeliveryPolicy) {
 		*out = new(v1.Duration)
 		**out = **in
 	}
+	if in.MaxInFlight != nil {
+		in, out := &in.MaxInFlight, &out.MaxInFlight
+		*out = new(int32)
+		**out = **in
+	}
 	if in.CircuitBreaker != nil {
 		in, out := &in.CircuitBreaker, &out.CircuitBreaker
 		*out = new(CircuitBreaker)

@@ -41,10 +41,14 @@ func (r *Router) actionOf(ev *funnelv1.FunnelEvent, details funnel.Details, sub 
 	}
 	h := httpAttempt{router: r, event: client.ObjectKeyFromObject(ev), uid: ev.UID, subscription: sub.Name,
 		summary: details.Summary, deadLetter: deadLetter, replays: ev.Status.Replays}
+	a := httpAction{h: h, wake: wakeObject(ev)}
 	if deadLetter {
 		h.failure = failureOf(d)
+		a.h = h
+	} else if m := sub.Spec.Delivery.MaxInFlight; m != nil {
+		a.limit = int(*m)
 	}
-	return httpAction{h: h, wake: wakeObject(ev)}
+	return a
 }
 
 // httpAction hands its attempts to the executor and reports them running until their
@@ -52,6 +56,8 @@ func (r *Router) actionOf(ev *funnelv1.FunnelEvent, details funnel.Details, sub 
 type httpAction struct {
 	h    httpAttempt
 	wake client.Object
+	// limit is the subscription's maxInFlight (0: none); its dead letter has none.
+	limit int
 }
 
 func (a httpAction) attempt(_ context.Context, s *funnelv1.AttemptStatus) attempt {
@@ -62,7 +68,7 @@ func (a httpAction) attempt(_ context.Context, s *funnelv1.AttemptStatus) attemp
 		h.number++
 	}
 	key := AttemptKey{Event: h.event, UID: h.uid, Replays: h.replays, Subscription: h.subscription, DeadLetter: h.deadLetter, Number: h.number}
-	st := h.router.Executor.attempt(key, a.wake, h.run)
+	st := h.router.Executor.attemptWithin(key, a.limit, a.wake, h.run)
 	if !st.done {
 		return attempt{running: true, submitted: st.submitted}
 	}

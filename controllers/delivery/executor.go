@@ -52,6 +52,9 @@ type task struct {
 	wake client.Object
 	run  func(context.Context) attempt
 
+	// limit bounds the attempts of the task's subscription running at once (0: none).
+	limit int
+
 	submitted, started, ended time.Time
 	done                      bool
 	outcome                   attempt
@@ -89,6 +92,7 @@ type Executor struct {
 	next    int                // the namespace whose turn it is, in turns
 	running int
 	active  map[string]int // running attempts per namespace
+	bySub   map[string]int // running attempts per subscription (namespace/name)
 	wakes   []wakeTarget
 }
 
@@ -107,7 +111,7 @@ func NewExecutor(workers, perNamespace int, clk clock.PassiveClock) *Executor {
 		perNamespace = DefaultExecutorWorkersPerNamespace
 	}
 	return &Executor{workers: workers, perNamespace: min(perNamespace, workers), clock: clk,
-		tasks: map[AttemptKey]*task{}, queues: map[string][]*task{}, active: map[string]int{}}
+		tasks: map[AttemptKey]*task{}, queues: map[string][]*task{}, active: map[string]int{}, bySub: map[string]int{}}
 }
 
 // NeedLeaderElection: attempts are made for the controllers, which run on the leader.
@@ -130,7 +134,7 @@ func (e *Executor) Start(ctx context.Context) error {
 		case <-ctx.Done():
 			e.wg.Wait()
 			e.mu.Lock()
-			e.tasks, e.queues, e.turns, e.next, e.active = map[AttemptKey]*task{}, map[string][]*task{}, nil, 0, map[string]int{}
+			e.tasks, e.queues, e.turns, e.next, e.active, e.bySub = map[AttemptKey]*task{}, map[string][]*task{}, nil, 0, map[string]int{}, map[string]int{}
 			e.mu.Unlock()
 			executorWaiting.Set(0)
 			return nil
@@ -143,6 +147,12 @@ func (e *Executor) Start(ctx context.Context) error {
 // over while it waits or runs. An unknown key is handed over now, to run as run; wake is
 // the object whose controllers learn when it ends.
 func (e *Executor) attempt(key AttemptKey, wake client.Object, run func(context.Context) attempt) attemptState {
+	return e.attemptWithin(key, 0, wake, run)
+}
+
+// attemptWithin is attempt, with at most limit attempts of key's subscription running at
+// once (0: no bound but the namespace's); the others wait their turn, in order.
+func (e *Executor) attemptWithin(key AttemptKey, limit int, wake client.Object, run func(context.Context) attempt) attemptState {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if t, ok := e.tasks[key]; ok {
@@ -154,7 +164,7 @@ func (e *Executor) attempt(key AttemptKey, wake client.Object, run func(context.
 		}
 		return attemptState{submitted: t.submitted}
 	}
-	t := &task{key: key, wake: wake, run: run, submitted: e.clock.Now()}
+	t := &task{key: key, wake: wake, run: run, limit: limit, submitted: e.clock.Now()}
 	e.tasks[key] = t
 	ns := key.Event.Namespace
 	if len(e.queues[ns]) == 0 {
@@ -179,6 +189,7 @@ func (e *Executor) schedule() {
 		}
 		e.running++
 		e.active[t.key.Event.Namespace]++
+		e.bySub[subOf(t.key)]++
 		t.started = e.clock.Now()
 		executorWaiting.Dec()
 		executorRunning.Inc()
@@ -187,8 +198,12 @@ func (e *Executor) schedule() {
 	}
 }
 
+// subOf is the subscription of an attempt, namespace/name.
+func subOf(k AttemptKey) string { return k.Event.Namespace + "/" + k.Subscription }
+
 // pop takes the first waiting attempt of the next namespace in turn that is below its
-// cap, and moves the turn past that namespace. e.mu is held.
+// cap (whose subscription is below its own), and moves the turn past that namespace.
+// e.mu is held.
 func (e *Executor) pop() *task {
 	for i := range e.turns {
 		at := (e.next + i) % len(e.turns)
@@ -197,9 +212,12 @@ func (e *Executor) pop() *task {
 			continue
 		}
 		q := e.queues[ns]
-		t := q[0]
-		q[0] = nil
-		if q = q[1:]; len(q) == 0 {
+		j := slices.IndexFunc(q, func(t *task) bool { return t.limit <= 0 || e.bySub[subOf(t.key)] < t.limit })
+		if j < 0 {
+			continue
+		}
+		t := q[j]
+		if q = slices.Delete(q, j, j+1); len(q) == 0 {
 			delete(e.queues, ns)
 			e.turns = slices.Delete(e.turns, at, at+1)
 			e.next = at // the namespace after it moved into its place
@@ -228,6 +246,11 @@ func (e *Executor) execute(ctx context.Context, t *task) {
 	ns := t.key.Event.Namespace
 	if e.active[ns]--; e.active[ns] == 0 {
 		delete(e.active, ns)
+	}
+	if sub := subOf(t.key); e.bySub[sub] <= 1 {
+		delete(e.bySub, sub)
+	} else {
+		e.bySub[sub]--
 	}
 	executorRunning.Dec()
 	stopped := ctx.Err() != nil

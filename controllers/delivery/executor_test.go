@@ -244,3 +244,53 @@ func TestExecutorForgetsUnclaimedOutcomes(t *testing.T) {
 		t.Errorf("an outcome older than %s was still handed over", outcomeKeep)
 	}
 }
+
+// TestExecutorBoundsASubscription: a subscription's maxInFlight bounds its attempts
+// running at once; the next waits its turn while another subscription of the same
+// namespace goes ahead.
+func TestExecutorBoundsASubscription(t *testing.T) {
+	e := startExecutor(t, 8, 8)
+	release := make(chan struct{})
+	var mu sync.Mutex
+	running, most := 0, 0
+	hang := func(context.Context) attempt {
+		mu.Lock()
+		running++
+		most = max(most, running)
+		mu.Unlock()
+		<-release
+		mu.Lock()
+		running--
+		mu.Unlock()
+		return attempt{succeeded: true}
+	}
+	var keys []AttemptKey
+	for i := range 6 {
+		k := keyOf("ns", fmt.Sprint("evt-", i))
+		keys = append(keys, k)
+		e.attemptWithin(k, 2, objectOf(k), hang)
+	}
+	other := AttemptKey{Event: types.NamespacedName{Namespace: "ns", Name: "evt-x"}, Subscription: "other", Number: 1}
+	e.attemptWithin(other, 2, objectOf(other), func(context.Context) attempt { return attempt{succeeded: true, code: 200} })
+	if st := waitDone(t, e, other); st.outcome.code != 200 {
+		t.Fatalf("the other subscription's attempt: %+v", st.outcome)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		mu.Lock()
+		n := running
+		mu.Unlock()
+		if n == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d attempts of the bounded subscription run, want 2", n)
+		}
+	}
+	close(release)
+	for _, k := range keys {
+		waitDone(t, e, k)
+	}
+	if most != 2 {
+		t.Errorf("at most %d ran at once, want 2", most)
+	}
+}
