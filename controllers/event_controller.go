@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 	batchv1 "k8s.io/api/batch/v1"
@@ -11,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/klog/v2"
@@ -120,6 +122,9 @@ func (r *EventReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 		if o.phase == funnelv1.PhaseFailed && base.Status.Phase != funnelv1.PhaseFailed {
 			r.Recorder.Eventf(&ev, nil, corev1.EventTypeWarning, o.ready.Reason, "Process", "%s", o.ready.Message)
 		}
+		if o.validated.Status == metav1.ConditionFalse && !meta.IsStatusConditionFalse(base.Status.Conditions, funnelv1.ConditionValidated) {
+			r.Recorder.Eventf(&ev, nil, corev1.EventTypeWarning, o.validated.Reason, "Validate", "%s", o.validated.Message)
+		}
 		if o.conflict != nil && meta.FindStatusCondition(base.Status.Conditions, funnelv1.ConditionContentConflict) == nil {
 			r.Recorder.Eventf(&ev, nil, corev1.EventTypeWarning, funnelv1.ConditionContentConflict, "Receive", "%s", o.conflict.Message)
 		}
@@ -147,15 +152,14 @@ func (r *EventReconciler) writeStatus(ctx context.Context, ev, base *funnelv1.Fu
 // is a terminal outcome, not an error: retrying cannot fix it.
 func (r *EventReconciler) process(ctx context.Context, ev *funnelv1.FunnelEvent) (outcome, delivery.Result, error) {
 	handler := funnel.Lookup(ev.Spec.Type)
-	details, err := handler.Decode(ev.Spec.Data.Raw)
-	if err != nil {
-		return invalidOutcome(err), delivery.Result{}, nil
-	}
+	details := handler.Decode(ev.Spec.Data.Raw)
+	// What the receiver found in the envelope counts as much as what is in the data.
+	details.Issues = append(envelopeIssues(ev), details.Issues...)
 	d, err := r.Dispatcher.Dispatch(ctx, ev, details)
 	if err != nil {
 		return outcome{}, delivery.Result{}, fmt.Errorf("dispatching FunnelEvent %s/%s: %w", ev.Namespace, ev.Name, err)
 	}
-	return validOutcome(handler.Known, details.Summary, d.Deliveries), d, nil
+	return newOutcome(handler.Known, details, d.Deliveries), d, nil
 }
 
 // SetupWithManager registers the family's controller: named after the family, fed only
@@ -288,7 +292,7 @@ func familyPredicate(f funnel.Family) predicate.Predicate {
 	known := sets.New(funnel.KnownTypes()...)
 	mine := sets.New(funnel.TypesOf(f)...)
 	return predicate.NewPredicateFuncs(func(o client.Object) bool {
-		t := o.GetLabels()[funnelv1.LabelEventType]
+		t := strings.ToLower(o.GetLabels()[funnelv1.LabelEventType])
 		if f == funnel.FamilyUnknown {
 			return !known.Has(t)
 		}

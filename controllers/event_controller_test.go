@@ -148,30 +148,82 @@ var _ = Describe("Event processing", func() {
 		Eventually(getEvent(ns, "evt-unknown")).Should(SatisfyAll(
 			finished(funnelv1.PhaseIgnored),
 			HaveField("Status.Conditions", ContainElement(SatisfyAll(
-				HaveField("Type", funnelv1.ConditionReady), HaveField("Reason", funnelv1.ReasonNotHandled)))),
+				HaveField("Type", funnelv1.ConditionReady), HaveField("Reason", "NotHandled")))),
 		))
 		Eventually(func() uint64 { return processedBy("unknown") }).Should(BeNumerically(">", before))
 	})
 
-	It("fails invalid data once, naming the field, with a Warning Event and no retries", func() {
-		createEvent(ns, "evt-invalid", "lease_transaction.status_updated",
-			`{"lease_transaction_id": "74824", "lease_transaction_type": "Application", "current_status": "Approved"}`)
-		Eventually(getEvent(ns, "evt-invalid")).Should(finished(funnelv1.PhaseFailed))
-		ev := getEvent(ns, "evt-invalid")(Default)
-		validated := meta.FindStatusCondition(ev.Status.Conditions, funnelv1.ConditionValidated)
-		Expect(validated).NotTo(BeNil())
-		Expect(validated.Status).To(Equal(metav1.ConditionFalse))
-		Expect(validated.Reason).To(Equal(funnelv1.ReasonInvalidPayload))
-		Expect(validated.Message).To(ContainSubstring("data.lease_transaction_id"))
+	Describe("validation informs, it does not block", func() {
+		var all, strict *sink
+		BeforeEach(func() {
+			all, strict = newSink(http.StatusOK), newSink(http.StatusOK)
+			subscribeReady(ns, "all", funnelv1.FunnelSubscriptionSpec{EventTypes: []string{"*"},
+				Action: funnelv1.Action{HTTP: &funnelv1.HTTPAction{URL: all.URL}}})
+			subscribeReady(ns, "strict", funnelv1.FunnelSubscriptionSpec{EventTypes: []string{"*"}, RequireValidData: true,
+				Action: funnelv1.Action{HTTP: &funnelv1.HTTPAction{URL: strict.URL}}})
+		})
+		delivered := func(subs ...string) OmegaMatcher {
+			var each []any
+			for _, s := range subs {
+				each = append(each, SatisfyAll(HaveField("Subscription", s), HaveField("Phase", funnelv1.DeliverySucceeded)))
+			}
+			return SatisfyAll(finished(funnelv1.PhaseSucceeded), HaveField("Status.Deliveries", ConsistOf(each...)))
+		}
+		validated := func(status metav1.ConditionStatus, reason, field string) OmegaMatcher {
+			return HaveField("Status.Conditions", ContainElement(SatisfyAll(HaveField("Type", funnelv1.ConditionValidated),
+				HaveField("Status", status), HaveField("Reason", reason), HaveField("Message", ContainSubstring(field)))))
+		}
 
-		Eventually(kubeEvents(ns, "evt-invalid")).Should(ConsistOf(SatisfyAll(
-			HaveField("Type", "Warning"), HaveField("Reason", funnelv1.ReasonInvalidPayload),
-			HaveField("Note", ContainSubstring("data.lease_transaction_id")))))
-		processed := ev.Status.ProcessedTime
-		Consistently(getEvent(ns, "evt-invalid"), "2s").Should(SatisfyAll(
-			HaveField("Status.ProcessedTime", Equal(processed)),
-			HaveField("ObjectMeta.ResourceVersion", ev.ResourceVersion)), "a terminal failure must not be retried")
-		Expect(kubeEvents(ns, "evt-invalid")(Default)).To(HaveLen(1))
+		It("delivers data missing a documented required field, says what is wrong once, and skips subscriptions that want valid data", func() {
+			// lease_transaction.unit_reserved documents unit_id as a required integer.
+			a := post(webhookURL, path, []byte(`{"id":"6f1d0a52-3b7e-4c1e-9a5e-2d9f4c8b7a61","event":"lease_transaction.unit_reserved",`+
+				`"timestamp":"2024-10-09T13:49:31Z","data":{"lease_transaction_id":74824,"lease_transaction_type":"Application","client_id":1,"community_id":2}}`), nil)
+			Expect(a.code).To(Equal(http.StatusOK), a.body)
+			Eventually(getEvent(ns, a.event())).Should(SatisfyAll(delivered("all"),
+				validated(metav1.ConditionFalse, funnelv1.ReasonInvalidPayload, "data.unit_id: required integer is missing")))
+			Expect(strict.got()).To(BeEmpty())
+			Eventually(kubeEvents(ns, a.event())).Should(ContainElement(SatisfyAll(
+				HaveField("Type", "Warning"), HaveField("Reason", funnelv1.ReasonInvalidPayload), HaveField("Note", ContainSubstring("data.unit_id")))))
+			Consistently(func() int {
+				n := 0
+				for _, e := range kubeEvents(ns, a.event())(Default) {
+					if e.Reason == funnelv1.ReasonInvalidPayload {
+						n++
+					}
+				}
+				return n
+			}, "2s").Should(Equal(1), "one Warning Event, however often the event is looked at")
+		})
+
+		It("delivers undocumented shapes everywhere, noted in the Validated condition", func() {
+			// The docs list five appointment statuses, yet the event also fires when a tour is created.
+			a := post(webhookURL, path, []byte(`{"event":"appointment.updated","data":{"funnel_renter_id":456,"funnel_tour_id":"879",`+
+				`"status":"scheduled","end":""}}`), nil)
+			Expect(a.code).To(Equal(http.StatusOK), a.body)
+			Eventually(getEvent(ns, a.event())).Should(SatisfyAll(delivered("all", "strict"),
+				validated(metav1.ConditionTrue, funnelv1.ReasonUndocumentedShape, `data.status: "scheduled" is not one of the documented values`),
+				validated(metav1.ConditionTrue, funnelv1.ReasonUndocumentedShape, "data.funnel_tour_id: is a numeric string"),
+				HaveField("Status.Summary", "Tour 879 for renter 456: scheduled")))
+		})
+
+		It("counts what was wrong with the envelope: a Classic event without its documented timestamp is invalid, and still delivered", func() {
+			a := post(webhookURL, path, []byte(`{"id":71,"event_type":"lease_transaction.status_updated","event_timestamp":null,`+
+				`"event_data":{"lease_transaction_id":1,"current_status":"Approved"}}`), nil)
+			Expect(a.code).To(Equal(http.StatusOK), a.body)
+			Eventually(getEvent(ns, a.event())).Should(SatisfyAll(delivered("all"),
+				validated(metav1.ConditionFalse, funnelv1.ReasonInvalidPayload, "event_timestamp: is null")))
+			Expect(strict.got()).To(BeEmpty())
+		})
+
+		It("matches event types in any letter case: handler, family controller and subscription patterns", func() {
+			before := processedBy("prospect")
+			a := post(webhookURL, path, []byte(`{"event":"Renter.Status-Change","data":{"funnel_renter_id":456678,"status":"Applicant"}}`), nil)
+			Expect(a.code).To(Equal(http.StatusOK), a.body)
+			Eventually(getEvent(ns, a.event())).Should(SatisfyAll(delivered("all", "strict"),
+				HaveField("Status.Summary", "Renter 456678 is now Applicant"),
+				HaveField("ObjectMeta.Labels", HaveKeyWithValue(funnelv1.LabelEventType, "renter.status-change"))))
+			Expect(processedBy("prospect")).To(BeNumerically(">", before))
+		})
 	})
 
 	It("takes finished events out of the controllers' cache, and keeps unfinished ones in it", func() {

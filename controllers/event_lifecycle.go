@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -44,29 +46,18 @@ type outcome struct {
 	deliveries []funnelv1.DeliveryStatus
 }
 
-// invalidOutcome is the terminal verdict on data that does not match its type.
-func invalidOutcome(err error) outcome {
-	msg := "Invalid event data: " + err.Error()
-	return outcome{
-		phase:     funnelv1.PhaseFailed,
-		validated: condition(funnelv1.ConditionValidated, metav1.ConditionFalse, funnelv1.ReasonInvalidPayload, msg),
-		delivered: condition(funnelv1.ConditionDelivered, metav1.ConditionFalse, funnelv1.ReasonInvalidPayload, "Not delivered: the data is invalid"),
-		ready:     condition(funnelv1.ConditionReady, metav1.ConditionFalse, funnelv1.ReasonInvalidPayload, msg),
-	}
-}
-
-// validOutcome derives phase and conditions of a valid event from its deliveries:
-// Succeeded when all succeeded (or there are none and the type is known), Ignored when
-// there are none and the type is unknown, Failed when any failed for good and none is
-// still under way, Processing otherwise.
-func validOutcome(known bool, summary string, deliveries []funnelv1.DeliveryStatus) outcome {
+// newOutcome derives phase and conditions from the event's validation and deliveries.
+// Validation informs: Validated says how the event differs from Funnel's docs, and an
+// invalid event is delivered like any other (to the subscriptions that do not ask for
+// valid data only). The phase follows the deliveries: Succeeded when all succeeded (or
+// there are none and the type is known), Ignored when there are none and the type is
+// unknown, Failed when any failed for good and none is still under way, Processing
+// otherwise.
+func newOutcome(known bool, details funnel.Details, deliveries []funnelv1.DeliveryStatus) outcome {
 	o := outcome{
-		summary:    summary,
+		summary:    details.Summary,
 		deliveries: deliveries,
-		validated:  condition(funnelv1.ConditionValidated, metav1.ConditionTrue, funnelv1.ReasonValid, "Data matches its event type"),
-	}
-	if !known {
-		o.validated.Message = "Unknown event type: any data object is accepted"
+		validated:  validatedCondition(known, details.Issues),
 	}
 	var pending, failed []string
 	for _, d := range deliveries {
@@ -188,6 +179,48 @@ func idOrContent(id string) string {
 		return "without id"
 	}
 	return "id " + id
+}
+
+// validatedCondition is False, reason InvalidPayload, when an issue contradicts what
+// Funnel documents as required; True otherwise, reason UndocumentedShape when values
+// were read that the docs do not describe. The message lists the issues, invalid first.
+func validatedCondition(known bool, issues []funnel.Issue) metav1.Condition {
+	var invalid, notes []string
+	for _, i := range issues {
+		if i.Invalid {
+			invalid = append(invalid, i.String())
+		} else {
+			notes = append(notes, i.String())
+		}
+	}
+	switch {
+	case len(invalid) > 0:
+		msg := "Invalid event data: " + strings.Join(invalid, "; ")
+		if len(notes) > 0 {
+			msg += ". Also: " + strings.Join(notes, "; ")
+		}
+		return condition(funnelv1.ConditionValidated, metav1.ConditionFalse, funnelv1.ReasonInvalidPayload, msg)
+	case len(notes) > 0:
+		return condition(funnelv1.ConditionValidated, metav1.ConditionTrue, funnelv1.ReasonUndocumentedShape,
+			"Accepted; differs from Funnel's docs: "+strings.Join(notes, "; "))
+	case !known:
+		return condition(funnelv1.ConditionValidated, metav1.ConditionTrue, funnelv1.ReasonValid, "Unknown event type: any data object is accepted")
+	}
+	return condition(funnelv1.ConditionValidated, metav1.ConditionTrue, funnelv1.ReasonValid, "Data matches its event type")
+}
+
+// envelopeIssues are the issues the receiver recorded about the envelope (annotation
+// funnel.leasing.dev/issues); an annotation that does not read as such is one issue.
+func envelopeIssues(ev *funnelv1.FunnelEvent) []funnel.Issue {
+	raw, ok := ev.Annotations[funnelv1.AnnotationIssues]
+	if !ok {
+		return nil
+	}
+	var issues []funnel.Issue
+	if err := json.Unmarshal([]byte(raw), &issues); err != nil {
+		return []funnel.Issue{{Field: "metadata.annotations", Reason: funnelv1.AnnotationIssues + " is not a JSON list of issues"}}
+	}
+	return issues
 }
 
 func condition(typ string, status metav1.ConditionStatus, reason, msg string) metav1.Condition {

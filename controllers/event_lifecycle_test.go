@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -43,7 +44,7 @@ func TestValidOutcome(t *testing.T) {
 			funnelv1.PhaseFailed, metav1.ConditionFalse, metav1.ConditionFalse, funnelv1.ReasonDeliveryFailed},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			o := validOutcome(tc.known, "summary", tc.deliveries)
+			o := newOutcome(tc.known, funnel.Details{Summary: "summary"}, tc.deliveries)
 			if o.phase != tc.phase || o.delivered.Status != tc.delivered || o.ready.Status != tc.ready || o.ready.Reason != tc.reason {
 				t.Errorf("got phase %s, Delivered %s, Ready %s/%s; want %s, %s, %s/%s",
 					o.phase, o.delivered.Status, o.ready.Status, o.ready.Reason, tc.phase, tc.delivered, tc.ready, tc.reason)
@@ -58,16 +59,16 @@ func TestValidOutcome(t *testing.T) {
 func TestOutcomeApply(t *testing.T) {
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	var st funnelv1.FunnelEventStatus
-	validOutcome(true, "s", []funnelv1.DeliveryStatus{deliveryOf("a", funnelv1.DeliveryPending, 2), deliveryOf("b", funnelv1.DeliverySucceeded, 1)}).apply(&st, 1, now)
+	newOutcome(true, funnel.Details{Summary: "s"}, []funnelv1.DeliveryStatus{deliveryOf("a", funnelv1.DeliveryPending, 2), deliveryOf("b", funnelv1.DeliverySucceeded, 1)}).apply(&st, 1, now)
 	if st.Phase != funnelv1.PhaseProcessing || st.Attempts != 3 || st.ProcessedTime != nil {
 		t.Fatalf("processing: got phase %s, attempts %d, processedTime %v", st.Phase, st.Attempts, st.ProcessedTime)
 	}
-	validOutcome(true, "s", []funnelv1.DeliveryStatus{deliveryOf("a", funnelv1.DeliverySucceeded, 3), deliveryOf("b", funnelv1.DeliverySucceeded, 1)}).apply(&st, 1, now)
+	newOutcome(true, funnel.Details{Summary: "s"}, []funnelv1.DeliveryStatus{deliveryOf("a", funnelv1.DeliverySucceeded, 3), deliveryOf("b", funnelv1.DeliverySucceeded, 1)}).apply(&st, 1, now)
 	if st.Phase != funnelv1.PhaseSucceeded || st.Attempts != 4 || !st.ProcessedTime.Time.Equal(now) {
 		t.Fatalf("finished: got phase %s, attempts %d, processedTime %v", st.Phase, st.Attempts, st.ProcessedTime)
 	}
 	// The same outcome again keeps the first processedTime, so it writes nothing new.
-	validOutcome(true, "s", st.Deliveries).apply(&st, 1, now.Add(time.Hour))
+	newOutcome(true, funnel.Details{Summary: "s"}, st.Deliveries).apply(&st, 1, now.Add(time.Hour))
 	if !st.ProcessedTime.Time.Equal(now) {
 		t.Errorf("processedTime moved to %v", st.ProcessedTime)
 	}
@@ -78,21 +79,63 @@ func TestOutcomeApply(t *testing.T) {
 	}
 }
 
-func TestInvalidOutcomeNamesTheField(t *testing.T) {
-	_, err := funnel.Lookup("lease_transaction.status_updated").Decode([]byte(`{"lease_transaction_id":"x"}`))
-	if err == nil {
-		t.Fatal("want a validation error")
+func TestValidatedCondition(t *testing.T) {
+	invalid := funnel.Issue{Field: "data.unit_id", Reason: "required integer is missing", Invalid: true}
+	note := funnel.Issue{Field: "data.status", Reason: `"scheduled" is not one of the documented values`}
+	envelope := funnel.Issue{Field: "event_timestamp", Reason: "is null", Invalid: true}
+	for _, tc := range []struct {
+		name    string
+		known   bool
+		issues  []funnel.Issue
+		status  metav1.ConditionStatus
+		reason  string
+		message []string
+	}{
+		{"as documented", true, nil, metav1.ConditionTrue, funnelv1.ReasonValid, []string{"matches"}},
+		{"unknown type", false, nil, metav1.ConditionTrue, funnelv1.ReasonValid, []string{"Unknown event type"}},
+		{"an undocumented value is noted, not invalid", true, []funnel.Issue{note}, metav1.ConditionTrue, funnelv1.ReasonUndocumentedShape, []string{"data.status"}},
+		{"a required field missing", true, []funnel.Issue{note, invalid}, metav1.ConditionFalse, funnelv1.ReasonInvalidPayload,
+			[]string{"Invalid event data: data.unit_id: required integer is missing", "Also: data.status"}},
+		{"an envelope error counts too", false, []funnel.Issue{envelope}, metav1.ConditionFalse, funnelv1.ReasonInvalidPayload, []string{"event_timestamp: is null"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// Validation informs: the phase follows the deliveries whatever the data.
+			o := newOutcome(tc.known, funnel.Details{Issues: tc.issues}, []funnelv1.DeliveryStatus{deliveryOf("a", funnelv1.DeliverySucceeded, 1)})
+			if o.phase != funnelv1.PhaseSucceeded {
+				t.Errorf("phase %s, want Succeeded: invalid data is still delivered", o.phase)
+			}
+			c := o.validated
+			if c.Status != tc.status || c.Reason != tc.reason {
+				t.Errorf("Validated %s/%s, want %s/%s", c.Status, c.Reason, tc.status, tc.reason)
+			}
+			for _, m := range tc.message {
+				if !strings.Contains(c.Message, m) {
+					t.Errorf("message %q lacks %q", c.Message, m)
+				}
+			}
+		})
 	}
-	o := invalidOutcome(err)
-	if o.phase != funnelv1.PhaseFailed || o.validated.Status != metav1.ConditionFalse || o.validated.Reason != funnelv1.ReasonInvalidPayload ||
-		!strings.Contains(o.validated.Message, "data.lease_transaction_id") {
-		t.Errorf("got %+v", o.validated)
+}
+
+func TestEnvelopeIssues(t *testing.T) {
+	ev := &funnelv1.FunnelEvent{}
+	if got := envelopeIssues(ev); got != nil {
+		t.Errorf("no annotation: %v", got)
+	}
+	ev.Annotations = map[string]string{funnelv1.AnnotationIssues: `[{"field":"id","reason":"is null","invalid":true},{"field":"timestamp","reason":"is a number"}]`}
+	want := []funnel.Issue{{Field: "id", Reason: "is null", Invalid: true}, {Field: "timestamp", Reason: "is a number"}}
+	if got := envelopeIssues(ev); !slices.Equal(got, want) {
+		t.Errorf("envelopeIssues = %v, want %v", got, want)
+	}
+	ev.Annotations[funnelv1.AnnotationIssues] = "not json"
+	if got := envelopeIssues(ev); len(got) != 1 || got[0].Invalid {
+		t.Errorf("an unreadable annotation: %v", got)
 	}
 }
 
 func TestResetForReplay(t *testing.T) {
 	st := funnelv1.FunnelEventStatus{Phase: funnelv1.PhaseFailed, Duplicates: 3, Summary: "x", Attempts: 5, Replays: 1}
-	meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: funnelv1.ConditionReady, Status: metav1.ConditionFalse, Reason: funnelv1.ReasonDeliveryFailed, Message: "Delivery failed for pms"})
+	meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: funnelv1.ConditionReady, Status: metav1.ConditionFalse, Reason: "DeliveryFailed", Message: "Delivery failed for pms"})
 	previous := resetForReplay(&st, "r2")
 	if previous != "previously Failed: Delivery failed for pms" {
 		t.Errorf("previous = %q", previous)

@@ -100,19 +100,6 @@ type DateTime string
 // Time returns the instant in UTC; a zone-less value is read as UTC.
 func (d DateTime) Time() (time.Time, error) { return ParseTime(string(d)) }
 
-// FieldError says which field of an event's data is wrong and how, so that
-// the reason a FunnelEvent failed validation can be shown to a person.
-type FieldError struct {
-	// Field is the path from the data object, e.g. "data.lease_transaction_id"
-	// or "data.charges[1].amount".
-	Field string
-	// Reason says what is wrong, e.g. "required integer is missing".
-	Reason string
-}
-
-// Error returns e.g. `data.lease_transaction_id: required integer is missing`.
-func (e *FieldError) Error() string { return e.Field + ": " + e.Reason }
-
 var (
 	idType       = reflect.TypeFor[ID]()
 	centsType    = reflect.TypeFor[Cents]()
@@ -122,61 +109,76 @@ var (
 
 // DecodeData decodes an event's data object into v, a pointer to one of this
 // package's event structs (or any struct built the same way), and checks it
-// as it goes: types exact (a string is never an id, a number never a
-// string), dates readable by ParseTime, fields tagged funnel:"required"
-// present and not null, fields tagged funnel:"oneof=a b c" within their
-// list. Other fields may be absent or null; unknown fields are ignored.
-// Keys match exactly, unlike encoding/json's case-insensitive matching.
-// Every data error is a *FieldError.
-func DecodeData(data json.RawMessage, v any) error {
+// against what Funnel documents. Validation informs, it does not block: it
+// reads every field it can and returns what differs from the docs as Issues.
+// Only a field tagged funnel:"required" (documented as required and not
+// nullable) that is missing, null or of another kind is Invalid; a value of
+// another kind than documented elsewhere is noted and read if it can be (an
+// integer sent as a numeric string, a number where a string was expected),
+// else left empty; a date that does not parse is kept as sent and noted; a
+// value outside a funnel:"oneof=a b c" list is noted. Unknown fields are
+// ignored, and keys match exactly, unlike encoding/json's case-insensitive
+// matching. The error is for a v of the wrong Go type only.
+func DecodeData(data json.RawMessage, v any) ([]Issue, error) {
 	rv := reflect.ValueOf(v)
 	if rv.Kind() != reflect.Pointer || rv.IsNil() || rv.Elem().Kind() != reflect.Struct {
-		return errors.New("funnel.DecodeData: v must be a non-nil pointer to a struct")
+		return nil, errors.New("funnel.DecodeData: v must be a non-nil pointer to a struct")
 	}
+	var d decoder
 	if i := firstInvalidUTF8(data); i >= 0 {
-		return &FieldError{Field: "data", Reason: fmt.Sprintf("is not valid UTF-8 (bad byte at offset %d)", i)}
+		d.issue("data", fmt.Sprintf("is not valid UTF-8 (bad byte at offset %d)", i), true)
+		return d.issues, nil
 	}
-	fields, err := objectFields("data", data)
-	if err != nil {
-		return err
+	if fields, ok := d.object("data", data, true); ok {
+		d.fields("data", fields, rv.Elem())
 	}
-	return decodeFields("data", fields, rv.Elem())
+	return d.issues, nil
 }
 
-// objectFields splits a JSON object into its members.
-func objectFields(path string, raw []byte) (map[string]json.RawMessage, error) {
+// decoder collects the issues of one DecodeData.
+type decoder struct {
+	issues []Issue
+}
+
+func (d *decoder) issue(field, reason string, invalid bool) {
+	d.issues = append(d.issues, Issue{Field: field, Reason: reason, Invalid: invalid})
+}
+
+// object splits a JSON object into its members; ok is false (and an issue recorded)
+// when raw is not one.
+func (d *decoder) object(path string, raw []byte, invalid bool) (map[string]json.RawMessage, bool) {
 	if !json.Valid(raw) {
 		reason := "is not valid JSON"
 		if err := json.Unmarshal(raw, new(json.RawMessage)); err != nil {
 			reason += " (" + err.Error() + ")"
 		}
-		return nil, &FieldError{Field: path, Reason: reason}
+		d.issue(path, reason, true)
+		return nil, false
 	}
 	if k := jsonKind(raw); k != "object" {
-		return nil, &FieldError{Field: path, Reason: "must be an object, got " + k}
+		d.issue(path, "must be an object, got "+k, invalid)
+		return nil, false
 	}
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &fields); err != nil {
-		return nil, &FieldError{Field: path, Reason: "is not a valid object: " + err.Error()}
+		d.issue(path, "is not a valid object: "+err.Error(), true)
+		return nil, false
 	}
-	return fields, nil
+	return fields, true
 }
 
-// decodeFields fills the struct v from fields. Embedded structs share the
-// object of their parent, as in encoding/json.
-func decodeFields(path string, fields map[string]json.RawMessage, v reflect.Value) error {
+// fields fills the struct v from fields. Embedded structs share the object of their
+// parent, as in encoding/json.
+func (d *decoder) fields(path string, fields map[string]json.RawMessage, v reflect.Value) {
 	t := v.Type()
 	for i := 0; i < t.NumField(); i++ {
 		sf := t.Field(i)
 		if !sf.IsExported() {
-			// Includes unexported embedded structs, whose fields reflect
-			// cannot set.
+			// Includes unexported embedded structs, whose fields reflect cannot set.
 			continue
 		}
 		if sf.Anonymous && sf.Type.Kind() == reflect.Struct {
-			if err := decodeFields(path, fields, v.Field(i)); err != nil {
-				return err
-			}
+			d.fields(path, fields, v.Field(i))
 			continue
 		}
 		name, _, _ := strings.Cut(sf.Tag.Get("json"), ",")
@@ -192,15 +194,12 @@ func decodeFields(path string, fields map[string]json.RawMessage, v reflect.Valu
 				if present {
 					state = "null"
 				}
-				return &FieldError{Field: fieldPath, Reason: "required " + kindName(sf.Type) + " is " + state}
+				d.issue(fieldPath, "required "+kindName(sf.Type)+" is "+state, true)
 			}
 			continue
 		}
-		if err := decodeValue(fieldPath, raw, v.Field(i), oneOf); err != nil {
-			return err
-		}
+		d.value(fieldPath, raw, v.Field(i), oneOf, required)
 	}
-	return nil
 }
 
 // fieldRules reads a funnel struct tag: "required" and/or "oneof=a b c".
@@ -216,94 +215,127 @@ func fieldRules(tag string) (required bool, oneOf []string) {
 	return required, oneOf
 }
 
-// decodeValue checks one non-null JSON value against the Go type of v and
-// stores it.
-func decodeValue(path string, raw []byte, v reflect.Value, oneOf []string) error {
+// value reads one non-null JSON value into v, as documented or as well as it can;
+// required makes a value that cannot be read Invalid.
+func (d *decoder) value(path string, raw []byte, v reflect.Value, oneOf []string, required bool) {
 	if v.Kind() == reflect.Pointer {
 		elem := reflect.New(v.Type().Elem())
-		if err := decodeValue(path, raw, elem.Elem(), oneOf); err != nil {
-			return err
-		}
+		d.value(path, raw, elem.Elem(), oneOf, required)
 		v.Set(elem)
-		return nil
+		return
 	}
-	wrongType := func() error {
-		got := jsonKind(raw)
-		if got == "number" && (v.Type() == idType || v.Type() == centsType) {
-			// A fraction or exponent: the text says what the kind cannot.
-			got = describeJSON(raw)
+	kind := jsonKind(raw)
+	var str string
+	if kind == "string" {
+		str = decodeString(raw)
+	}
+	want := article(kindName(v.Type()))
+	// unreadable: the value is left empty.
+	unreadable := func() {
+		got := kind
+		switch kind {
+		case "number":
+			got += " " + shorten(string(trimJSONSpace(raw)))
+		case "string":
+			got += " " + quoteShort(str)
 		}
-		return &FieldError{Field: path, Reason: "must be " + article(kindName(v.Type())) + ", got " + got}
+		d.issue(path, "must be "+want+", got "+got, required)
+	}
+	// read: the value is used, but it is not of the documented kind.
+	read := func(how string) {
+		d.issue(path, "is "+how+", documented as "+want+"; read as it is", false)
 	}
 	switch v.Type() {
 	case idType, centsType:
 		text := string(trimJSONSpace(raw))
-		if !isIntegerLiteral(text) {
-			return wrongType()
-		}
-		if v.Type() == idType && text[0] == '-' {
-			return &FieldError{Field: path, Reason: "must be a non-negative integer, got " + shorten(text)}
+		switch {
+		case kind == "number" && isIntegerLiteral(text):
+			if v.Type() == idType && text[0] == '-' {
+				read("negative")
+			}
+		case kind == "string" && isIntegerLiteral(str):
+			text = str
+			read("a numeric string")
+		case kind == "number" || kind == "string" && isNumberText(str):
+			if kind == "string" {
+				text = str
+			}
+			d.issue(path, "is not an integer ("+shorten(text)+"), documented as "+want+"; read as it is", required)
+		default:
+			unreadable()
+			return
 		}
 		v.SetString(text)
-		return nil
+		return
 	case dateType, dateTimeType:
-		var s string
-		if jsonKind(raw) != "string" || json.Unmarshal(raw, &s) != nil {
-			return wrongType()
+		if kind != "string" {
+			unreadable()
+			return
 		}
-		if _, reason := parseTime(s); reason != "" {
-			return &FieldError{Field: path, Reason: "must be " + article(kindName(v.Type())) + ", got " + quoteShort(s) + " (" + reason + ")"}
+		if _, reason := parseTime(str); reason != "" {
+			d.issue(path, "is not "+want+": "+quoteShort(str)+" ("+reason+"); kept as sent", required)
 		}
-		v.SetString(s)
-		return nil
+		v.SetString(str)
+		return
 	}
 	switch v.Kind() {
 	case reflect.String:
-		var s string
-		if jsonKind(raw) != "string" || json.Unmarshal(raw, &s) != nil {
-			return wrongType()
+		switch kind {
+		case "string":
+		case "number", "boolean":
+			str = string(trimJSONSpace(raw))
+			read("a " + kind)
+		default:
+			unreadable()
+			return
 		}
-		if len(oneOf) > 0 && !slices.Contains(oneOf, s) {
-			return &FieldError{Field: path, Reason: "must be one of " + strings.Join(oneOf, ", ") + "; got " + quoteShort(s)}
+		if len(oneOf) > 0 && !slices.Contains(oneOf, str) {
+			d.issue(path, quoteShort(str)+" is not one of the documented values ("+strings.Join(oneOf, ", ")+"); read as it is", false)
 		}
-		v.SetString(s)
+		v.SetString(str)
 	case reflect.Bool:
-		var b bool
-		if jsonKind(raw) != "boolean" || json.Unmarshal(raw, &b) != nil {
-			return wrongType()
+		switch {
+		case kind == "boolean":
+			v.SetBool(string(trimJSONSpace(raw)) == "true")
+		case kind == "string" && (str == "true" || str == "false"):
+			read("a string")
+			v.SetBool(str == "true")
+		default:
+			unreadable()
 		}
-		v.SetBool(b)
 	case reflect.Slice:
-		var elems []json.RawMessage
-		if jsonKind(raw) != "array" || json.Unmarshal(raw, &elems) != nil {
-			return wrongType()
+		if kind != "array" {
+			unreadable()
+			return
 		}
-		s := reflect.MakeSlice(v.Type(), len(elems), len(elems))
-		for i, elem := range elems {
+		b := trimJSONSpace(raw)
+		elems := elements(b, 0)
+		s := reflect.MakeSlice(v.Type(), 0, len(elems))
+		for i, e := range elems {
 			elemPath := path + "[" + strconv.Itoa(i) + "]"
+			elem := b[e[0]:e[1]]
 			if isJSONNull(elem) {
-				return &FieldError{Field: elemPath, Reason: "must be " + article(kindName(v.Type().Elem())) + ", got null"}
+				d.issue(elemPath, "is null, documented as "+article(kindName(v.Type().Elem()))+"; skipped", false)
+				continue
 			}
-			if err := decodeValue(elemPath, elem, s.Index(i), nil); err != nil {
-				return err
-			}
+			ev := reflect.New(v.Type().Elem()).Elem()
+			d.value(elemPath, elem, ev, nil, false)
+			s = reflect.Append(s, ev)
 		}
 		v.Set(s)
 	case reflect.Struct:
-		if jsonKind(raw) != "object" {
-			return wrongType()
+		if kind != "object" {
+			unreadable()
+			return
 		}
-		fields, err := objectFields(path, raw)
-		if err != nil {
-			return err
+		if fields, ok := d.object(path, raw, required); ok {
+			d.fields(path, fields, v)
 		}
-		return decodeFields(path, fields, v)
 	default:
-		// A struct field of a type this decoder does not know: a bug in the
-		// event struct, reported rather than panicking.
-		return &FieldError{Field: path, Reason: "has unsupported Go type " + v.Type().String()}
+		// A struct field of a type this decoder does not know: a bug in the event struct,
+		// reported rather than panicking.
+		d.issue(path, "has unsupported Go type "+v.Type().String(), true)
 	}
-	return nil
 }
 
 // kindName names the JSON kind a Go type expects, for messages.

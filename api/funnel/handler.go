@@ -29,8 +29,21 @@ type Details struct {
 	// Summary is one human line, at most MaxSummaryRunes runes, e.g.
 	// "Application 74824: Submitted → Approved".
 	Summary string
-	// Subjects has the same keys as SubjectLabels, from the typed view's ids.
+	// Subjects are the event's subject labels (SubjectLabels).
 	Subjects map[string]string
+	// Issues lists how the data differs from what Funnel documents for its type.
+	Issues []Issue
+}
+
+// Valid reports whether nothing contradicts what Funnel documents as required:
+// no Issue is Invalid. Notes of undocumented shapes do not count.
+func (d Details) Valid() bool {
+	for _, i := range d.Issues {
+		if i.Invalid {
+			return false
+		}
+	}
+	return true
 }
 
 // MaxSummaryRunes bounds Details.Summary, which is shown in a printer column.
@@ -44,16 +57,15 @@ type Handler struct {
 	Family Family
 	// Known reports whether the type is one Funnel documents.
 	Known bool
-	// Decode checks data against the type's documented fields and returns
-	// the summary and subjects; a data error is a *FieldError.
-	Decode func(data json.RawMessage) (Details, error)
+	// Decode reads data as the type's documented fields, as well as it can,
+	// and returns the summary, the subjects and what differs from the docs.
+	Decode func(data json.RawMessage) Details
 }
 
-// payload is implemented by each event struct: what its Decode reports once
-// the data has been checked.
+// payload is implemented by each event struct: its one-line summary, from
+// whatever DecodeData could read.
 type payload interface {
 	summary() string
-	subjects() map[string]string
 }
 
 type registration struct {
@@ -82,40 +94,40 @@ var registry = map[string]registration{
 	TypeAppointmentUpdated:      {FamilyProspect, func() payload { return new(AppointmentUpdated) }},
 }
 
-// Lookup returns the handler for eventType: the typed one for a known type,
+// Lookup returns the handler for eventType, whose letter case does not count:
+// the typed one for a known type (Type is then its documented spelling),
 // otherwise a generic one (Known false, FamilyUnknown) that accepts any
 // object, because Funnel may send types its docs do not list.
 func Lookup(eventType string) Handler {
-	reg, ok := registry[eventType]
+	known := strings.ToLower(eventType)
+	reg, ok := registry[known]
 	if !ok {
 		return Handler{
 			Type:   eventType,
 			Family: FamilyUnknown,
-			Decode: func(data json.RawMessage) (Details, error) { return decodeUnknown(eventType, data) },
+			Decode: func(data json.RawMessage) Details { return decodeUnknown(eventType, data) },
 		}
 	}
 	return Handler{
-		Type:   eventType,
+		Type:   known,
 		Family: reg.family,
 		Known:  true,
-		Decode: func(data json.RawMessage) (Details, error) {
+		Decode: func(data json.RawMessage) Details {
 			p := reg.new()
-			if err := DecodeData(data, p); err != nil {
-				return Details{}, err
-			}
-			return Details{Summary: oneLine(p.summary()), Subjects: p.subjects()}, nil
+			issues, _ := DecodeData(data, p) // p is always a pointer to a struct
+			return Details{Summary: oneLine(p.summary()), Subjects: SubjectLabels(known, data), Issues: issues}
 		},
 	}
 }
 
 // decodeUnknown accepts any object and summarises it generically.
-func decodeUnknown(eventType string, data json.RawMessage) (Details, error) {
+func decodeUnknown(eventType string, data json.RawMessage) Details {
+	var d decoder
+	var fields map[string]json.RawMessage
 	if i := firstInvalidUTF8(data); i >= 0 {
-		return Details{}, &FieldError{Field: "data", Reason: fmt.Sprintf("is not valid UTF-8 (bad byte at offset %d)", i)}
-	}
-	fields, err := objectFields("data", data)
-	if err != nil {
-		return Details{}, err
+		d.issue("data", fmt.Sprintf("is not valid UTF-8 (bad byte at offset %d)", i), true)
+	} else {
+		fields, _ = d.object("data", data, true)
 	}
 	name := eventType
 	if name == "" {
@@ -124,7 +136,8 @@ func decodeUnknown(eventType string, data json.RawMessage) (Details, error) {
 	return Details{
 		Summary:  oneLine(fmt.Sprintf("Event %s (%s)", name, plural(len(fields), "field", "fields"))),
 		Subjects: SubjectLabels(eventType, data),
-	}, nil
+		Issues:   d.issues,
+	}
 }
 
 // KnownTypes returns the documented event types, sorted.
@@ -149,10 +162,10 @@ func TypesOf(f Family) []string {
 	return types
 }
 
-// FamilyOf returns the family of eventType, FamilyUnknown for a type this
-// package does not know.
+// FamilyOf returns the family of eventType (letter case ignored),
+// FamilyUnknown for a type this package does not know.
 func FamilyOf(eventType string) Family {
-	if reg, ok := registry[eventType]; ok {
+	if reg, ok := registry[strings.ToLower(eventType)]; ok {
 		return reg.family
 	}
 	return FamilyUnknown

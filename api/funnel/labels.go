@@ -103,19 +103,6 @@ func labelFromJSON(raw json.RawMessage) (string, bool) {
 	return v, v != "" && isLabelValue(v)
 }
 
-// subjects builds a subject label map from label/value pairs, dropping
-// values that are empty or cannot be label values, with the same rule as
-// SubjectLabels.
-func subjects(pairs ...string) map[string]string {
-	m := map[string]string{}
-	for i := 0; i+1 < len(pairs); i += 2 {
-		if v := pairs[i+1]; v != "" && isLabelValue(v) {
-			m[pairs[i]] = v
-		}
-	}
-	return m
-}
-
 // isLabelValue reports whether s is a valid Kubernetes label value: empty,
 // or at most 63 characters of [A-Za-z0-9_.-] starting and ending with an
 // alphanumeric.

@@ -29,12 +29,10 @@ type ResidentMoveInCanceled struct{ TransactionRef }
 func (d *ResidentMoveInCanceled) summary() string { return d.describe("Resident move-in canceled") }
 
 // MoveIn is the data of lease.move_in (§2.2.1): post a renter's move-in and
-// its charges to the PMS. The docs state no nullability; the date and the
-// renter's PMS id, without which the event cannot be acted on, are
-// required.
+// its charges to the PMS. The docs state no nullability: nothing is required.
 type MoveIn struct {
-	MoveInDate             Date     `json:"move_in_date" funnel:"required"`
-	PMSIdentifier          string   `json:"pms_identifier" funnel:"required"`
+	MoveInDate             Date     `json:"move_in_date"`
+	PMSIdentifier          string   `json:"pms_identifier"`
 	CommunityPMSIdentifier string   `json:"community_pms_identifier"`
 	Charges                []Charge `json:"charges"`
 }
@@ -42,12 +40,12 @@ type MoveIn struct {
 // Charge is one charge of a move-in. charge_type is an open set: only
 // "Monthly" is documented, the one-time spelling is not.
 type Charge struct {
-	ChargeType    string `json:"charge_type" funnel:"required"`
+	ChargeType    string `json:"charge_type"`
 	PMSIdentifier string `json:"pms_identifier"`
 	StartDate     Date   `json:"start_date"`
 	EndDate       Date   `json:"end_date"`
 	// Amount is in cents.
-	Amount      Cents  `json:"amount" funnel:"required"`
+	Amount      Cents  `json:"amount"`
 	Description string `json:"description"`
 }
 
@@ -67,27 +65,37 @@ func (d *MoveIn) MonthlyTotal() *big.Int {
 }
 
 func (d *MoveIn) summary() string {
-	s := "Move-in " + string(d.MoveInDate) + " for " + d.PMSIdentifier + ": "
+	s := moveIn(d.MoveInDate, "", d.PMSIdentifier) + ": "
 	if len(d.Charges) == 0 {
 		return s + "no charges"
 	}
 	return s + plural(len(d.Charges), "charge", "charges") + ", " + dollars(d.MonthlyTotal()) + "/mo"
 }
 
-// subjects is empty: the move-in pair carries PMS identifiers only, no
-// Funnel ids.
-func (d *MoveIn) subjects() map[string]string { return subjects() }
+// moveIn writes "Move-in 2023-03-11 canceled for t0000000", leaving out what
+// the event lacks.
+func moveIn(date Date, verb, renter string) string {
+	s := "Move-in"
+	if date != "" {
+		s += " " + string(date)
+	}
+	if verb != "" {
+		s += " " + verb
+	}
+	if renter != "" {
+		s += " for " + renter
+	}
+	return s
+}
 
 // MoveInCanceled is the data of lease.move_in_canceled (§2.2.2): reverse a
 // move-in in the PMS.
 type MoveInCanceled struct {
-	MoveInDate             Date   `json:"move_in_date" funnel:"required"`
-	PMSIdentifier          string `json:"pms_identifier" funnel:"required"`
+	MoveInDate             Date   `json:"move_in_date"`
+	PMSIdentifier          string `json:"pms_identifier"`
 	CommunityPMSIdentifier string `json:"community_pms_identifier"`
 }
 
 func (d *MoveInCanceled) summary() string {
-	return "Move-in " + string(d.MoveInDate) + " canceled for " + d.PMSIdentifier
+	return moveIn(d.MoveInDate, "canceled", d.PMSIdentifier)
 }
-
-func (d *MoveInCanceled) subjects() map[string]string { return subjects() }

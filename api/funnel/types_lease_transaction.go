@@ -32,10 +32,6 @@ func (d *UnitReserved) summary() string {
 	return unitAction(d.UnitID, d.UnitPMSIdentifier, "reserved by", d.LeaseTransactionType, d.LeaseTransactionID)
 }
 
-func (d *UnitReserved) subjects() map[string]string {
-	return transactionSubjects(d.LeaseTransactionID, d.ClientID, d.UnitID, d.CommunityID)
-}
-
 // UnitReleased is the data of lease_transaction.unit_released (§2.1.2). Its
 // table comes from a lossy extract; the fields it lists as not nullable are
 // required. unit_id and guestcard_pms_identifier are likely but unconfirmed,
@@ -56,10 +52,6 @@ func (d *UnitReleased) summary() string {
 	return unitAction(d.UnitID, d.UnitPMSIdentifier, "released by", d.LeaseTransactionType, d.LeaseTransactionID)
 }
 
-func (d *UnitReleased) subjects() map[string]string {
-	return transactionSubjects(d.LeaseTransactionID, d.ClientID, d.UnitID, d.CommunityID)
-}
-
 // unitAction writes "Unit 4352 reserved by Application 74824", naming the
 // unit by its PMS id when the Funnel id is absent, and not at all when
 // neither is there.
@@ -75,13 +67,12 @@ func unitAction(unitID ID, unitPMS *string, verb, txType string, txID ID) string
 }
 
 // StatusUpdated is the data of lease_transaction.status_updated, known only
-// from the Event Object example (§2.1.3), which states no nullability: the
-// transaction and its new status are required, the rest is optional.
-// Status values are an open set.
+// from the Event Object example (§2.1.3), which states no nullability:
+// nothing is required. Status values are an open set.
 type StatusUpdated struct {
-	LeaseTransactionID   ID     `json:"lease_transaction_id" funnel:"required"`
+	LeaseTransactionID   ID     `json:"lease_transaction_id"`
 	LeaseTransactionType string `json:"lease_transaction_type"`
-	CurrentStatus        string `json:"current_status" funnel:"required"`
+	CurrentStatus        string `json:"current_status"`
 	PreviousStatus       string `json:"previous_status"`
 	ClientID             ID     `json:"client_id"`
 	CommunityID          ID     `json:"community_id"`
@@ -89,22 +80,21 @@ type StatusUpdated struct {
 
 func (d *StatusUpdated) summary() string {
 	name := capitalize(transactionName(d.LeaseTransactionType, d.LeaseTransactionID))
-	if d.PreviousStatus == "" {
+	switch {
+	case d.CurrentStatus == "":
+		return name + ": status updated"
+	case d.PreviousStatus == "":
 		return name + ": now " + d.CurrentStatus
 	}
 	return name + ": " + d.PreviousStatus + " → " + d.CurrentStatus
 }
 
-func (d *StatusUpdated) subjects() map[string]string {
-	return transactionSubjects(d.LeaseTransactionID, d.ClientID, "", d.CommunityID)
-}
-
 // LeaseTransactionUpdated is the data of lease_transaction.updated
-// (§2.1.5). Only the transaction id is required: the rest of its table is
-// "most likely" shared with unit_released. update_type is an open set
-// ("Dependent added", "CoApplicant invited", ...).
+// (§2.1.5). Its table comes from a lossy extract shared with unit_released,
+// so nothing is required. update_type is an open set ("Dependent added",
+// "CoApplicant invited", ...).
 type LeaseTransactionUpdated struct {
-	LeaseTransactionID     ID      `json:"lease_transaction_id" funnel:"required"`
+	LeaseTransactionID     ID      `json:"lease_transaction_id"`
 	LeaseTransactionType   string  `json:"lease_transaction_type"`
 	ClientID               ID      `json:"client_id"`
 	CommunityID            ID      `json:"community_id"`
@@ -122,10 +112,6 @@ func (d *LeaseTransactionUpdated) summary() string {
 		s += ": " + d.UpdateType
 	}
 	return s
-}
-
-func (d *LeaseTransactionUpdated) subjects() map[string]string {
-	return transactionSubjects(d.LeaseTransactionID, d.ClientID, d.UnitID, d.CommunityID)
 }
 
 // TransactionRef holds the ids the lease-transaction events share. The event
@@ -162,21 +148,14 @@ func (r TransactionRef) describe(action string) string {
 	return action + " for " + name
 }
 
-func (r TransactionRef) subjects() map[string]string {
-	return transactionSubjects(r.LeaseTransactionID, r.ClientID, r.UnitID, r.CommunityID)
-}
-
-// transactionSubjects gives the subject labels of a lease-transaction event.
-func transactionSubjects(transaction, client, unit, community ID) map[string]string {
-	return subjects(LabelLeaseTransactionID, string(transaction), LabelClientID, string(client),
-		LabelUnitID, string(unit), LabelCommunityID, string(community))
-}
-
 // transactionName names a lease transaction by its type and id
-// ("Application 74824"), or generically when the type is not known.
+// ("Application 74824"), or generically when either is not known.
 func transactionName(txType string, id ID) string {
 	if txType == "" {
-		return "lease transaction " + string(id)
+		txType = "lease transaction"
+	}
+	if id == "" {
+		return txType
 	}
 	return txType + " " + string(id)
 }

@@ -11,10 +11,9 @@ const (
 )
 
 // RenterCreated is the data of renter.created (§2.3.1). Types are inferred
-// from the docs' example and no nullability is stated, so only the renter
-// id is required.
+// from the docs' example and no nullability is stated: nothing is required.
 type RenterCreated struct {
-	FunnelRenterID    ID        `json:"funnel_renter_id" funnel:"required"`
+	FunnelRenterID    ID        `json:"funnel_renter_id"`
 	FunnelCommunityID ID        `json:"funnel_community_id"`
 	Status            string    `json:"status"`
 	People            []Person  `json:"people"`
@@ -61,43 +60,45 @@ func (d *RenterCreated) summary() string {
 	if d.LeadSource != "" {
 		details = append(details, "via "+d.LeadSource)
 	}
-	s := "Renter " + string(d.FunnelRenterID) + " created"
+	s := renter(d.FunnelRenterID) + " created"
 	if len(details) > 0 {
 		s += " (" + strings.Join(details, ", ") + ")"
 	}
 	return s
 }
 
-// subjects has no unit: listings are units of interest, not the event's
-// unit.
-func (d *RenterCreated) subjects() map[string]string {
-	return subjects(LabelRenterID, string(d.FunnelRenterID), LabelCommunityID, string(d.FunnelCommunityID))
+// renter names a renter by its id, when there is one.
+func renter(id ID) string {
+	if id == "" {
+		return "Renter"
+	}
+	return "Renter " + string(id)
 }
 
 // RenterStatusChange is the data of renter.status-change (§2.3.2). Its
 // community is funnel_team_id, not funnel_community_id (§1.5.9). Status
-// values are an open set.
+// values are an open set; nothing is required.
 type RenterStatusChange struct {
-	FunnelRenterID ID     `json:"funnel_renter_id" funnel:"required"`
+	FunnelRenterID ID     `json:"funnel_renter_id"`
 	FunnelTeamID   ID     `json:"funnel_team_id"`
-	Status         string `json:"status" funnel:"required"`
+	Status         string `json:"status"`
 }
 
 func (d *RenterStatusChange) summary() string {
-	return "Renter " + string(d.FunnelRenterID) + " is now " + d.Status
-}
-
-func (d *RenterStatusChange) subjects() map[string]string {
-	return subjects(LabelRenterID, string(d.FunnelRenterID), LabelCommunityID, string(d.FunnelTeamID))
+	if d.Status == "" {
+		return renter(d.FunnelRenterID) + ": status changed"
+	}
+	return renter(d.FunnelRenterID) + " is now " + d.Status
 }
 
 // AppointmentUpdated is the data of appointment.updated (§2.3.3), sent when
-// a tour is created or updated. status is the one closed enum in the docs;
-// both spellings of cancelled are accepted because Funnel's own names use
-// "canceled" (§1.5.8).
+// a tour is created or updated. status is the one closed enum in the docs,
+// yet a tour being created may well have another: a value outside it is
+// noted, not refused. Both spellings of cancelled are documented values
+// because Funnel's own names use "canceled" (§1.5.8). Nothing is required.
 type AppointmentUpdated struct {
-	FunnelRenterID    ID       `json:"funnel_renter_id" funnel:"required"`
-	FunnelTourID      ID       `json:"funnel_tour_id" funnel:"required"`
+	FunnelRenterID    ID       `json:"funnel_renter_id"`
+	FunnelTourID      ID       `json:"funnel_tour_id"`
 	FunnelCommunityID ID       `json:"funnel_community_id"`
 	PMSUnitIDs        []string `json:"pms_unit_ids"`
 	TourType          string   `json:"tour_type"`
@@ -111,7 +112,13 @@ func (d *AppointmentUpdated) summary() string {
 	if d.TourType != "" {
 		tour = d.TourType + " tour"
 	}
-	s := tour + " " + string(d.FunnelTourID) + " for renter " + string(d.FunnelRenterID)
+	s := tour
+	if d.FunnelTourID != "" {
+		s += " " + string(d.FunnelTourID)
+	}
+	if d.FunnelRenterID != "" {
+		s += " for renter " + string(d.FunnelRenterID)
+	}
 	if t, err := d.Start.Time(); err == nil && d.Start != "" {
 		s += " on " + t.Format("2006-01-02 15:04")
 	}
@@ -119,9 +126,4 @@ func (d *AppointmentUpdated) summary() string {
 		s += ": " + d.Status
 	}
 	return s
-}
-
-// subjects has no unit: pms_unit_ids are PMS candidates, not a Funnel unit.
-func (d *AppointmentUpdated) subjects() map[string]string {
-	return subjects(LabelRenterID, string(d.FunnelRenterID), LabelCommunityID, string(d.FunnelCommunityID))
 }

@@ -30,6 +30,10 @@ const (
 	// ReasonValid (Validated=True): the data matches its event type (any data object when
 	// the type is unknown).
 	ReasonValid = "Valid"
+	// ReasonUndocumentedShape (Validated=True): the data has values Funnel's docs do not
+	// describe (a status outside the documented ones, an id as a string); the message
+	// says which. The event is delivered like any other.
+	ReasonUndocumentedShape = "UndocumentedShape"
 	// ReasonInvalidPayload (Validated, Delivered and Ready False): the data does not match
 	// its event type; the event is Failed and never delivered.
 	ReasonInvalidPayload = "InvalidPayload"

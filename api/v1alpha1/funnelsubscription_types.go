@@ -382,6 +382,13 @@ type FunnelSubscriptionSpec struct {
 	// +optional
 	Suspend bool `json:"suspend,omitempty"`
 
+	// requireValidData makes the subscription match only events whose data is valid
+	// (condition Validated not False: nothing Funnel documents as required is missing or
+	// of another kind). By default every event is delivered, invalid ones too, and the
+	// Validated condition says what is wrong.
+	// +optional
+	RequireValidData bool `json:"requireValidData,omitempty"`
+
 	// serviceAccountName is the ServiceAccount of the subscription's namespace the operator
 	// acts as (impersonates) for everything the subscription does in the cluster: creating
 	// the Jobs of job actions, the dry run of their template, reading the Secrets of

@@ -67,6 +67,9 @@ func TestTypeMatches(t *testing.T) {
 		{[]string{"quote.created", "renter.*"}, "renter.status-change", true},
 		{[]string{"quote.created", "renter.*"}, "appointment.updated", false},
 		{nil, "quote.created", false},
+		{[]string{"lease.move_in"}, "Lease.Move_In", true},
+		{[]string{"Renter.*"}, "renter.created", true},
+		{[]string{"renter.*"}, "RENTER.CREATED", true},
 	} {
 		if got := TypeMatches(tc.patterns, tc.typ); got != tc.want {
 			t.Errorf("TypeMatches(%v, %q) = %v, want %v", tc.patterns, tc.typ, got, tc.want)

@@ -137,7 +137,7 @@ func (r *Router) Dispatch(ctx context.Context, ev *funnelv1.FunnelEvent, details
 		var kept bool
 		if deliveries, kept = r.routes.take(ev, now); !kept {
 			var err error
-			if deliveries, err = r.route(ctx, ev); err != nil {
+			if deliveries, err = r.route(ctx, ev, details); err != nil {
 				return Result{}, err
 			}
 		}
@@ -185,11 +185,12 @@ type step struct {
 }
 
 // route finds the subscriptions of the event's namespace that want it: not suspended, of
-// its receiver if they name one, of a matching type, and whose filter compiles and is
-// true for it. A subscription that is not Ready for another reason (a Secret missing, a
-// permission refused) gets its delivery all the same: it waits until the subscription is
-// Ready (advance), rather than the event being lost to it.
-func (r *Router) route(ctx context.Context, ev *funnelv1.FunnelEvent) ([]funnelv1.DeliveryStatus, error) {
+// its receiver if they name one, of a matching type, asking for valid data only if it is
+// valid, and whose filter compiles and is true for it. A subscription that is not Ready
+// for another reason (a Secret missing, a permission refused) gets its delivery all the
+// same: it waits until the subscription is Ready (advance), rather than the event being
+// lost to it.
+func (r *Router) route(ctx context.Context, ev *funnelv1.FunnelEvent, details funnel.Details) ([]funnelv1.DeliveryStatus, error) {
 	var subs funnelv1.FunnelSubscriptionList
 	if err := r.Client.List(ctx, &subs, client.InNamespace(ev.Namespace)); err != nil {
 		return nil, fmt.Errorf("listing FunnelSubscriptions: %w", err)
@@ -199,6 +200,9 @@ func (r *Router) route(ctx context.Context, ev *funnelv1.FunnelEvent) ([]funnelv
 	var out []funnelv1.DeliveryStatus
 	for i := range subs.Items {
 		sub := &subs.Items[i]
+		if sub.Spec.RequireValidData && !details.Valid() {
+			continue
+		}
 		if ok, err := r.wants(ctx, sub, ev, &input); err != nil {
 			return nil, err
 		} else if !ok {
