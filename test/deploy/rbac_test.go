@@ -189,8 +189,8 @@ var _ = Describe("The operator with the RBAC of config/rbac", Ordered, func() {
 	It("records a Warning Event for invalid data", func() {
 		Expect(k8s.Create(ctx, &funnelv1.FunnelEvent{
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "evt-bad", Labels: map[string]string{
-				funnelv1.LabelReceiver: "funnel", funnelv1.LabelEventType: "quote.created"}},
-			Spec: funnelv1.FunnelEventSpec{Receiver: "funnel", Format: funnelv1.FormatClassic, Type: "quote.created",
+				funnelv1.LabelReceiver: "funnel", funnelv1.LabelEventType: "lease_transaction.unit_reserved"}},
+			Spec: funnelv1.FunnelEventSpec{Receiver: "funnel", Format: funnelv1.FormatV3, Type: "lease_transaction.unit_reserved",
 				EventID: "1", ReceivedAt: metav1.NowMicro(), Data: runtime.RawExtension{Raw: []byte(`{"lease_transaction_id":"x"}`)}},
 		})).To(Succeed())
 		Eventually(func(g Gomega) []eventsv1.Event {

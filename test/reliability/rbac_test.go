@@ -101,8 +101,8 @@ var _ = Describe("The operator with exactly config/rbac", func() {
 		By("an invalid event: a Warning Event")
 		Expect(k8s.Create(ctx, &funnelv1.FunnelEvent{
 			ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: "evt-invalid", Labels: map[string]string{
-				funnelv1.LabelReceiver: harness.ReceiverName, funnelv1.LabelEventType: funnel.TypeQuoteCreated}},
-			Spec: funnelv1.FunnelEventSpec{Receiver: harness.ReceiverName, Format: funnelv1.FormatClassic, Type: funnel.TypeQuoteCreated,
+				funnelv1.LabelReceiver: harness.ReceiverName, funnelv1.LabelEventType: funnel.TypeUnitReserved}},
+			Spec: funnelv1.FunnelEventSpec{Receiver: harness.ReceiverName, Format: funnelv1.FormatV3, Type: funnel.TypeUnitReserved,
 				EventID: "1", ReceivedAt: metav1.NowMicro(), Data: runtime.RawExtension{Raw: []byte(`{"lease_transaction_id":"x"}`)}},
 		})).To(Succeed())
 
