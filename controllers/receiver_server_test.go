@@ -110,6 +110,27 @@ func metricValue(name string, labels map[string]string) float64 {
 	return 0
 }
 
+// series counts the series of a metric whose receiver label is receiver.
+func series(name, receiver string) int {
+	GinkgoHelper()
+	families, err := metrics.Registry.Gather()
+	Expect(err).NotTo(HaveOccurred())
+	n := 0
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "receiver" && l.GetValue() == receiver {
+					n++
+				}
+			}
+		}
+	}
+	return n
+}
+
 // valueOf is the value of a counter or a gauge.
 func valueOf(m *dto.Metric) float64 {
 	if g := m.GetGauge(); g != nil {
@@ -744,7 +765,9 @@ var _ = Describe("Webhook receiver", func() {
 		})
 
 		It("rate-limits with 429 and Retry-After", func() {
-			createReceiver(func(s *funnelv1.FunnelReceiverSpec) { s.RateLimit = funnelv1.RateLimit{RequestsPerSecond: 1, Burst: 2} })
+			createReceiver(func(s *funnelv1.FunnelReceiverSpec) {
+				s.RateLimit = &funnelv1.RateLimit{RequestsPerSecond: 1, Burst: 2}
+			})
 			body := example("partner-renter.status-change.json")
 			codes := []int{}
 			var last answer
@@ -754,6 +777,103 @@ var _ = Describe("Webhook receiver", func() {
 			}
 			Expect(codes).To(Equal([]int{200, 200, 429}))
 			Expect(last.header.Get("Retry-After")).NotTo(BeEmpty())
+		})
+
+		It("has no rate limit by default", func() {
+			createReceiver(nil)
+			body := example("partner-renter.status-change.json")
+			for range 300 { // more than the former default's burst of 200, at once
+				Expect(post(webhookURL, path, body, nil).code).To(Equal(http.StatusOK))
+			}
+		})
+	})
+
+	// Attacks on the receiver by whoever knows its URL (issue: receiver denial of service).
+	Describe("hardening", func() {
+		hmacReceiver := func(name string, rl *funnelv1.RateLimit) string {
+			GinkgoHelper()
+			Expect(k8s.Create(ctx, &funnelv1.FunnelReceiver{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+				Spec: funnelv1.FunnelReceiverSpec{RateLimit: rl, Auth: funnelv1.ReceiverAuth{HMAC: &funnelv1.HMACAuth{
+					SecretRef: funnelv1.SecretKeyRef{Name: "funnel-token", Key: "hmac"}}}}})).To(Succeed())
+			Eventually(func(g Gomega) string {
+				var rcv funnelv1.FunnelReceiver
+				g.Expect(mgrCache.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &rcv)).To(Succeed())
+				return string(rcv.UID)
+			}).ShouldNot(BeEmpty())
+			return "/webhooks/" + ns + "/" + name
+		}
+		signed := func(body []byte) map[string]string {
+			return map[string]string{"Authorization": "", "X-Funnel-Signature": hmacHex(sha256.New, "hmac-key", body)}
+		}
+		// slowBody starts a request to path whose body never arrives, and returns the
+		// connection (closed at the end of the spec) and when the answer came (or zero).
+		slowBody := func(base, path string) (net.Conn, func() (int, time.Duration)) {
+			GinkgoHelper()
+			conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+			Expect(err).NotTo(HaveOccurred())
+			DeferCleanup(conn.Close)
+			start := time.Now()
+			_, err = fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"event\":", path)
+			Expect(err).NotTo(HaveOccurred())
+			return conn, func() (int, time.Duration) {
+				Expect(conn.SetReadDeadline(time.Now().Add(10 * time.Second))).To(Succeed())
+				resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+				if err != nil {
+					return 0, time.Since(start)
+				}
+				_ = resp.Body.Close()
+				return resp.StatusCode, time.Since(start)
+			}
+		}
+
+		It("checks the HMAC before spending the rate limit: bad signatures cannot lock Funnel out", func() {
+			p := hmacReceiver("signed", &funnelv1.RateLimit{RequestsPerSecond: 1, Burst: 1})
+			body := example("partner-appointment.updated.json")
+			Eventually(func() int { return post(webhookURL, p, []byte(`{}`), signed([]byte(`x`))).code }).Should(Equal(http.StatusUnauthorized))
+			for range 5 {
+				Expect(post(webhookURL, p, body, signed([]byte("another body"))).code).To(Equal(http.StatusUnauthorized))
+			}
+			a := post(webhookURL, p, body, signed(body))
+			Expect(a.code).To(Equal(http.StatusOK), "the genuine request after 5 bad ones: %s", a.body)
+		})
+
+		It("gives an unauthenticated body a short deadline, so a slow one does not hold a slot", func() {
+			p := hmacReceiver("signed", nil)
+			url := startReceiver(interceptor.Funcs{}, receiver.Options{AnswerDeadline: 3 * time.Second, PreAuthBodyTimeout: 300 * time.Millisecond})
+			Eventually(func() int { return post(url, p, []byte(`{}`), signed([]byte(`x`))).code }).Should(Equal(http.StatusUnauthorized))
+			_, answer := slowBody(url, p)
+			code, took := answer()
+			Expect(code).To(Equal(http.StatusRequestTimeout))
+			Expect(took).To(BeNumerically("<", 2*time.Second), "answered by the short deadline, not the 3 s answer deadline")
+		})
+
+		It("caps the requests in flight of one receiver, so it cannot take another's capacity", func() {
+			p := hmacReceiver("flooded", nil)
+			url := startReceiver(interceptor.Funcs{}, receiver.Options{MaxInFlight: 4, MaxInFlightPerReceiver: 2, PreAuthBodyTimeout: 20 * time.Second})
+			Eventually(func() int { return post(url, p, []byte(`{}`), signed([]byte(`x`))).code }).Should(Equal(http.StatusUnauthorized))
+			for range 2 {
+				slowBody(url, p) // held by their slow bodies
+			}
+			Eventually(func() int { _, answer := slowBody(url, p); c, _ := answer(); return c }).Should(Equal(http.StatusServiceUnavailable),
+				"the flooded receiver's third request is shed")
+			createReceiver(nil)
+			a := post(url, path, example("partner-renter.status-change.json"), nil)
+			Expect(a.code).To(Equal(http.StatusOK), "another receiver still has room: %s", a.body)
+		})
+
+		It("removes a deleted receiver's metric series", func() {
+			createReceiver(nil)
+			label := ns + "/funnel"
+			Expect(post(webhookURL, path, example("partner-renter.status-change.json"), nil).code).To(Equal(http.StatusOK))
+			Expect(series("funnel_webhook_requests_total", label)).To(BeNumerically(">", 0))
+			Expect(series("funnel_webhook_request_duration_seconds", label)).To(BeNumerically(">", 0))
+			Expect(k8s.Delete(ctx, &funnelv1.FunnelReceiver{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "funnel"}})).To(Succeed())
+			Eventually(func() int {
+				return series("funnel_webhook_requests_total", label) + series("funnel_webhook_request_duration_seconds", label) +
+					series("funnel_webhook_last_request_timestamp_seconds", label)
+			}).Should(BeZero())
+			Expect(post(webhookURL, path, example("partner-renter.status-change.json"), nil).code).To(Equal(http.StatusNotFound))
+			Consistently(func() int { return series("funnel_webhook_requests_total", label) }, "1s").Should(BeZero())
 		})
 	})
 

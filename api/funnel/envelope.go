@@ -262,19 +262,21 @@ func parseTopLevel(body []byte) (*topLevel, error) {
 		return nil, &ParseError{Reason: "top-level JSON value must be an object, got " + jsonKind(trimmed)}
 	}
 	t := &topLevel{body: trimmed, fields: map[string]span{}}
-	for _, m := range members(trimmed, 0) {
+	repeated := map[string]bool{}
+	eachMember(trimmed, 0, func(m span) {
 		key := decodeString(trimmed[m.keyStart:m.keyEnd])
-		if _, dup := t.fields[key]; dup {
+		if _, dup := t.fields[key]; !dup {
+			t.order = append(t.order, key)
+		} else if !repeated[key] {
+			repeated[key] = true
 			field := key
 			if field == "" {
 				field = `""`
 			}
 			t.issues = append(t.issues, Issue{Field: field, Reason: "appears more than once; the last value is used"})
-		} else {
-			t.order = append(t.order, key)
 		}
 		t.fields[key] = m
-	}
+	})
 	return t, nil
 }
 

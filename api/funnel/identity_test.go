@@ -2,6 +2,7 @@ package funnel
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -232,6 +233,39 @@ func TestCanonicalJSON(t *testing.T) {
 	for _, bad := range []string{``, `{`, `{"a":1,}`, `{} {}`, "\"\xff\"", `nul`, strings.Repeat("[", 65) + strings.Repeat("]", 65)} {
 		if got, err := CanonicalJSON([]byte(bad)); err == nil {
 			t.Errorf("CanonicalJSON(%q) = %s, want an error", bad, got)
+		}
+	}
+}
+
+// TestCanonicalStringsDecodeAsEncodingJSON: canonical strings are written straight from
+// the body; they must decode escapes exactly as encoding/json does, or a retry escaped
+// differently would be another event.
+func TestCanonicalStringsDecodeAsEncodingJSON(t *testing.T) {
+	for _, lit := range []string{
+		`""`, `"plain"`, `"é"`, `"\u00e9"`, `"\/"`, `"\"\\"`, `"\b\f\n\r\t"`, `"\u0000\u001f\u0020"`,
+		`"\ud83d\ude00"`, `"\ud800"`, `"\udc00"`, `"\ud800\udc00"`, `"\udc00\ud800"`, `"\ud800\u0041"`,
+		`"\ud800\ud800\udc00"`, `"a\u2028b"`, `"\uFFFD"`, `"x\ud83d"`,
+	} {
+		var s string
+		if err := json.Unmarshal([]byte(lit), &s); err != nil {
+			t.Fatalf("%s: %v", lit, err)
+		}
+		var want strings.Builder
+		want.WriteByte('"')
+		for _, r := range s {
+			switch {
+			case r == '"' || r == '\\':
+				want.WriteString(`\` + string(r))
+			case r < 0x20:
+				fmt.Fprintf(&want, `\u%04x`, r)
+			default:
+				want.WriteRune(r)
+			}
+		}
+		want.WriteByte('"')
+		got, err := CanonicalJSON([]byte(lit))
+		if err != nil || string(got) != want.String() {
+			t.Errorf("CanonicalJSON(%s) = %s, %v; want %s", lit, got, err, want.String())
 		}
 	}
 }

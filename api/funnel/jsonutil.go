@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf16"
 	"unicode/utf8"
 )
 
@@ -220,8 +221,11 @@ type span struct {
 }
 
 // members lists the members of the object that starts at b[i], in document order.
-func members(b []byte, i int) []span {
-	var out []span
+func members(b []byte, i int) []span { return appendMembers(nil, b, i) }
+
+// eachMember calls fn with each member of the object that starts at b[i], in document
+// order, without listing them.
+func eachMember(b []byte, i int, fn func(span)) {
 	i = skipSpace(b, i+1) // past '{'
 	for i < len(b) && b[i] == '"' {
 		var m span
@@ -229,18 +233,34 @@ func members(b []byte, i int) []span {
 		i = skipSpace(b, int(m.keyEnd)) + 1 // past ':'
 		i = skipSpace(b, i)
 		m.valStart, m.valEnd = int32(i), int32(valueEnd(b, i))
-		out = append(out, m)
+		fn(m)
 		i = skipSpace(b, int(m.valEnd))
 		if i < len(b) && b[i] == ',' {
 			i = skipSpace(b, i+1)
 		}
 	}
+}
+
+// appendMembers appends the members of the object that starts at b[i] to out, grown
+// once to fit them (growing by appending would hold twice as much on large objects).
+func appendMembers(out []span, b []byte, i int) []span {
+	out = slices.Grow(out, countMembers(b, i))
+	eachMember(b, i, func(m span) { out = append(out, m) })
 	return out
 }
 
+// countMembers counts the members of the object that starts at b[i].
+func countMembers(b []byte, i int) int {
+	n := 0
+	eachMember(b, i, func(span) { n++ })
+	return n
+}
+
 // elements lists the values of the array that starts at b[i] as [start, end) pairs.
-func elements(b []byte, i int) [][2]int32 {
-	var out [][2]int32
+func elements(b []byte, i int) [][2]int32 { return appendElements(nil, b, i) }
+
+// appendElements appends the values of the array that starts at b[i] to out.
+func appendElements(out [][2]int32, b []byte, i int) [][2]int32 {
 	i = skipSpace(b, i+1) // past '['
 	for i < len(b) && b[i] != ']' {
 		end := valueEnd(b, i)
@@ -277,21 +297,6 @@ func keyLess(b []byte, x, y span) int {
 	return strings.Compare(decodeString(b[x.keyStart:x.keyEnd]), decodeString(b[y.keyStart:y.keyEnd]))
 }
 
-// canonicalMembers returns the members of the object at b[i] sorted by key, keeping
-// only the last of duplicate keys (as encoding/json and the API server read them).
-func canonicalMembers(b []byte, i int) []span {
-	ms := members(b, i)
-	slices.SortStableFunc(ms, func(x, y span) int { return keyLess(b, x, y) })
-	out := ms[:0]
-	for j, m := range ms {
-		if j+1 < len(ms) && keyLess(b, m, ms[j+1]) == 0 {
-			continue // a later duplicate follows
-		}
-		out = append(out, m)
-	}
-	return out
-}
-
 // writer is what canonical JSON is written to: a buffer, or a hash through bufio.
 type writer interface {
 	io.Writer
@@ -299,90 +304,236 @@ type writer interface {
 	io.StringWriter
 }
 
+// canon writes canonical JSON (writeCanonical). Its span buffers are stacks shared by
+// every level of the document, so canonicalising allocates nothing per object or array.
+type canon struct {
+	w     writer
+	b     []byte
+	spans []span
+}
+
 // writeCanonical writes the valid JSON value at b[i:] in a canonical form: object keys
 // sorted (the last of duplicates kept), no whitespace, strings in one escaping, numbers
 // as their exact value in one notation (1.0, 1 and 1e0 are alike; no float64 rounding).
 // Two serialisations of one JSON value, by any encoder, give the same bytes.
 func writeCanonical(w writer, b []byte, i int) {
+	c := canon{w: w, b: b}
+	c.value(i)
+}
+
+func (c *canon) value(i int) {
+	w, b := c.w, c.b
 	switch b[i] {
 	case '{':
+		base := len(c.spans)
+		c.spans = appendMembers(c.spans, b, i)
+		ms := c.spans[base:]
+		slices.SortStableFunc(ms, func(x, y span) int { return keyLess(b, x, y) })
 		_ = w.WriteByte('{')
-		for j, m := range canonicalMembers(b, i) {
-			if j > 0 {
+		first := true
+		for j, m := range ms {
+			if j+1 < len(ms) && keyLess(b, m, ms[j+1]) == 0 {
+				continue // a later duplicate follows: the last one counts
+			}
+			if !first {
 				_ = w.WriteByte(',')
 			}
-			writeCanonicalString(w, decodeString(b[m.keyStart:m.keyEnd]))
+			first = false
+			writeCanonicalLiteral(w, b[m.keyStart:m.keyEnd])
 			_ = w.WriteByte(':')
-			writeCanonical(w, b, int(m.valStart))
+			c.value(int(m.valStart))
 		}
 		_ = w.WriteByte('}')
+		c.spans = c.spans[:base]
 	case '[':
+		// Elements keep their order: written as they come, never listed.
 		_ = w.WriteByte('[')
-		for j, e := range elements(b, i) {
-			if j > 0 {
+		for j := skipSpace(b, i+1); b[j] != ']'; {
+			if j > skipSpace(b, i+1) {
 				_ = w.WriteByte(',')
 			}
-			writeCanonical(w, b, int(e[0]))
+			c.value(j)
+			if j = skipSpace(b, valueEnd(b, j)); b[j] == ',' {
+				j = skipSpace(b, j+1)
+			}
 		}
 		_ = w.WriteByte(']')
 	case '"':
-		writeCanonicalString(w, decodeString(b[i:stringEnd(b, i)]))
+		writeCanonicalLiteral(w, b[i:stringEnd(b, i)])
 	case 't', 'f', 'n':
 		_, _ = w.Write(b[i:valueEnd(b, i)])
 	default:
-		_, _ = w.WriteString(canonicalNumber(string(b[i:valueEnd(b, i)])))
+		writeCanonicalNumber(w, b[i:valueEnd(b, i)])
 	}
 }
 
-// writeCanonicalString writes s as a JSON string escaping only what JSON requires.
-func writeCanonicalString(w writer, s string) {
+// writeCanonicalLiteral writes the string literal lit (quotes included) decoded and
+// escaped again, escaping only what JSON requires: `"`, `\` and control characters.
+// Escapes decode as encoding/json decodes them (an unpaired surrogate is U+FFFD).
+func writeCanonicalLiteral(w writer, lit []byte) {
 	const hexDigits = "0123456789abcdef"
 	_ = w.WriteByte('"')
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case c == '"' || c == '\\':
+	inner := lit[1 : len(lit)-1]
+	if bytes.IndexByte(inner, '\\') < 0 {
+		// Nothing escaped: valid JSON has no raw quote or control character here.
+		_, _ = w.Write(inner)
+		_ = w.WriteByte('"')
+		return
+	}
+	writeRune := func(r rune) {
+		switch {
+		case r == '"' || r == '\\':
 			_ = w.WriteByte('\\')
-			_ = w.WriteByte(c)
-		case c < 0x20:
+			_ = w.WriteByte(byte(r))
+		case r < 0x20:
 			_, _ = w.WriteString(`\u00`)
-			_ = w.WriteByte(hexDigits[c>>4])
-			_ = w.WriteByte(hexDigits[c&0xf])
+			_ = w.WriteByte(hexDigits[r>>4])
+			_ = w.WriteByte(hexDigits[r&0xf])
 		default:
-			_ = w.WriteByte(c)
+			var buf [utf8.UTFMax]byte
+			n := utf8.EncodeRune(buf[:], r)
+			_, _ = w.Write(buf[:n])
 		}
+	}
+	for i := 0; i < len(inner); {
+		c := inner[i]
+		if c != '\\' {
+			_ = w.WriteByte(c)
+			i++
+			continue
+		}
+		switch esc := inner[i+1]; esc {
+		case 'b':
+			writeRune('\b')
+		case 'f':
+			writeRune('\f')
+		case 'n':
+			writeRune('\n')
+		case 'r':
+			writeRune('\r')
+		case 't':
+			writeRune('\t')
+		case 'u':
+			r := hexRune(inner[i+2 : i+6])
+			i += 6
+			if utf16.IsSurrogate(r) {
+				r2 := utf8.RuneError
+				if i+6 <= len(inner) && inner[i] == '\\' && inner[i+1] == 'u' {
+					r2 = hexRune(inner[i+2 : i+6])
+				}
+				if pair := utf16.DecodeRune(r, r2); pair != utf8.RuneError {
+					r = pair
+					i += 6
+				} else {
+					r = utf8.RuneError
+				}
+			}
+			writeRune(r)
+			continue
+		default: // '"', '\\', '/'
+			writeRune(rune(esc))
+		}
+		i += 2
 	}
 	_ = w.WriteByte('"')
 }
 
-// canonicalNumber writes a JSON number as its significant digits and a decimal
-// exponent, e.g. 250000 → 25e4, 1.50 → 15e-1, -0.0 → 0, so that one value has one text
-// whatever the notation. A number whose exponent does not fit an int64 keeps its text.
-func canonicalNumber(text string) string {
-	neg := strings.HasPrefix(text, "-")
-	mant, exp := strings.TrimPrefix(text, "-"), int64(0)
-	if k := strings.IndexAny(mant, "eE"); k >= 0 {
-		e, err := strconv.ParseInt(strings.TrimPrefix(mant[k+1:], "+"), 10, 64)
-		if err != nil || e > 1<<40 || e < -(1<<40) {
-			return text
+// hexRune reads the four hex digits of a \u escape.
+func hexRune(h []byte) rune {
+	var r rune
+	for _, c := range h {
+		switch {
+		case '0' <= c && c <= '9':
+			r = r<<4 | rune(c-'0')
+		case 'a' <= c && c <= 'f':
+			r = r<<4 | rune(c-'a'+10)
+		default:
+			r = r<<4 | rune(c-'A'+10)
 		}
-		mant, exp = mant[:k], e
 	}
-	if intPart, frac, ok := strings.Cut(mant, "."); ok {
-		mant = intPart + frac
-		exp -= int64(len(frac))
-	}
-	mant = strings.TrimLeft(mant, "0")
-	if mant == "" {
-		return "0"
-	}
-	trimmed := strings.TrimRight(mant, "0")
-	exp += int64(len(mant) - len(trimmed))
-	out := trimmed
+	return r
+}
+
+// writeCanonicalNumber writes a JSON number as its significant digits and a decimal
+// exponent, e.g. 250000 → 25e4, 1.50 → 15e-1, -0.0 → 0, so that one value has one text
+// whatever the notation. A number whose exponent is beyond ±2^40 keeps its text.
+func writeCanonicalNumber(w writer, text []byte) {
+	neg := len(text) > 0 && text[0] == '-'
+	num := text
 	if neg {
-		out = "-" + out
+		num = num[1:]
+	}
+	var exp int64
+	if k := bytes.IndexAny(num, "eE"); k >= 0 {
+		e, ok := parseExponent(num[k+1:])
+		if !ok {
+			_, _ = w.Write(text)
+			return
+		}
+		num, exp = num[:k], e
+	}
+	intPart, frac := num, []byte(nil)
+	if k := bytes.IndexByte(num, '.'); k >= 0 {
+		intPart, frac = num[:k], num[k+1:]
+	}
+	exp -= int64(len(frac))
+	// The significant digits are intPart+frac without leading and trailing zeros.
+	digit := func(j int) byte {
+		if j < len(intPart) {
+			return intPart[j]
+		}
+		return frac[j-len(intPart)]
+	}
+	n := len(intPart) + len(frac)
+	lo, hi := 0, n
+	for lo < hi && digit(lo) == '0' {
+		lo++
+	}
+	if lo == hi {
+		_ = w.WriteByte('0')
+		return
+	}
+	for digit(hi-1) == '0' {
+		hi--
+		exp++
+	}
+	if neg {
+		_ = w.WriteByte('-')
+	}
+	for j := lo; j < hi; j++ {
+		_ = w.WriteByte(digit(j))
 	}
 	if exp != 0 {
-		out += "e" + strconv.FormatInt(exp, 10)
+		var buf [24]byte
+		_ = w.WriteByte('e')
+		_, _ = w.Write(strconv.AppendInt(buf[:0], exp, 10))
 	}
-	return out
+}
+
+// parseExponent reads a JSON number's exponent digits (with an optional sign), ok false
+// beyond ±2^40.
+func parseExponent(b []byte) (int64, bool) {
+	neg := false
+	if len(b) > 0 && (b[0] == '+' || b[0] == '-') {
+		neg = b[0] == '-'
+		b = b[1:]
+	}
+	var e int64
+	for _, c := range b {
+		e = e*10 + int64(c-'0')
+		if e > 1<<40 {
+			return 0, false
+		}
+	}
+	if neg {
+		e = -e
+	}
+	return e, true
+}
+
+// canonicalNumber is writeCanonicalNumber's text.
+func canonicalNumber(text string) string {
+	var b bytes.Buffer
+	writeCanonicalNumber(&b, []byte(text))
+	return b.String()
 }

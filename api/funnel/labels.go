@@ -1,6 +1,7 @@
 package funnel
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -67,11 +68,13 @@ func SubjectLabels(eventType string, data json.RawMessage) map[string]string {
 	}
 	// Offsets rather than a decoded map: data may be large, the labels need a few ids.
 	fields := map[string]json.RawMessage{}
-	for _, m := range members(data, 0) {
-		if key := decodeString(data[m.keyStart:m.keyEnd]); subjectFields[key] {
-			fields[key] = data[m.valStart:m.valEnd]
+	eachMember(data, 0, func(m span) {
+		if key := data[m.keyStart+1 : m.keyEnd-1]; subjectFields[string(key)] || bytes.IndexByte(key, '\\') >= 0 {
+			if k := decodeString(data[m.keyStart:m.keyEnd]); subjectFields[k] {
+				fields[k] = data[m.valStart:m.valEnd]
+			}
 		}
-	}
+	})
 	for _, src := range subjectSources {
 		for _, name := range src.fields {
 			if v, ok := labelFromJSON(fields[name]); ok {

@@ -16,8 +16,6 @@ const (
 	DefaultSucceededRetention       = 168 * time.Hour
 	DefaultFailedRetention          = 720 * time.Hour
 	DefaultMaxEvents          int32 = 10000
-	DefaultRequestsPerSecond  int32 = 100
-	DefaultBurst              int32 = 200
 )
 
 // SecretKeyRef selects one key of a Secret in the referring object's namespace.
@@ -151,15 +149,14 @@ type Retention struct {
 // RateLimit bounds how fast one receiver accepts requests; above it requests get 429.
 type RateLimit struct {
 	// requestsPerSecond is the sustained rate.
-	// +optional
-	// +kubebuilder:default=100
+	// +required
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=100000
-	RequestsPerSecond int32 `json:"requestsPerSecond,omitempty"`
+	RequestsPerSecond int32 `json:"requestsPerSecond"`
 
-	// burst is how many requests may arrive at once above the sustained rate.
+	// burst is how many requests may arrive at once above the sustained rate; twice
+	// requestsPerSecond when not set.
 	// +optional
-	// +kubebuilder:default=200
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=100000
 	Burst int32 `json:"burst,omitempty"`
@@ -184,10 +181,13 @@ type FunnelReceiverSpec struct {
 	// +kubebuilder:validation:Maximum=1048576
 	MaxBodyBytes *int64 `json:"maxBodyBytes,omitempty"`
 
-	// rateLimit of authenticated requests to this receiver.
+	// rateLimit, when set, bounds the rate of authenticated requests to this receiver (429
+	// above it). Not set by default: a rate limit turns a burst Funnel sends into answers
+	// Funnel gives up on after four attempts, while the per-receiver cap on requests in
+	// flight (--webhook-max-in-flight-per-receiver) already holds the load to what the API
+	// server can write.
 	// +optional
-	// +kubebuilder:default={}
-	RateLimit RateLimit `json:"rateLimit,omitempty"`
+	RateLimit *RateLimit `json:"rateLimit,omitempty"`
 
 	// dedupeWindow is how long an identical envelope without an event id (Partner v2, whose
 	// envelope has none) counts as a retry of the first receipt; after it, an identical body

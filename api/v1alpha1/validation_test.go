@@ -253,6 +253,8 @@ var _ = Describe("FunnelReceiver schema", func() {
 		}, "must be a CIDR"),
 		Entry("rate limit zero", func(s map[string]any) { set(s, "rateLimit.requestsPerSecond", int64(0)) }, "spec.rateLimit.requestsPerSecond: Invalid value"),
 		Entry("burst above the bound", func(s map[string]any) { set(s, "rateLimit.burst", int64(100001)) }, "spec.rateLimit.burst: Invalid value"),
+		Entry("a rate limit without its rate", func(s map[string]any) { set(s, "rateLimit.burst", int64(10)) }, "spec.rateLimit.requestsPerSecond: Required value"),
+		Entry("a rate limit of 1/s", func(s map[string]any) { set(s, "rateLimit.requestsPerSecond", int64(1)) }, ""),
 		Entry("maxEvents zero: no cap", func(s map[string]any) { set(s, "retention.maxEvents", int64(0)) }, ""),
 		Entry("maxEvents negative", func(s map[string]any) { set(s, "retention.maxEvents", int64(-1)) }, "spec.retention.maxEvents: Invalid value"),
 		Entry("maxEvents above the bound", func(s map[string]any) { set(s, "retention.maxEvents", int64(10000001)) }, "spec.retention.maxEvents: Invalid value"),
@@ -276,8 +278,7 @@ var _ = Describe("FunnelReceiver schema", func() {
 		Expect(got.Spec.Retention.Failed).To(Equal(&metav1.Duration{Duration: funnelv1.DefaultFailedRetention}))
 		Expect(got.Spec.Retention.MaxEvents).To(HaveValue(Equal(funnelv1.DefaultMaxEvents)), "bounded by default")
 		Expect(got.Spec.DedupeWindow).To(Equal(&metav1.Duration{Duration: 24 * time.Hour}))
-		Expect(got.Spec.RateLimit).To(Equal(funnelv1.RateLimit{
-			RequestsPerSecond: funnelv1.DefaultRequestsPerSecond, Burst: funnelv1.DefaultBurst}))
+		Expect(got.Spec.RateLimit).To(BeNil(), "no rate limit by default")
 	})
 })
 

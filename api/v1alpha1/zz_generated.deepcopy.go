@@ -501,7 +501,11 @@ func (in *FunnelReceiverSpec) DeepCopyInto(out *FunnelReceiverSpec) {
 		*out = new(int64)
 		**out = **in
 	}
-	out.RateLimit = in.RateLimit
+	if in.RateLimit != nil {
+		in, out := &in.RateLimit, &out.RateLimit
+		*out = new(RateLimit)
+		**out = **in
+	}
 	if in.DedupeWindow != nil {
 		in, out := &in.DedupeWindow, &out.DedupeWindow
 		*out = new(v1.Duration)

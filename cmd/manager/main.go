@@ -48,6 +48,7 @@ type config struct {
 	apiBurst                int
 	pprofAddr               string
 	maxInFlight             int
+	maxInFlightPerReceiver  int
 	allowInsecureReceivers  bool
 	defaultServiceAccount   string
 	deliveryAllowCIDRs      string
@@ -72,6 +73,7 @@ func main() {
 	flag.IntVar(&cfg.apiBurst, "kube-api-burst", 400, "Client-side burst of the controllers towards the API server.")
 	flag.StringVar(&cfg.pprofAddr, "pprof-bind-address", "0", "Address of the Go pprof endpoints (/debug/pprof); \"0\" disables them.")
 	flag.IntVar(&cfg.maxInFlight, "webhook-max-in-flight", receiver.DefaultMaxInFlight, "Webhook requests handled at once; more are shed at once with 503 rather than queued past Funnel's timeout.")
+	flag.IntVar(&cfg.maxInFlightPerReceiver, "webhook-max-in-flight-per-receiver", 0, "Webhook requests of one FunnelReceiver handled at once, so that one receiver cannot take them all (default: half of --webhook-max-in-flight).")
 	flag.BoolVar(&cfg.allowInsecureReceivers, "allow-insecure-receivers", false, "Let FunnelReceivers with spec.auth.insecureSkipAuth: true accept unauthenticated requests; without it they are not Ready.")
 	flag.StringVar(&cfg.historyAddr, "history-bind-address", "0", "Address the history API (history.funnel.leasing.dev, aggregated: see config/history) binds to; \"0\" disables it. Needs the archive ("+archiveURLEnv+").")
 	flag.StringVar(&cfg.historyCertDir, "history-cert-dir", "", "Directory with the history API's serving certificate (tls.crt, tls.key); a self-signed one when empty.")
@@ -148,7 +150,7 @@ func run(cfg config) error {
 	}
 	if err := controllers.Setup(ctx, mgr, controllers.Options{
 		ExternalURL: strings.TrimSuffix(cfg.externalURL, "/"),
-		Webhook: receiver.Options{Addr: cfg.webhookAddr, MaxInFlight: cfg.maxInFlight,
+		Webhook: receiver.Options{Addr: cfg.webhookAddr, MaxInFlight: cfg.maxInFlight, MaxInFlightPerReceiver: cfg.maxInFlightPerReceiver,
 			Policy: receiver.Policy{AllowInsecure: cfg.allowInsecureReceivers}},
 		EventConcurrency:                concurrency,
 		RetentionDeletesPerSecond:       cfg.retentionDeletes,

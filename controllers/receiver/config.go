@@ -36,7 +36,8 @@ type Config struct {
 
 	Formats      []funnelv1.EventFormat
 	MaxBodyBytes int64
-	RateLimit    funnelv1.RateLimit
+	// RateLimit is the receiver's rate limit, nil for none.
+	RateLimit *funnelv1.RateLimit
 }
 
 // Policy is what the operator's administrator allows receivers to ask for, whatever their
@@ -88,11 +89,8 @@ func Resolve(ctx context.Context, r client.Reader, rcv *funnelv1.FunnelReceiver,
 	if spec.MaxBodyBytes != nil {
 		cfg.MaxBodyBytes = min(*spec.MaxBodyBytes, funnelv1.MaxMaxBodyBytes)
 	}
-	if cfg.RateLimit.RequestsPerSecond <= 0 {
-		cfg.RateLimit.RequestsPerSecond = funnelv1.DefaultRequestsPerSecond
-	}
-	if cfg.RateLimit.Burst <= 0 {
-		cfg.RateLimit.Burst = funnelv1.DefaultBurst
+	if rl := spec.RateLimit; rl != nil && rl.Burst <= 0 {
+		cfg.RateLimit = &funnelv1.RateLimit{RequestsPerSecond: rl.RequestsPerSecond, Burst: 2 * rl.RequestsPerSecond}
 	}
 	if t := spec.Auth.Token; t != nil && t.Header != "" {
 		cfg.TokenHeader = t.Header

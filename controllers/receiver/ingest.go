@@ -1,13 +1,13 @@
 package receiver
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"maps"
 	"mime"
 	"net/http"
@@ -30,8 +30,9 @@ import (
 
 // handle runs one request through the checks in the order of the receiver's HTTP contract
 // (docs/architecture.md) and stores the event. It returns the receiver's metric label and
-// the answer. Checks that need no body come first, so unauthenticated or throttled senders
-// cost no body read.
+// the answer. Checks that need no body come first, so senders refused by address or token
+// cost no slot and no body read; the HMAC comes before the rate limit, so bad signatures
+// cannot spend it.
 func (s *Server) handle(ctx context.Context, w http.ResponseWriter, r *http.Request, key types.NamespacedName) (string, reply) {
 	if r.Method != http.MethodPost {
 		return "", reply{code: http.StatusMethodNotAllowed, msg: "method not allowed: Funnel events are POSTed"}
@@ -39,7 +40,6 @@ func (s *Server) handle(ctx context.Context, w http.ResponseWriter, r *http.Requ
 	var rcv funnelv1.FunnelReceiver
 	if err := s.cache.Get(ctx, key, &rcv); err != nil {
 		if apierrors.IsNotFound(err) {
-			s.forgetLimiter(key)
 			return "", reply{code: http.StatusNotFound, msg: fmt.Sprintf("no FunnelReceiver %s", key)}
 		}
 		logger(ctx).Error(err, "Reading FunnelReceiver from the cache", "receiver", key)
@@ -63,18 +63,28 @@ func (s *Server) handle(ctx context.Context, w http.ResponseWriter, r *http.Requ
 	if cfg.Token != nil && !tokenMatches(r.Header.Get(cfg.TokenHeader), cfg.Token) {
 		return label, reply{code: http.StatusUnauthorized, msg: "missing or invalid credentials"}
 	}
-	if !s.limiter(key, cfg.RateLimit).Allow() {
-		return label, reply{code: http.StatusTooManyRequests, msg: "rate limited, retry later"}
-	}
 	if r.ContentLength > cfg.MaxBodyBytes {
 		return label, reply{code: http.StatusRequestEntityTooLarge, msg: fmt.Sprintf("body larger than the receiver's limit of %d bytes", cfg.MaxBodyBytes)}
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, cfg.MaxBodyBytes))
+	release, ok := s.admit(key)
+	if !ok {
+		return label, reply{code: http.StatusServiceUnavailable, msg: "overloaded: too many requests in flight, retry later"}
+	}
+	defer release()
+	if cfg.Token == nil {
+		// Not authenticated yet (HMAC only, or no authentication): the body gets a short
+		// deadline, so that slow unauthenticated bodies cannot hold the slots.
+		_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(s.opts.PreAuthBodyTimeout))
+	}
+	body, err := readBody(r, w, cfg.MaxBodyBytes)
 	if err != nil {
 		return label, bodyError(err, cfg.MaxBodyBytes)
 	}
 	if cfg.HMACKey != nil && !signatureMatches(r.Header.Get(cfg.HMACHeader), body, cfg.HMACKey, cfg.HMACAlgorithm) {
 		return label, reply{code: http.StatusUnauthorized, msg: "missing or invalid signature"}
+	}
+	if !s.allow(key, cfg.RateLimit) {
+		return label, reply{code: http.StatusTooManyRequests, msg: "rate limited, retry later"}
 	}
 	env, err := funnel.Parse(body)
 	if err != nil {
@@ -90,6 +100,17 @@ func (s *Server) handle(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		return label, reply{code: http.StatusBadRequest, msg: fmt.Sprintf("%s envelopes are not accepted by this receiver (spec.formats)", env.Format)}
 	}
 	return label, s.store(ctx, &rcv, env)
+}
+
+// readBody reads the body up to limit bytes into one buffer of the announced size, so
+// that reading holds the body once rather than up to twice while a buffer grows.
+func readBody(r *http.Request, w http.ResponseWriter, limit int64) ([]byte, error) {
+	var buf bytes.Buffer
+	if n := r.ContentLength; n > 0 && n <= limit {
+		buf.Grow(int(n) + bytes.MinRead)
+	}
+	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, limit))
+	return buf.Bytes(), err
 }
 
 // bodyError turns a failed body read into an answer.

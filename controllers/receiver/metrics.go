@@ -60,6 +60,12 @@ var (
 	}, []string{"receiver"})
 )
 
+// forgetReceiverMetrics removes the request series of a deleted receiver.
+func forgetReceiverMetrics(label string) {
+	requestsTotal.DeletePartialMatch(prometheus.Labels{"receiver": label})
+	requestDuration.DeleteLabelValues(label)
+}
+
 func init() {
 	metrics.Registry.MustRegister(requestsTotal, requestDuration, eventsCreated, eventsDuplicate,
 		eventsConflicting, duplicateCountsPending, duplicateCountsDropped, lastRequest, lastAccepted)

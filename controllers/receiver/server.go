@@ -29,6 +29,10 @@ import (
 const (
 	DefaultAnswerDeadline = 3 * time.Second
 	DefaultMaxInFlight    = 128
+	// DefaultPreAuthBodyTimeout bounds reading a body before its sender is authenticated
+	// (HMAC, or no authentication): a slow unauthenticated body must not hold a slot for
+	// the whole answer deadline. Funnel's bodies are a few KiB.
+	DefaultPreAuthBodyTimeout = time.Second
 	// retryAfterSeconds is what 503 and 429 answers ask the sender to wait.
 	retryAfterSeconds = 5
 )
@@ -44,6 +48,13 @@ type Options struct {
 	AnswerDeadline time.Duration
 	// MaxInFlight bounds concurrent requests; past it requests are shed with 503 at once.
 	MaxInFlight int
+	// MaxInFlightPerReceiver bounds the concurrent requests of one receiver, so that one
+	// receiver (one tenant, or whoever floods its URL) cannot take the whole MaxInFlight;
+	// half of it when 0.
+	MaxInFlightPerReceiver int
+	// PreAuthBodyTimeout bounds reading a body before the sender is authenticated;
+	// DefaultPreAuthBodyTimeout when 0.
+	PreAuthBodyTimeout time.Duration
 	// Clock stamps receivedAt; tests inject a fake one.
 	Clock clock.PassiveClock
 	// Policy is what receivers may ask for; the FunnelReceiver controller reports the same.
@@ -75,8 +86,16 @@ type Server struct {
 	silence    *silence
 	serving    atomic.Bool
 
-	limitersMu sync.Mutex
-	limiters   map[types.NamespacedName]*rate.Limiter
+	receiversMu sync.Mutex
+	receivers   map[types.NamespacedName]*perReceiver
+}
+
+// perReceiver is what the server keeps for one FunnelReceiver while it exists.
+type perReceiver struct {
+	// inFlight counts its requests being handled.
+	inFlight int
+	// limiter enforces its spec.rateLimit; nil without one.
+	limiter *rate.Limiter
 }
 
 // NewServer builds a Server that reads configuration from c and writes FunnelEvents
@@ -89,6 +108,12 @@ func NewServer(opts Options, c cache.Cache, w client.Client) *Server {
 	if opts.MaxInFlight <= 0 {
 		opts.MaxInFlight = DefaultMaxInFlight
 	}
+	if opts.MaxInFlightPerReceiver <= 0 {
+		opts.MaxInFlightPerReceiver = max(opts.MaxInFlight/2, 1)
+	}
+	if opts.PreAuthBodyTimeout <= 0 {
+		opts.PreAuthBodyTimeout = DefaultPreAuthBodyTimeout
+	}
 	if opts.Clock == nil {
 		opts.Clock = clock.RealClock{}
 	}
@@ -100,7 +125,7 @@ func NewServer(opts Options, c cache.Cache, w client.Client) *Server {
 		duplicates: newDuplicateCounter(w),
 		recent:     newRecentNames(recentCapacity),
 		silence:    newSilence(),
-		limiters:   map[types.NamespacedName]*rate.Limiter{},
+		receivers:  map[types.NamespacedName]*perReceiver{},
 	}
 }
 
@@ -224,19 +249,46 @@ type reply struct {
 // serveWebhook handles a request to the webhook path of receiver key.
 func (s *Server) serveWebhook(w http.ResponseWriter, r *http.Request, key types.NamespacedName) {
 	start := time.Now()
-
-	select {
-	case s.inFlight <- struct{}{}:
-		defer func() { <-s.inFlight }()
-	default:
-		s.answer(w, "", start, reply{code: http.StatusServiceUnavailable, msg: "overloaded: too many requests in flight, retry later"})
-		return
-	}
-
 	ctx, cancel := context.WithDeadline(r.Context(), start.Add(s.opts.AnswerDeadline))
 	defer cancel()
 	label, rep := s.handle(ctx, w, r, key)
 	s.answer(w, label, start, rep)
+}
+
+// admit takes a slot for a request of receiver key: first one of the receiver's own,
+// then one of the server's. Past either cap the request is shed at once; release gives
+// the slots back.
+func (s *Server) admit(key types.NamespacedName) (release func(), ok bool) {
+	s.receiversMu.Lock()
+	st := s.state(key)
+	if st.inFlight >= s.opts.MaxInFlightPerReceiver {
+		s.receiversMu.Unlock()
+		return nil, false
+	}
+	st.inFlight++
+	s.receiversMu.Unlock()
+	unreceiver := func() {
+		s.receiversMu.Lock()
+		st.inFlight--
+		s.receiversMu.Unlock()
+	}
+	select {
+	case s.inFlight <- struct{}{}:
+		return func() { <-s.inFlight; unreceiver() }, true
+	default:
+		unreceiver()
+		return nil, false
+	}
+}
+
+// state returns the receiver's entry, created on first use; receiversMu must be held.
+func (s *Server) state(key types.NamespacedName) *perReceiver {
+	st, ok := s.receivers[key]
+	if !ok {
+		st = &perReceiver{}
+		s.receivers[key] = st
+	}
+	return st
 }
 
 // answer writes the reply and records it in the metrics.
@@ -260,35 +312,44 @@ func (s *Server) answer(w http.ResponseWriter, receiver string, start time.Time,
 	}
 	w.WriteHeader(rep.code)
 	_, _ = w.Write([]byte(body))
+	if !s.silence.has(receiver) {
+		// Deleted meanwhile: its series are gone and must not come back.
+		receiver = ""
+	}
 	requestsTotal.WithLabelValues(receiver, strconv.Itoa(rep.code)).Inc()
 	requestDuration.WithLabelValues(receiver).Observe(time.Since(start).Seconds())
 	s.silence.observe(receiver, rep.code, s.opts.Clock.Now())
 }
 
-// limiter returns the receiver's rate limiter, adjusted to its current spec.
-func (s *Server) limiter(key types.NamespacedName, rl funnelv1.RateLimit) *rate.Limiter {
-	s.limitersMu.Lock()
-	defer s.limitersMu.Unlock()
-	l, ok := s.limiters[key]
-	if !ok {
-		l = rate.NewLimiter(rate.Limit(rl.RequestsPerSecond), int(rl.Burst))
-		s.limiters[key] = l
-		return l
+// allow spends one request of the receiver's rate limit, if it has one.
+func (s *Server) allow(key types.NamespacedName, rl *funnelv1.RateLimit) bool {
+	s.receiversMu.Lock()
+	defer s.receiversMu.Unlock()
+	st := s.state(key)
+	switch {
+	case rl == nil:
+		st.limiter = nil
+		return true
+	case st.limiter == nil:
+		st.limiter = rate.NewLimiter(rate.Limit(rl.RequestsPerSecond), int(rl.Burst))
+	default:
+		if st.limiter.Limit() != rate.Limit(rl.RequestsPerSecond) {
+			st.limiter.SetLimit(rate.Limit(rl.RequestsPerSecond))
+		}
+		if st.limiter.Burst() != int(rl.Burst) {
+			st.limiter.SetBurst(int(rl.Burst))
+		}
 	}
-	if l.Limit() != rate.Limit(rl.RequestsPerSecond) {
-		l.SetLimit(rate.Limit(rl.RequestsPerSecond))
-	}
-	if l.Burst() != int(rl.Burst) {
-		l.SetBurst(int(rl.Burst))
-	}
-	return l
+	return st.limiter.Allow()
 }
 
-// forgetLimiter drops the limiter of a receiver that no longer exists.
-func (s *Server) forgetLimiter(key types.NamespacedName) {
-	s.limitersMu.Lock()
-	delete(s.limiters, key)
-	s.limitersMu.Unlock()
+// forget drops what the server keeps for a receiver that no longer exists: its entry
+// and its metric series. Requests still in flight keep their own reference.
+func (s *Server) forget(key types.NamespacedName) {
+	s.receiversMu.Lock()
+	delete(s.receivers, key)
+	s.receiversMu.Unlock()
+	forgetReceiverMetrics(key.String())
 }
 
 // logger is the request's logger; request details are added by handle.

@@ -46,6 +46,14 @@ func (t *silence) observe(label string, code int, now time.Time) {
 	}
 }
 
+// has reports whether the receiver of label is in the cache.
+func (t *silence) has(label string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	_, ok := t.known[label]
+	return ok
+}
+
 // add starts the series of a receiver at its creation time; a series that already holds
 // a later time keeps it.
 func (t *silence) add(label string, created time.Time) {
@@ -85,6 +93,7 @@ func (s *Server) trackSilence(ctx context.Context, c cache.Cache) (stop func(), 
 			}
 			if rcv, ok := obj.(*funnelv1.FunnelReceiver); ok {
 				s.silence.remove(receiverLabel(rcv))
+				s.forget(types.NamespacedName{Namespace: rcv.Namespace, Name: rcv.Name})
 			}
 		},
 	})

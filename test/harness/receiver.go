@@ -32,8 +32,8 @@ type Receiver struct {
 
 // NewReceiver creates namespace ns (unless it exists), a Secret "funnel-auth" with a
 // random token (and HMAC key, with hmac), and the FunnelReceiver "funnel" that checks
-// them. Its rate limit is at the API's maximum and its retention has no count cap, so
-// that load is never limited and what a test or benchmark stores stays until it is done.
+// them, with the defaults (no rate limit) but no count cap on retention, so that what a
+// test or benchmark stores stays until it is done.
 func NewReceiver(ctx context.Context, c client.Client, ns string, hmac bool) (*Receiver, error) {
 	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return nil, fmt.Errorf("harness: creating namespace %s: %w", ns, err)
@@ -52,9 +52,7 @@ func NewReceiver(ctx context.Context, c client.Client, ns string, hmac bool) (*R
 	}
 	if err := c.Create(ctx, &funnelv1.FunnelReceiver{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: ReceiverName},
-		Spec: funnelv1.FunnelReceiverSpec{Auth: auth,
-			RateLimit: funnelv1.RateLimit{RequestsPerSecond: 100000, Burst: 100000},
-			Retention: funnelv1.Retention{MaxEvents: ptr.To[int32](0)}},
+		Spec:       funnelv1.FunnelReceiverSpec{Auth: auth, Retention: funnelv1.Retention{MaxEvents: ptr.To[int32](0)}},
 	}); err != nil {
 		return nil, fmt.Errorf("harness: creating FunnelReceiver %s/%s: %w", ns, ReceiverName, err)
 	}
