@@ -7,6 +7,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	"golang.org/x/time/rate"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -27,15 +28,20 @@ var _ = Describe("Retention", func() {
 		created   time.Time
 	)
 
-	// finishedEvent stores an event whose processing ends in the given phase: valid data
-	// of a known type succeeds, invalid data fails, an unknown type is ignored. It waits
-	// until the event controllers are done with it.
+	// finishedEvent stores an event whose processing ends in the given phase: a known type
+	// succeeds, one whose delivery is refused for good fails, an unknown type is ignored.
+	// It waits until the event controllers are done with it.
 	finishedEvent := func(name, receiver string, phase funnelv1.EventPhase) {
 		GinkgoHelper()
 		typ, data := "quote.created", `{}`
 		switch phase {
 		case funnelv1.PhaseFailed:
-			data = `{"lease_transaction_id": "not a number"}`
+			typ = "quote.undeliverable"
+			var sub funnelv1.FunnelSubscription
+			if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "refused"}, &sub); apierrors.IsNotFound(err) {
+				subscribeReady(ns, "refused", funnelv1.FunnelSubscriptionSpec{EventTypes: []string{typ},
+					Action: funnelv1.Action{HTTP: &funnelv1.HTTPAction{URL: newSink(http.StatusBadRequest).URL}}})
+			}
 		case funnelv1.PhaseIgnored:
 			typ = "quote.brand_new"
 		}
