@@ -189,6 +189,37 @@ func hashCanonical(h hash.Hash, data []byte) {
 // UTF-8, which encoding/json would otherwise silently replace and so make two
 // different bodies equal, and nesting deeper than MaxNestingDepth.
 func CanonicalJSON(raw []byte) ([]byte, error) {
+	trimmed, err := canonicalInput(raw)
+	if err != nil {
+		return nil, err
+	}
+	var out bytes.Buffer
+	writeCanonical(&out, trimmed, 0)
+	return out.Bytes(), nil
+}
+
+// WriteStoredJSON writes to w the canonical form of the JSON value raw as the API server
+// keeps it in a custom resource: CanonicalJSON's, but with numbers as the API server
+// reads them (an integer that fits in 64 bits, else a float64: 2.5e5 and 250000 are
+// alike, and an integer past 64 bits is rounded). raw gives the same bytes before and
+// after the API server stored it, so a MAC over them survives the round trip. It refuses
+// what CanonicalJSON refuses.
+func WriteStoredJSON(w io.Writer, raw []byte) error {
+	trimmed, err := canonicalInput(raw)
+	if err != nil {
+		return err
+	}
+	bw := bufio.NewWriterSize(w, 4096)
+	writeStoredCanonical(bw, trimmed, 0)
+	if err := bw.Flush(); err != nil {
+		return fmt.Errorf("canonical JSON: %w", err)
+	}
+	return nil
+}
+
+// canonicalInput checks that raw can be canonicalised and returns it without the
+// surrounding whitespace.
+func canonicalInput(raw []byte) ([]byte, error) {
 	if i := firstInvalidUTF8(raw); i >= 0 {
 		return nil, fmt.Errorf("canonical JSON: invalid UTF-8 at offset %d", i)
 	}
@@ -204,9 +235,7 @@ func CanonicalJSON(raw []byte) ([]byte, error) {
 		}
 		return nil, fmt.Errorf("canonical JSON: %w", err)
 	}
-	var out bytes.Buffer
-	writeCanonical(&out, trimmed, 0)
-	return out.Bytes(), nil
+	return trimmed, nil
 }
 
 // EventNameHeader carries, in the receiver's 200, the name of the FunnelEvent the

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -297,6 +298,16 @@ func keyLess(b []byte, x, y span) int {
 	return strings.Compare(decodeString(b[x.keyStart:x.keyEnd]), decodeString(b[y.keyStart:y.keyEnd]))
 }
 
+// member is an object member as canon lists it: where its key and value start, half a
+// span, so that listing the members of a large object holds less (the ends are found
+// again when needed; valEnd is not).
+type member struct{ key, val int32 }
+
+// span is m with its key's end; valEnd is left 0.
+func (m member) span(b []byte) span {
+	return span{keyStart: m.key, keyEnd: int32(stringEnd(b, int(m.key))), valStart: m.val}
+}
+
 // writer is what canonical JSON is written to: a buffer, or a hash through bufio.
 type writer interface {
 	io.Writer
@@ -307,9 +318,13 @@ type writer interface {
 // canon writes canonical JSON (writeCanonical). Its span buffers are stacks shared by
 // every level of the document, so canonicalising allocates nothing per object or array.
 type canon struct {
-	w     writer
-	b     []byte
-	spans []span
+	w       writer
+	b       []byte
+	members []member
+	// stored writes numbers as the API server keeps them (writeStoredNumber) rather than
+	// exactly, made in scratch.
+	stored  bool
+	scratch []byte
 }
 
 // writeCanonical writes the valid JSON value at b[i:] in a canonical form: object keys
@@ -321,18 +336,28 @@ func writeCanonical(w writer, b []byte, i int) {
 	c.value(i)
 }
 
+// writeStoredCanonical is writeCanonical with numbers as the API server keeps them
+// (writeStoredNumber): the canonical form of a JSON value before and after the API server
+// stored it is the same.
+func writeStoredCanonical(w writer, b []byte, i int) {
+	c := canon{w: w, b: b, stored: true}
+	c.value(i)
+}
+
 func (c *canon) value(i int) {
 	w, b := c.w, c.b
 	switch b[i] {
 	case '{':
-		base := len(c.spans)
-		c.spans = appendMembers(c.spans, b, i)
-		ms := c.spans[base:]
-		slices.SortStableFunc(ms, func(x, y span) int { return keyLess(b, x, y) })
+		base := len(c.members)
+		c.members = slices.Grow(c.members, countMembers(b, i))
+		eachMember(b, i, func(m span) { c.members = append(c.members, member{m.keyStart, m.valStart}) })
+		ms := c.members[base:]
+		slices.SortStableFunc(ms, func(x, y member) int { return keyLess(b, x.span(b), y.span(b)) })
 		_ = w.WriteByte('{')
 		first := true
-		for j, m := range ms {
-			if j+1 < len(ms) && keyLess(b, m, ms[j+1]) == 0 {
+		for j, mm := range ms {
+			m := mm.span(b)
+			if j+1 < len(ms) && keyLess(b, m, ms[j+1].span(b)) == 0 {
 				continue // a later duplicate follows: the last one counts
 			}
 			if !first {
@@ -344,7 +369,7 @@ func (c *canon) value(i int) {
 			c.value(int(m.valStart))
 		}
 		_ = w.WriteByte('}')
-		c.spans = c.spans[:base]
+		c.members = c.members[:base]
 	case '[':
 		// Elements keep their order: written as they come, never listed.
 		_ = w.WriteByte('[')
@@ -363,7 +388,11 @@ func (c *canon) value(i int) {
 	case 't', 'f', 'n':
 		_, _ = w.Write(b[i:valueEnd(b, i)])
 	default:
-		writeCanonicalNumber(w, b[i:valueEnd(b, i)])
+		if c.stored {
+			c.writeStoredNumber(b[i:valueEnd(b, i)])
+		} else {
+			writeCanonicalNumber(w, b[i:valueEnd(b, i)])
+		}
 	}
 }
 
@@ -508,6 +537,53 @@ func writeCanonicalNumber(w writer, text []byte) {
 		_ = w.WriteByte('e')
 		_, _ = w.Write(strconv.AppendInt(buf[:0], exp, 10))
 	}
+}
+
+// writeStoredNumber writes a JSON number as the value the API server keeps of it: the
+// API server reads an integer that fits in 64 bits as one and any other number as a
+// float64, and writes them back in its own notation. Written here: integers as such, and
+// a float64 that is a whole number within 64 bits as that integer (the API server writes
+// 2.5e5 as 250000, which reads back as an integer), other floats in their shortest form.
+// A number out of float64's range keeps its text (the API server refuses it). The digits
+// are made in c.scratch: a buffer on the stack would escape through the writer.
+func (c *canon) writeStoredNumber(text []byte) {
+	if n, ok := parseInt64(text); ok {
+		c.scratch = strconv.AppendInt(c.scratch[:0], n, 10)
+	} else if f, err := strconv.ParseFloat(string(text), 64); err != nil {
+		c.scratch = append(c.scratch[:0], text...)
+	} else if f == math.Trunc(f) && f >= -(1<<63) && f < 1<<63 {
+		c.scratch = strconv.AppendInt(c.scratch[:0], int64(f), 10)
+	} else {
+		c.scratch = strconv.AppendFloat(c.scratch[:0], f, 'g', -1, 64)
+	}
+	_, _ = c.w.Write(c.scratch)
+}
+
+// parseInt64 reads a JSON integer literal (no fraction, no exponent) that fits in 64
+// bits.
+func parseInt64(text []byte) (int64, bool) {
+	neg := len(text) > 0 && text[0] == '-'
+	digits := text
+	if neg {
+		digits = digits[1:]
+	}
+	if len(digits) == 0 || len(digits) > 19 {
+		return 0, false
+	}
+	var u uint64
+	for _, d := range digits {
+		if d < '0' || d > '9' {
+			return 0, false
+		}
+		u = u*10 + uint64(d-'0')
+	}
+	switch {
+	case !neg && u <= math.MaxInt64:
+		return int64(u), true
+	case neg && u <= 1<<63:
+		return int64(-u), true // -(1<<63) wraps to itself
+	}
+	return 0, false
 }
 
 // parseExponent reads a JSON number's exponent digits (with an optional sign), ok false
