@@ -32,6 +32,7 @@ import (
 	"github.com/funnel-operator/funnel-operator/api/funnel"
 	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
 	"github.com/funnel-operator/funnel-operator/controllers/delivery"
+	"github.com/funnel-operator/funnel-operator/controllers/receiver"
 )
 
 var eventProcessingDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
@@ -56,6 +57,8 @@ type EventReconciler struct {
 	Dispatcher Dispatcher
 	Recorder   recorder.EventRecorder
 	Clock      clock.PassiveClock
+	// Sealer tells the events the receiver created from others, which are not delivered.
+	Sealer receiver.Sealer
 
 	recent staleGuard
 }
@@ -155,6 +158,9 @@ func (r *EventReconciler) process(ctx context.Context, ev *funnelv1.FunnelEvent)
 	details := handler.Decode(ev.Spec.Data.Raw)
 	// What the receiver found in the envelope counts as much as what is in the data.
 	details.Issues = append(envelopeIssues(ev), details.Issues...)
+	if err := r.Sealer.Check(ev); err != nil {
+		return notReceived(handler.Known, details, err), delivery.Result{}, nil
+	}
 	d, err := r.Dispatcher.Dispatch(ctx, ev, details)
 	if err != nil {
 		return outcome{}, delivery.Result{}, fmt.Errorf("dispatching FunnelEvent %s/%s: %w", ev.Namespace, ev.Name, err)

@@ -20,6 +20,7 @@ import (
 	"github.com/funnel-operator/funnel-operator/api/funnel"
 	"github.com/funnel-operator/funnel-operator/api/funnel/synth"
 	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
+	"github.com/funnel-operator/funnel-operator/test/testenv"
 )
 
 // processedBy is how many passes the named family controller has completed, from the
@@ -87,10 +88,18 @@ func kubeEvents(ns, name string) func(Gomega) []eventsv1.Event {
 	}
 }
 
+// sealed seals ev with the operator's seal key, as the receiver does: the
+// controllers deliver only sealed events.
+func sealed(ev *funnelv1.FunnelEvent) *funnelv1.FunnelEvent {
+	GinkgoHelper()
+	Expect(testenv.Seal(ctx, k8s, sealKeySecret.Namespace, ev)).To(Succeed())
+	return ev
+}
+
 // createEvent stores an event directly, as the receiver would, with its labels.
 func createEvent(ns, name, eventType, data string) {
 	GinkgoHelper()
-	Expect(k8s.Create(ctx, &funnelv1.FunnelEvent{
+	Expect(k8s.Create(ctx, sealed(&funnelv1.FunnelEvent{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{
 			funnelv1.LabelReceiver: "funnel", funnelv1.LabelEventType: funnel.LabelValue(eventType), funnelv1.LabelFormat: "V3",
 		}},
@@ -98,7 +107,7 @@ func createEvent(ns, name, eventType, data string) {
 			Receiver: "funnel", Format: funnelv1.FormatV3, Type: eventType, EventID: name,
 			ReceivedAt: metav1.NewMicroTime(time.Now()), Data: runtime.RawExtension{Raw: []byte(data)},
 		},
-	})).To(Succeed())
+	}))).To(Succeed())
 }
 
 var _ = Describe("Event processing", func() {
@@ -224,6 +233,46 @@ var _ = Describe("Event processing", func() {
 				HaveField("ObjectMeta.Labels", HaveKeyWithValue(funnelv1.LabelEventType, "renter.status-change"))))
 			Expect(processedBy("prospect")).To(BeNumerically(">", before))
 		})
+	})
+
+	It("delivers only what the receiver created: not an event without its seal, nor with another's, nor a late copy", func() {
+		target := newSink(http.StatusOK)
+		subscribeReady(ns, "all", funnelv1.FunnelSubscriptionSpec{EventTypes: []string{"*"},
+			Action: funnelv1.Action{HTTP: &funnelv1.HTTPAction{URL: target.URL}}})
+		// Numbers the API server rewrites (2.5e5 → 250000, past 64 bits rounded): the seal still holds.
+		a := post(webhookURL, path, []byte(`{"id":"3b0c7ad4-8f0e-4c55-9a57-2a1f3b9e6d10","event":"lease.move_in",`+
+			`"timestamp":"2024-10-09T13:49:31Z","data":{"lease_id":1,"amount":2.5e5,"big":18446744073709551615}}`), nil)
+		Expect(a.code).To(Equal(http.StatusOK), a.body)
+		Eventually(getEvent(ns, a.event())).Should(finished(funnelv1.PhaseSucceeded))
+		genuine := getEvent(ns, a.event())(Default)
+		Expect(target.got()).To(HaveLen(1))
+
+		unsealed := &funnelv1.FunnelEvent{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "evt-unsealed", Labels: genuine.Labels}, Spec: genuine.Spec}
+		Expect(k8s.Create(ctx, unsealed)).To(Succeed())
+		copied := &funnelv1.FunnelEvent{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "evt-copied", Labels: genuine.Labels,
+			Annotations: genuine.Annotations}, Spec: genuine.Spec}
+		Expect(k8s.Create(ctx, copied)).To(Succeed())
+		// Sealed right, but received an hour before it is created: an old event created again.
+		late := &funnelv1.FunnelEvent{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "evt-late", Labels: genuine.Labels},
+			Spec: *genuine.Spec.DeepCopy()}
+		late.Spec.ReceivedAt = metav1.NewMicroTime(time.Now().Add(-time.Hour))
+		Expect(k8s.Create(ctx, sealed(late))).To(Succeed())
+
+		for name, why := range map[string]string{"evt-unsealed": "it has no seal", "evt-copied": "its seal does not match",
+			"evt-late": "a copy of an event received before"} {
+			Eventually(getEvent(ns, name)).Should(SatisfyAll(finished(funnelv1.PhaseFailed), HaveField("Status.Deliveries", BeEmpty()),
+				HaveField("Status.Conditions", ContainElement(SatisfyAll(HaveField("Type", funnelv1.ConditionReady),
+					HaveField("Status", metav1.ConditionFalse), HaveField("Reason", funnelv1.ReasonNotReceived),
+					HaveField("Message", ContainSubstring(why)))))), name)
+			Eventually(kubeEvents(ns, name)).Should(ContainElement(SatisfyAll(HaveField("Type", "Warning"),
+				HaveField("Reason", funnelv1.ReasonNotReceived))), name)
+		}
+		By("a replay of the genuine event is delivered again; of another, still not")
+		replay(ns, genuine.Name, "again")
+		replay(ns, "evt-unsealed", "again")
+		Eventually(target.got).Should(HaveLen(2))
+		Eventually(getEvent(ns, "evt-unsealed")).Should(SatisfyAll(HaveField("Status.ObservedReplay", "again"), finished(funnelv1.PhaseFailed)))
+		Consistently(target.got, "1s").Should(HaveLen(2))
 	})
 
 	It("takes finished events out of the controllers' cache, and keeps unfinished ones in it", func() {

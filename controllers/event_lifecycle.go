@@ -100,6 +100,19 @@ func newOutcome(known bool, details funnel.Details, deliveries []funnelv1.Delive
 	return o
 }
 
+// notReceived is the outcome of an event the receiver did not create (why says how it
+// tells): Failed, never delivered. Validation is still reported, for whoever looks into it.
+func notReceived(known bool, details funnel.Details, why error) outcome {
+	msg := "Not delivered: not created by the operator's receiver (" + why.Error() + ")"
+	return outcome{
+		phase:     funnelv1.PhaseFailed,
+		summary:   details.Summary,
+		validated: validatedCondition(known, details.Issues),
+		delivered: condition(funnelv1.ConditionDelivered, metav1.ConditionFalse, funnelv1.ReasonNotReceived, msg),
+		ready:     condition(funnelv1.ConditionReady, metav1.ConditionFalse, funnelv1.ReasonNotReceived, msg),
+	}
+}
+
 // apply writes an outcome into the event's status. processedTime is stamped the first
 // time a pass reaches a final phase, so an unchanged outcome writes nothing new.
 func (o outcome) apply(st *funnelv1.FunnelEventStatus, generation int64, now time.Time) {

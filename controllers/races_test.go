@@ -26,6 +26,7 @@ import (
 	"github.com/funnel-operator/funnel-operator/controllers"
 	"github.com/funnel-operator/funnel-operator/controllers/delivery"
 	"github.com/funnel-operator/funnel-operator/controllers/identity"
+	"github.com/funnel-operator/funnel-operator/controllers/receiver"
 	"github.com/funnel-operator/funnel-operator/test/testenv"
 )
 
@@ -53,8 +54,11 @@ func newStepper(reader client.Client) *stepper {
 	router := &delivery.Router{Client: reader, APIReader: k8s, Identity: actAs, Scheme: testenv.Scheme(), Executor: exec, Clock: clk,
 		HTTP:     delivery.NewHTTPClient(delivery.NewAddressPolicy([]netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}, nil)),
 		Recorder: mgrRecorder, Stats: delivery.NewStats(k8s, k8s, time.Hour)}
+	// The manager's seal key, so that the receiver's events are delivered.
+	sealer, err := receiver.LoadSealer(ctx, k8s, k8s, sealKeySecret, time.Now())
+	Expect(err).NotTo(HaveOccurred())
 	return &stepper{clock: clk, events: &controllers.EventReconciler{Client: reader, Family: funnel.FamilyLease,
-		Dispatcher: router, Recorder: mgrRecorder, Clock: clk}}
+		Dispatcher: router, Recorder: mgrRecorder, Clock: clk, Sealer: sealer}}
 }
 
 // pass runs one processing pass over the event.

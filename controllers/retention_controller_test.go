@@ -52,7 +52,7 @@ var _ = Describe("Retention", func() {
 			Spec: funnelv1.FunnelEventSpec{Receiver: receiver, Format: funnelv1.FormatClassic, Type: typ,
 				ReceivedAt: metav1.NewMicroTime(time.Now()), Data: runtime.RawExtension{Raw: []byte(data)}},
 		}
-		Expect(k8s.Create(ctx, ev)).To(Succeed())
+		Expect(k8s.Create(ctx, sealed(ev))).To(Succeed())
 		if created.IsZero() || ev.CreationTimestamp.Before(&metav1.Time{Time: created}) {
 			created = ev.CreationTimestamp.Time
 		}
@@ -191,11 +191,11 @@ var _ = Describe("Retention", func() {
 				Action:   funnelv1.Action{HTTP: &funnelv1.HTTPAction{URL: down.URL}},
 				Delivery: funnelv1.DeliveryPolicy{BackoffDelay: &metav1.Duration{Duration: time.Hour}, MaxBackoff: &metav1.Duration{Duration: time.Hour}}}})).To(Succeed())
 		Eventually(subscriptionReady(ns, "down")).Should(HaveField("Reason", funnelv1.ReasonReady))
-		Expect(k8s.Create(ctx, &funnelv1.FunnelEvent{
+		Expect(k8s.Create(ctx, sealed(&funnelv1.FunnelEvent{
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "stuck", Labels: map[string]string{funnelv1.LabelEventType: "quote.created"}},
 			Spec: funnelv1.FunnelEventSpec{Receiver: "funnel", Format: funnelv1.FormatClassic, Type: "quote.created",
 				ReceivedAt: metav1.NewMicroTime(time.Now()), Data: runtime.RawExtension{Raw: []byte(`{"stuck": true}`)}},
-		})).To(Succeed())
+		}))).To(Succeed())
 		Eventually(getEvent(ns, "stuck")).Should(HaveField("Status.Phase", funnelv1.PhaseProcessing))
 		finishedEvent("done", "funnel", funnelv1.PhaseSucceeded)
 

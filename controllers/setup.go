@@ -12,6 +12,7 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/selection"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/clock"
@@ -82,6 +83,10 @@ type Options struct {
 	// History, when set, serves the archive as the aggregated history API on every
 	// replica; it needs Archive.
 	History *history.Options
+	// SealKeySecret is the Secret holding the key the receiver seals events with and
+	// the event controllers check them with (created with a new key when missing).
+	// Required.
+	SealKeySecret types.NamespacedName
 }
 
 // CacheOptions are the manager's cache settings: FunnelEvents are cached only while
@@ -115,6 +120,16 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		opts.Clock = clock.RealClock{}
 	}
 	rec := mgr.GetEventRecorder("funnel-operator")
+	if opts.SealKeySecret.Name == "" || opts.SealKeySecret.Namespace == "" {
+		return errors.New("no seal key Secret: the event controllers would deliver no event")
+	}
+	loadCtx, cancelLoad := context.WithTimeout(ctx, 30*time.Second)
+	sealer, err := receiver.LoadSealer(loadCtx, mgr.GetClient(), mgr.GetAPIReader(), opts.SealKeySecret, opts.Clock.Now())
+	cancelLoad()
+	if err != nil {
+		return err
+	}
+	opts.Webhook.Sealer = sealer
 	actAs, err := identity.New(mgr.GetConfig(), mgr.GetScheme(), mgr.GetRESTMapper(), opts.DefaultServiceAccount)
 	if err != nil {
 		return err
@@ -177,7 +192,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		if n, ok := opts.EventConcurrency[f]; ok {
 			concurrency = n
 		}
-		r := &EventReconciler{Client: eventWriter, Family: f, Dispatcher: opts.Dispatcher, Recorder: rec, Clock: opts.Clock}
+		r := &EventReconciler{Client: eventWriter, Family: f, Dispatcher: opts.Dispatcher, Recorder: rec, Clock: opts.Clock, Sealer: sealer}
 		if err := r.SetupWithManager(mgr, concurrency); err != nil {
 			return fmt.Errorf("setting up the %s event controller: %w", f, err)
 		}

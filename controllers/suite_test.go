@@ -9,8 +9,10 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/selection"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -44,6 +46,8 @@ var (
 	mgrRecorder recorder.EventRecorder
 	// mgrSecrets reads the receivers' Secrets, as the manager's receiver does.
 	mgrSecrets *receiver.Secrets
+	// sealKeySecret holds the manager's seal key (created by the manager).
+	sealKeySecret = types.NamespacedName{Namespace: metav1.NamespaceDefault, Name: receiver.DefaultSealKeySecret}
 )
 
 // withoutSteppedEvents keeps the events of steppedReceiver out of the manager's cache, so
@@ -88,6 +92,7 @@ var _ = BeforeSuite(func() {
 	// Secrets are not watched: a short refresh keeps the specs quick.
 	mgrSecrets = receiver.NewSecrets(mgr.GetAPIReader(), mgr.GetCache(), 200*time.Millisecond)
 	Expect(controllers.Setup(ctx, mgr, controllers.Options{
+		SealKeySecret:   sealKeySecret,
 		ReceiverSecrets: mgrSecrets,
 		ExternalURL:     "https://funnel.example.com",
 		Webhook:         receiver.Options{Listener: ln, Policy: receiver.Policy{AllowInsecure: true}},

@@ -124,6 +124,10 @@ const (
 	ReasonDestinationAnswering = "DestinationAnswering"
 )
 
+// ReasonNotReceived (FunnelEvent Ready=False, Delivered=False) means the event was not
+// created by the operator's receiver (no valid seal): it is not delivered.
+const ReasonNotReceived = "NotReceived"
+
 // Field selectors of FunnelEvents (CRD selectableFields): `kubectl get fev
 // --field-selector status.phase=Failed,spec.type=lease.move_in`.
 const (
@@ -179,6 +183,10 @@ const (
 	// AnnotationIdempotencyKey holds the whole idempotency key when it is longer than
 	// spec.idempotencyKey may be (which then holds "sha256:<hex>" of it).
 	AnnotationIdempotencyKey = "funnel.leasing.dev/idempotency-key"
+	// AnnotationSeal is the receiver's proof that it created the event: a MAC, keyed
+	// with the operator's seal key, over the event's namespace, name and spec. The
+	// controllers deliver only events that carry a valid one.
+	AnnotationSeal = "funnel.leasing.dev/seal"
 	// AnnotationReplay re-runs processing of an event whenever its value changes. Finished
 	// events are outside the controllers' cache (it selects on status.phase), so a replay
 	// also sets status.phase back to Pending: kubectl funnel replay does both.

@@ -3,13 +3,16 @@
 package main
 
 import (
+	"cmp"
 	"flag"
 	"fmt"
 	"os"
 	"strings"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/apimachinery/pkg/util/validation"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -40,6 +43,7 @@ type config struct {
 	leaderElect             bool
 	leaderElectionNamespace string
 	namespaces              string
+	sealKeySecret           string
 	externalURL             string
 	shutdownTimeout         time.Duration
 	eventConcurrency        string
@@ -81,6 +85,7 @@ func main() {
 	flag.StringVar(&cfg.deliveryAllowCIDRs, "delivery-allow-cidrs", "", "Comma-separated CIDR ranges or addresses HTTP deliveries may connect to although they are refused by default (loopback, link-local and cloud metadata, unspecified, multicast, the operator's own addresses, the API server's). E.g. \"127.0.0.1/32\" for a sidecar.")
 	flag.IntVar(&cfg.deliveryConcurrency, "delivery-concurrency", delivery.DefaultExecutorWorkers, "HTTP delivery attempts in flight at once, across namespaces (each holds a connection for at most its timeout).")
 	flag.IntVar(&cfg.deliveryPerNamespace, "delivery-concurrency-per-namespace", delivery.DefaultExecutorWorkersPerNamespace, "HTTP delivery attempts in flight at once for one namespace, so one tenant's slow targets leave the rest to the others.")
+	flag.StringVar(&cfg.sealKeySecret, "seal-key-secret", "", "Secret (namespace/name) holding the key the receiver seals events with, so that only events it created are delivered; created with a random key when missing (default: "+receiver.DefaultSealKeySecret+" in $POD_NAMESPACE, else in --leader-election-namespace, else in default).")
 	flag.DurationVar(&cfg.shutdownTimeout, "graceful-shutdown-timeout", 30*time.Second, "How long in-flight work may take to finish after SIGTERM.")
 	zapOpts := zap.Options{Development: false}
 	zapOpts.BindFlags(flag.CommandLine)
@@ -114,6 +119,10 @@ func run(cfg config) error {
 	allow, err := delivery.ParseCIDRs(cfg.deliveryAllowCIDRs)
 	if err != nil {
 		return fmt.Errorf("--delivery-allow-cidrs: %w", err)
+	}
+	sealKey, err := sealKeySecret(cfg)
+	if err != nil {
+		return err
 	}
 	restCfg, err := ctrl.GetConfig()
 	if err != nil {
@@ -161,6 +170,7 @@ func run(cfg config) error {
 		DeliveryConcurrency:             cfg.deliveryConcurrency,
 		DeliveryConcurrencyPerNamespace: cfg.deliveryPerNamespace,
 		History:                         historyOptions(cfg),
+		SealKeySecret:                   sealKey,
 	}); err != nil {
 		return err
 	}
@@ -195,4 +205,18 @@ func historyOptions(cfg config) *history.Options {
 	}
 	return &history.Options{Addr: cfg.historyAddr, CertDir: cfg.historyCertDir, Kubeconfig: kubeconfig,
 		DNSNames: []string{"funnel-history." + os.Getenv("POD_NAMESPACE") + ".svc", "localhost"}}
+}
+
+// sealKeySecret is --seal-key-secret, or its default: the operator's own namespace
+// (the pod's, as config/manager passes it), where config/rbac lets it create the Secret.
+func sealKeySecret(cfg config) (types.NamespacedName, error) {
+	if cfg.sealKeySecret == "" {
+		ns := cmp.Or(os.Getenv("POD_NAMESPACE"), cfg.leaderElectionNamespace, metav1.NamespaceDefault)
+		return types.NamespacedName{Namespace: ns, Name: receiver.DefaultSealKeySecret}, nil
+	}
+	ns, name, ok := strings.Cut(cfg.sealKeySecret, "/")
+	if !ok || validation.IsDNS1123Label(ns) != nil || validation.IsDNS1123Subdomain(name) != nil {
+		return types.NamespacedName{}, fmt.Errorf("--seal-key-secret %q: want <namespace>/<name>", cfg.sealKeySecret)
+	}
+	return types.NamespacedName{Namespace: ns, Name: name}, nil
 }

@@ -178,6 +178,11 @@ func (s *Server) create(ctx context.Context, ev *funnelv1.FunnelEvent, typ strin
 			return s.compare(ctx, ev, existing, typ)
 		}
 	}
+	// Sealed here, as the variant of an event is renamed before it comes back here.
+	if err := s.opts.Sealer.Seal(ev); err != nil {
+		log().Info("The event cannot be sealed", "reason", err.Error())
+		return reply{code: http.StatusBadRequest, msg: "event cannot be stored: " + err.Error()}
+	}
 	err := s.writer.Create(ctx, ev)
 	switch {
 	case err == nil:

@@ -50,6 +50,7 @@ func TestHandlingHoldsAFewTimesTheBody(t *testing.T) {
 		"top-level members": []byte(`{"event":"x","data":{},` + strings.TrimSuffix(strings.Repeat(`"e":[],`, size/7), ",") + `}`),
 	}
 	rcv := &funnelv1.FunnelReceiver{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "funnel"}}
+	sealer := testSealer(t, time.Time{})
 	for name, body := range shapes {
 		t.Run(name, func(t *testing.T) {
 			handle := func() {
@@ -59,6 +60,9 @@ func TestHandlingHoldsAFewTimesTheBody(t *testing.T) {
 				}
 				now := time.Now()
 				ev := NewEvent(rcv, env, funnel.Naming{Receiver: rcv.Name}.Identify(env, now), now)
+				if err := sealer.Seal(ev); err != nil {
+					t.Fatal(err)
+				}
 				if _, err := json.Marshal(ev); err != nil { // what the client sends the API server
 					t.Fatal(err)
 				}

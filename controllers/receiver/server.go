@@ -62,6 +62,10 @@ type Options struct {
 	// Secrets reads the receivers' Secrets (a *Secrets, shared with the FunnelReceiver
 	// controller). Required.
 	Secrets client.Reader
+	// Sealer seals every event the receiver creates, so that the event controllers can
+	// tell it from one created by someone else. Without a key, events go unsealed (and
+	// are not delivered).
+	Sealer Sealer
 }
 
 // The receiver creates events, reads one back to compare a duplicate, and patches

@@ -80,6 +80,7 @@ var _ = Describe("The operator with the RBAC of config/rbac", Ordered, func() {
 		Expect(err).NotTo(HaveOccurred())
 		webhookURL = "http://" + ln.Addr().String()
 		Expect(controllers.Setup(ctx, mgr, controllers.Options{Webhook: receiver.Options{Listener: ln},
+			SealKeySecret:      types.NamespacedName{Namespace: "funnel-system", Name: receiver.DefaultSealKeySecret},
 			DeliveryAllowCIDRs: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}})).To(Succeed())
 		mgrCtx, cancel := context.WithCancel(ctx)
 		done := make(chan error, 1)
@@ -187,12 +188,14 @@ var _ = Describe("The operator with the RBAC of config/rbac", Ordered, func() {
 	})
 
 	It("records a Warning Event for invalid data", func() {
-		Expect(k8s.Create(ctx, &funnelv1.FunnelEvent{
+		ev := &funnelv1.FunnelEvent{
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "evt-bad", Labels: map[string]string{
 				funnelv1.LabelReceiver: "funnel", funnelv1.LabelEventType: "lease_transaction.unit_reserved"}},
 			Spec: funnelv1.FunnelEventSpec{Receiver: "funnel", Format: funnelv1.FormatV3, Type: "lease_transaction.unit_reserved",
 				EventID: "1", ReceivedAt: metav1.NowMicro(), Data: runtime.RawExtension{Raw: []byte(`{"lease_transaction_id":"x"}`)}},
-		})).To(Succeed())
+		}
+		Expect(testenv.Seal(ctx, k8s, "funnel-system", ev)).To(Succeed())
+		Expect(k8s.Create(ctx, ev)).To(Succeed())
 		Eventually(func(g Gomega) []eventsv1.Event {
 			var list eventsv1.EventList
 			g.Expect(k8s.List(ctx, &list, client.InNamespace(ns))).To(Succeed())

@@ -99,12 +99,14 @@ var _ = Describe("The operator with exactly config/rbac", func() {
 			Expect(r.Acknowledged()).To(BeTrue(), "%v", r.Attempts)
 		}
 		By("an invalid event: a Warning Event")
-		Expect(k8s.Create(ctx, &funnelv1.FunnelEvent{
+		invalid := &funnelv1.FunnelEvent{
 			ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: "evt-invalid", Labels: map[string]string{
 				funnelv1.LabelReceiver: harness.ReceiverName, funnelv1.LabelEventType: funnel.TypeUnitReserved}},
 			Spec: funnelv1.FunnelEventSpec{Receiver: harness.ReceiverName, Format: funnelv1.FormatV3, Type: funnel.TypeUnitReserved,
 				EventID: "1", ReceivedAt: metav1.NowMicro(), Data: runtime.RawExtension{Raw: []byte(`{"lease_transaction_id":"x"}`)}},
-		})).To(Succeed())
+		}
+		Expect(testenv.Seal(ctx, k8s, "funnel-system", invalid)).To(Succeed())
+		Expect(k8s.Create(ctx, invalid)).To(Succeed())
 
 		Eventually(func(g Gomega) []batchv1.Job {
 			var jobs batchv1.JobList
@@ -159,7 +161,8 @@ var _ = Describe("The operator with exactly config/rbac", func() {
 		By("comparing the permissions used (audit log) with those granted (config/rbac)")
 		used, err := harness.UsedPermissions(cp.AuditLog, operatorUser)
 		Expect(err).NotTo(HaveOccurred())
-		granted, err := harness.GrantedPermissions(filepath.Join(rbacDir, "role.yaml"), filepath.Join(rbacDir, "leader_election_role.yaml"))
+		granted, err := harness.GrantedPermissions(filepath.Join(rbacDir, "role.yaml"), filepath.Join(rbacDir, "leader_election_role.yaml"),
+			filepath.Join(rbacDir, "seal_key_role.yaml"))
 		Expect(err).NotTo(HaveOccurred())
 		var report strings.Builder
 		var unused, refused, usedOK []string

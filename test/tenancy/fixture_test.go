@@ -91,7 +91,9 @@ func startOperator(ns string, args ...string) *harness.Operator {
 	op, err := harness.NewOperator(harness.OperatorOptions{Binary: operatorBin, Kubeconfig: operatorKubeconfig,
 		LogPath: filepath.Join(workDir, ns+"-operator.log"),
 		// The specs' HTTP targets listen on 127.0.0.1, which deliveries may not reach by default.
-		Args: append([]string{"--namespaces=" + ns, "--graceful-shutdown-timeout=5s", "--delivery-allow-cidrs=127.0.0.1"}, args...)})
+		Args: append([]string{"--namespaces=" + ns, "--graceful-shutdown-timeout=5s", "--delivery-allow-cidrs=127.0.0.1"}, args...),
+		// As config/manager sets it: the seal key is kept in the operator's namespace.
+		Env: []string{"POD_NAMESPACE=funnel-system"}})
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(func() {
 		if CurrentSpecReport().Failed() {

@@ -2,9 +2,13 @@ package tenancy_test
 
 import (
 	"net/http"
+	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	admissionv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -87,5 +91,64 @@ var _ = Describe("Creating FunnelEvents (config/policies)", func() {
 		Expect(k8s.Patch(ctx, &funnelv1.FunnelEvent{ObjectMeta: metav1.ObjectMeta{Namespace: t.ns, Name: name}},
 			client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"annotations":{"`+funnelv1.AnnotationReplay+`":"1"}}}`)))).To(Succeed())
 		Eventually(event(t.ns, name)).Should(SatisfyAll(HaveField("Status.ObservedReplay", "1"), HaveField("Status.Phase", funnelv1.PhaseSucceeded)))
+	})
+})
+
+var _ = Describe("FunnelEvents created without the admission policy", func() {
+	It("are not delivered unless the receiver created them: no seal, or another event's, is refused", func() {
+		t := newTenant("forge-seal", append(eventCreator, subscriber...)...)
+		token := openReceiver(t.ns)
+		sink := newSink()
+		Expect(k8s.Create(ctx, &funnelv1.FunnelSubscription{ObjectMeta: metav1.ObjectMeta{Namespace: t.ns, Name: "crm"},
+			Spec: funnelv1.FunnelSubscriptionSpec{EventTypes: []string{"lease.*"}, Action: funnelv1.Action{HTTP: &funnelv1.HTTPAction{URL: sink.URL}}}})).To(Succeed())
+		op := startOperator(t.ns)
+		Eventually(subscriptionReady(t.ns, "crm")).Should(HaveField("Status", metav1.ConditionTrue))
+
+		By("a genuine event, from the receiver")
+		Eventually(func() int { return post(op, t.ns, token, "v3-lease.move_in.json") }).Should(Equal(http.StatusOK))
+		genuine := event(t.ns, moveIn())
+		Eventually(genuine).Should(HaveField("Status.Phase", funnelv1.PhaseSucceeded))
+		Expect(sink.Len()).To(Equal(1))
+
+		By("lifting the policy for the tenant's namespace, as an installation without config/policies")
+		binding := &admissionv1.ValidatingAdmissionPolicyBinding{}
+		Expect(k8s.Get(ctx, client.ObjectKey{Name: "funnel-events-from-the-receiver"}, binding)).To(Succeed())
+		lifted := binding.DeepCopy()
+		lifted.Spec.MatchResources = &admissionv1.MatchResources{NamespaceSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
+			{Key: "kubernetes.io/metadata.name", Operator: metav1.LabelSelectorOpNotIn, Values: []string{t.ns}}}}}
+		Expect(k8s.Update(ctx, lifted)).To(Succeed())
+		DeferCleanup(func() {
+			var b admissionv1.ValidatingAdmissionPolicyBinding
+			Expect(k8s.Get(ctx, client.ObjectKey{Name: binding.Name}, &b)).To(Succeed())
+			b.Spec.MatchResources = binding.Spec.MatchResources
+			Expect(k8s.Update(ctx, &b)).To(Succeed())
+			Eventually(func() error { return k8s.Create(ctx, forgedEvent(t.ns, "evt-probe"), client.DryRunAll) }).
+				Should(MatchError(ContainSubstring("FunnelEvents are created only by")), "the policy is in force again")
+		})
+		Eventually(func() error { return t.client.Create(ctx, forgedEvent(t.ns, "evt-probe"), client.DryRunAll) }).Should(Succeed())
+
+		By("the tenant creates an event of its own, and one carrying the genuine event's seal")
+		Expect(t.client.Create(ctx, forgedEvent(t.ns, "evt-forged"))).To(Succeed())
+		g := genuine(Default)
+		copied := &funnelv1.FunnelEvent{ObjectMeta: metav1.ObjectMeta{Namespace: t.ns, Name: "evt-copied",
+			Labels: g.Labels, Annotations: g.Annotations}, Spec: g.Spec}
+		Expect(t.client.Create(ctx, copied)).To(Succeed())
+
+		for name, why := range map[string]string{"evt-forged": "it has no seal", "evt-copied": "its seal does not match"} {
+			Eventually(event(t.ns, name)).Should(SatisfyAll(
+				HaveField("Status.Phase", funnelv1.PhaseFailed),
+				HaveField("Status.Deliveries", BeEmpty()),
+				HaveField("Status.Conditions", ContainElement(SatisfyAll(HaveField("Type", funnelv1.ConditionReady),
+					HaveField("Status", metav1.ConditionFalse), HaveField("Reason", funnelv1.ReasonNotReceived),
+					HaveField("Message", ContainSubstring(why))))),
+			), name)
+			Eventually(func(g Gomega) []eventsv1.Event {
+				var list eventsv1.EventList
+				g.Expect(k8s.List(ctx, &list, client.InNamespace(t.ns))).To(Succeed())
+				return list.Items
+			}).Should(ContainElement(SatisfyAll(HaveField("Regarding.Name", name), HaveField("Type", corev1.EventTypeWarning),
+				HaveField("Reason", funnelv1.ReasonNotReceived))), name)
+		}
+		Consistently(sink.Len).WithTimeout(2*time.Second).Should(Equal(1), "only the genuine event was delivered")
 	})
 })

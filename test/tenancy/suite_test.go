@@ -19,8 +19,10 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/funnel-operator/funnel-operator/controllers/receiver"
 	"github.com/funnel-operator/funnel-operator/test/harness"
 	"github.com/funnel-operator/funnel-operator/test/testenv"
 )
@@ -72,6 +74,10 @@ var _ = BeforeSuite(func() {
 	Expect(err).NotTo(HaveOccurred())
 	operatorKubeconfig = filepath.Join(workDir, "operator.kubeconfig")
 	Expect(cp.WriteTokenKubeconfig(operatorKubeconfig, "funnel-operator", token)).To(Succeed())
+
+	By("making the operator's seal key now, while no event is stored: no grace for events without seals")
+	_, err = receiver.LoadSealer(ctx, k8s, k8s, types.NamespacedName{Namespace: "funnel-system", Name: receiver.DefaultSealKeySecret}, time.Now())
+	Expect(err).NotTo(HaveOccurred())
 
 	By("installing config/policies")
 	out, err := testenv.Kubectl(cp.Env(), "apply", "-k", filepath.Join(testenv.Root(), "config", "policies"))
