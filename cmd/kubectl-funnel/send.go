@@ -289,8 +289,8 @@ func (o *sendOptions) bodies(format funnel.Format) (func() ([]byte, error), erro
 		seed = o.seed
 	}
 	// The type and format are mixed in so that one seed used for two kinds
-	// of event does not give both the same ids (the receiver would answer
-	// 409 to the second: same id, another body).
+	// of event does not give both the same ids (the receiver would store
+	// the second as a variant of the first: same id, another body).
 	stream := fnv.New64a()
 	_, _ = io.WriteString(stream, o.eventType+"\x00"+string(format))
 	g := synth.New(rand.New(rand.NewPCG(seed, stream.Sum64())))

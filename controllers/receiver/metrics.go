@@ -32,7 +32,7 @@ var (
 
 	eventsConflicting = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "funnel_events_conflicting_total",
-		Help: "Receipts of an event id already stored with different content (answered 409), by event type.",
+		Help: "Receipts of an event id already stored with different content (stored as a variant, answered 200), by event type.",
 	}, []string{"type"})
 
 	duplicateCountsPending = prometheus.NewGauge(prometheus.GaugeOpts{

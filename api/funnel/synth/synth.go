@@ -81,7 +81,7 @@ type Generator struct {
 	Now func() time.Time
 	// seen holds the identity of every event returned so far, so that one
 	// generator never gives two different bodies the same FunnelEvent name
-	// (the receiver would answer 409 to the second).
+	// (the receiver would store the second as a variant of the first).
 	seen map[string]struct{}
 }
 
