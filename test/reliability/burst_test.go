@@ -17,7 +17,7 @@ func funnelBackoff(n int, _ send.Attempt) time.Duration {
 	return min(time.Second<<(n-1), 8*time.Second)
 }
 
-// Scenario 8: a burst as Funnel sends one (a nightly sync, a backlog after an outage on
+// Scenario 9: a burst as Funnel sends one (a nightly sync, a backlog after an outage on
 // its side), to a receiver with the defaults: nothing may be given up. A rate limit of
 // 100/s (burst 200), the former default, made this very burst give one event up.
 var _ = Describe("Burst from a Funnel-like sender", func() {
@@ -44,7 +44,7 @@ var _ = Describe("Burst from a Funnel-like sender", func() {
 		Expect(gaveUp).To(BeEmpty(), "events a Funnel-like sender gave up on")
 		o := f.checkStored(sent)
 		Expect(o.stored).To(Equal(n), "one FunnelEvent per event")
-		record(o.row("8. Funnel-like burst, receiver defaults", took,
+		record(o.row("9. Funnel-like burst, receiver defaults", took,
 			fmt.Sprintf("%d events at %d in flight, 4 attempts 1-8 s apart: %d given up, %d needed a retry; %.0f events/s; codes %s",
 				n, inFlight, len(gaveUp), retried, float64(n)/took.Seconds(), codes(sent))))
 	})
