@@ -205,9 +205,7 @@ func processedStatus(ev *funnelv1.FunnelEvent, now time.Time) {
 	t := metav1.NewTime(now)
 	st := &ev.Status
 	st.Phase, st.ProcessedTime = funnelv1.PhaseSucceeded, &t
-	if d, err := funnel.Lookup(ev.Spec.Type).Decode(ev.Spec.Data.Raw); err == nil {
-		st.Summary = d.Summary
-	}
+	st.Summary = funnel.Lookup(ev.Spec.Type).Decode(ev.Spec.Data.Raw).Summary
 	cond := func(typ, reason, msg string) metav1.Condition {
 		return metav1.Condition{Type: typ, Status: metav1.ConditionTrue, Reason: reason, Message: msg, ObservedGeneration: ev.Generation, LastTransitionTime: t}
 	}
