@@ -66,7 +66,7 @@ type EventReconciler struct {
 // +kubebuilder:rbac:groups=funnel.leasing.dev,resources=funnelevents,verbs=get;list;watch
 // +kubebuilder:rbac:groups=funnel.leasing.dev,resources=funnelevents/status,verbs=patch
 // +kubebuilder:rbac:groups=funnel.leasing.dev,resources=funnelsubscriptions,verbs=get;list;watch
-// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create
 
 // Reconcile runs one processing pass, with at most one status write.
 func (r *EventReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {

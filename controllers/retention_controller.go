@@ -95,7 +95,7 @@ const archiveRecheck = 15 * time.Second
 
 // +kubebuilder:rbac:groups=funnel.leasing.dev,resources=funnelevents,verbs=delete
 // +kubebuilder:rbac:groups=funnel.leasing.dev,resources=funnelreceivers/status,verbs=patch
-// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create
 
 // finishedEvent is what a pass keeps of one finished event: enough to order and delete.
 type finishedEvent struct {

@@ -8,7 +8,6 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
-	admissionv1 "k8s.io/api/admissionregistration/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
@@ -16,7 +15,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/funnel-operator/funnel-operator/api/funnel"
@@ -33,9 +31,6 @@ var notAuditable = map[harness.Permission]string{}
 
 // actionsAccount is the ServiceAccount the scenario's Job and Secret subscriptions act as.
 const actionsAccount = "actions"
-
-// holdLabel marks an event whose status writes a ValidatingAdmissionPolicy refuses.
-const holdLabel = "reliability.funnel.leasing.dev/hold-status"
 
 // Scenario 6 (RBAC): the operator binary runs with a token of its ServiceAccount
 // (TokenRequest) and exactly the RBAC of config/rbac, through the whole flow. The
@@ -74,9 +69,6 @@ var _ = Describe("The operator with exactly config/rbac", func() {
 		By("a FunnelBackfill, with no archive to read: its conditions say so (a status patch)")
 		Expect(k8s.Create(ctx, &funnelv1.FunnelBackfill{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: "history"},
 			Spec: funnelv1.FunnelBackfillSpec{Subscription: "pms"}})).To(Succeed())
-
-		By("holding the status of one event, so that a failed pass records the same Event twice (an Event series: a patch)")
-		held := holdStatus(f.ns)
 
 		f.start()
 		op := f.ops[0]
@@ -117,10 +109,7 @@ var _ = Describe("The operator with exactly config/rbac", func() {
 			var list eventsv1.EventList
 			g.Expect(k8s.List(ctx, &list, client.InNamespace(f.ns))).To(Succeed())
 			return list.Items
-		}).Should(SatisfyAll(
-			ContainElement(SatisfyAll(HaveField("Regarding.Name", "evt-invalid"), HaveField("Reason", funnelv1.ReasonInvalidPayload))),
-			ContainElement(SatisfyAll(HaveField("Regarding.Name", held), HaveField("Reason", "Replayed"), HaveField("Series", Not(BeNil()))))))
-		releaseStatus(f.ns, held)
+		}).Should(ContainElement(SatisfyAll(HaveField("Regarding.Name", "evt-invalid"), HaveField("Reason", funnelv1.ReasonInvalidPayload))))
 
 		waitFinishedButMoveIns(f)
 
@@ -139,9 +128,9 @@ var _ = Describe("The operator with exactly config/rbac", func() {
 		sent = append(sent, again...)
 		waitFinishedButMoveIns(f)
 
-		// The two events the test created itself count as sent, never acknowledged.
-		o := f.checkStored(append(sent, send.Result{Event: "evt-held"}, send.Result{Event: "evt-invalid"}))
-		Expect(o.stored).To(Equal(36 + 2))
+		// The event the test created itself counts as sent, never acknowledged.
+		o := f.checkStored(append(sent, send.Result{Event: "evt-invalid"}))
+		Expect(o.stored).To(Equal(36 + 1))
 		Expect(f.sink.Len()).To(BeNumerically(">=", 36-2), "deliveries to pms (all but the move-ins) and crm (renter.*)")
 
 		By("retention: keep one finished event")
@@ -231,70 +220,4 @@ func orNone(s []string) string {
 		return "none"
 	}
 	return strings.Join(s, ", ")
-}
-
-// holdStatus makes the API server refuse status writes of events labelled holdLabel in ns
-// (a ValidatingAdmissionPolicy), and creates such an event, asking for a replay so that
-// each failed pass records a Replayed Event on the same object version. It returns the
-// event's name.
-func holdStatus(ns string) string {
-	GinkgoHelper()
-	policy := &admissionv1.ValidatingAdmissionPolicy{
-		ObjectMeta: metav1.ObjectMeta{Name: "hold-status-" + ns},
-		Spec: admissionv1.ValidatingAdmissionPolicySpec{
-			FailurePolicy: ptr.To(admissionv1.Fail),
-			MatchConstraints: &admissionv1.MatchResources{ResourceRules: []admissionv1.NamedRuleWithOperations{{
-				RuleWithOperations: admissionv1.RuleWithOperations{Operations: []admissionv1.OperationType{admissionv1.Update},
-					Rule: admissionv1.Rule{APIGroups: []string{funnelv1.GroupVersion.Group}, APIVersions: []string{"*"}, Resources: []string{"funnelevents/status"}}},
-			}}},
-			Validations: []admissionv1.Validation{{
-				Expression: fmt.Sprintf(`!has(object.metadata.labels) || !(%q in object.metadata.labels)`, holdLabel),
-				Message:    "status held by the reliability suite",
-			}},
-		},
-	}
-	Expect(k8s.Create(ctx, policy)).To(Succeed())
-	DeferCleanup(func() { _ = k8s.Delete(ctx, policy) })
-	binding := &admissionv1.ValidatingAdmissionPolicyBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: policy.Name},
-		Spec: admissionv1.ValidatingAdmissionPolicyBindingSpec{PolicyName: policy.Name,
-			ValidationActions: []admissionv1.ValidationAction{admissionv1.Deny},
-			MatchResources: &admissionv1.MatchResources{NamespaceSelector: &metav1.LabelSelector{
-				MatchLabels: map[string]string{"kubernetes.io/metadata.name": ns}}}},
-	}
-	Expect(k8s.Create(ctx, binding)).To(Succeed())
-	DeferCleanup(func() { _ = k8s.Delete(ctx, binding) })
-
-	name := "evt-held"
-	ev := &funnelv1.FunnelEvent{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name,
-			Labels:      map[string]string{funnelv1.LabelReceiver: harness.ReceiverName, funnelv1.LabelEventType: funnel.TypeRenterCreated, holdLabel: "true"},
-			Annotations: map[string]string{funnelv1.AnnotationReplay: "1"}},
-		Spec: funnelv1.FunnelEventSpec{Receiver: harness.ReceiverName, Format: funnelv1.FormatPartnerV2, Type: funnel.TypeRenterCreated,
-			ReceivedAt: metav1.NowMicro(), Data: runtime.RawExtension{Raw: []byte(`{"funnel_renter_id":1}`)}},
-	}
-	Expect(k8s.Create(ctx, ev)).To(Succeed())
-	// The policy is in force once a (dry-run) status write is refused.
-	Eventually(func() error {
-		probe := ev.DeepCopy()
-		probe.Status.Phase = funnelv1.PhasePending
-		return k8s.Status().Update(ctx, probe, client.DryRunAll)
-	}).Should(MatchError(ContainSubstring("held by the reliability suite")))
-	return name
-}
-
-// releaseStatus lifts the hold and asks for another pass of the held event.
-func releaseStatus(ns, name string) {
-	GinkgoHelper()
-	Expect(k8s.Delete(ctx, &admissionv1.ValidatingAdmissionPolicyBinding{ObjectMeta: metav1.ObjectMeta{Name: "hold-status-" + ns}})).To(Succeed())
-	Eventually(func() error {
-		var ev funnelv1.FunnelEvent
-		if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &ev); err != nil {
-			return err
-		}
-		ev.Status.Phase = funnelv1.PhasePending
-		return k8s.Status().Update(ctx, &ev, client.DryRunAll)
-	}).Should(Succeed())
-	Expect(k8s.Patch(ctx, &funnelv1.FunnelEvent{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}},
-		client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"annotations":{"`+funnelv1.AnnotationReplay+`":"2"}}}`)))).To(Succeed())
 }
