@@ -13,6 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
+	"github.com/funnel-operator/funnel-operator/controllers/delivery"
 )
 
 var _ = Describe("Circuit breaker", func() {
@@ -90,5 +91,58 @@ var _ = Describe("maxInFlight", func() {
 		delivered, _, most := target.got()
 		Expect(delivered).To(HaveLen(6))
 		Expect(most).To(Equal(2), "at most maxInFlight at once, and that many")
+	})
+})
+
+var _ = Describe("maxInFlight with a Job action", func() {
+	It("keeps at most maxInFlight Jobs active; the others wait without spending an attempt, and all succeed", func() {
+		ns, path := openReceiverNamespace("inflight-jobs")
+		serviceAccount(ns, actionsAccount, jobsRules...)
+		subscribeReady(ns, "move-in", funnelv1.FunnelSubscriptionSpec{EventTypes: []string{"*"}, ServiceAccountName: actionsAccount,
+			Action: jobAction(), Delivery: funnelv1.DeliveryPolicy{MaxInFlight: ptr(int32(1))}})
+		var names []string
+		for i := range 3 {
+			a := post(webhookURL, path, statusUpdate(300+i, 93000+i, i), nil)
+			Expect(a.code).To(Equal(http.StatusOK), a.body)
+			names = append(names, a.event())
+		}
+		active := func() []string {
+			var out []string
+			for _, j := range jobsOf(ns)(Default) {
+				if !delivery.JobEnded(&j) {
+					out = append(out, j.Name)
+				}
+			}
+			return out
+		}
+		held := HaveField("Status.Deliveries", ConsistOf(SatisfyAll(HaveField("Phase", funnelv1.DeliveryPending),
+			HaveField("Reason", funnelv1.WaitMaxInFlight), HaveField("Attempts", int32(0)))))
+		done := map[string]bool{}
+		for range 3 {
+			Eventually(active).Should(HaveLen(1))
+			var running string
+			Eventually(func(g Gomega) []string {
+				running = ""
+				var waiting []string
+				for _, name := range names {
+					ev := getEvent(ns, name)(g)
+					switch {
+					case done[name]:
+					case ev.Status.Deliveries != nil && ev.Status.Deliveries[0].Phase == funnelv1.DeliveryRunning:
+						running = name
+					default:
+						g.Expect(ev).To(held)
+						waiting = append(waiting, name)
+					}
+				}
+				g.Expect(running).NotTo(BeEmpty())
+				return waiting
+			}).Should(HaveLen(2 - len(done)))
+			Expect(active()).To(ConsistOf(runningJob(ns, running)), "one Job active while the others wait")
+			finishJob(ns, runningJob(ns, running), "")
+			Eventually(getEvent(ns, running)).Should(finished(funnelv1.PhaseSucceeded))
+			done[running] = true
+		}
+		Expect(jobsOf(ns)(Default)).To(HaveLen(3), "one Job per event")
 	})
 })

@@ -187,6 +187,9 @@ func (r *EventReconciler) SetupWithManager(mgr ctrl.Manager, concurrency int) er
 	if o, ok := r.Dispatcher.(orderer); ok {
 		b = b.Watches(&funnelv1.FunnelEvent{}, turns(o, family))
 	}
+	if s, ok := r.Dispatcher.(slotter); ok {
+		b = b.Watches(&batchv1.Job{}, handler.EnqueueRequestsFromMapFunc(freedSlot(s, family)), builder.WithPredicates(jobEnded()))
+	}
 	return b.Complete(r)
 }
 
@@ -243,6 +246,43 @@ type waker interface {
 // events whose turn may have come when an event finishes a delivery or leaves the cache.
 type orderer interface {
 	Next(ctx context.Context, ev *funnelv1.FunnelEvent) ([]funnelv1.FunnelEvent, error)
+}
+
+// slotter is a Dispatcher that bounds a subscription's active Jobs: it names the events
+// whose delivery may start when a Job of theirs ends.
+type slotter interface {
+	HeldFor(ctx context.Context, job client.Object) ([]funnelv1.FunnelEvent, error)
+}
+
+// freedSlot maps a Job that ended to the events of this family it held back.
+func freedSlot(s slotter, mine predicate.Predicate) handler.MapFunc {
+	return func(ctx context.Context, job client.Object) []reconcile.Request {
+		events, err := s.HeldFor(ctx, job)
+		if err != nil {
+			ctrl.LoggerFrom(ctx).Error(err, "Waking the deliveries held by maxInFlight; they wake on their own timers", "job", klog.KObj(job))
+			return nil
+		}
+		var out []reconcile.Request
+		for i := range events {
+			if mine.Generic(event.GenericEvent{Object: &events[i]}) {
+				out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&events[i])})
+			}
+		}
+		return out
+	}
+}
+
+// jobEnded lets through a Job that completes or fails, or is deleted.
+func jobEnded() predicate.Predicate {
+	ended := func(o client.Object) bool {
+		j, ok := o.(*batchv1.Job)
+		return ok && delivery.JobEnded(j)
+	}
+	return predicate.Funcs{
+		CreateFunc:  func(event.CreateEvent) bool { return false },
+		UpdateFunc:  func(e event.UpdateEvent) bool { return !ended(e.ObjectOld) && ended(e.ObjectNew) },
+		GenericFunc: func(event.GenericEvent) bool { return false },
+	}
 }
 
 // turns wakes, among the events mine admits, those whose turn came: when an event's

@@ -66,7 +66,7 @@ const (
 )
 
 // DeliveryWaitReason says why a Pending delivery is held back instead of attempted.
-// +kubebuilder:validation:Enum=SubscriptionNotReady;Suspended;Ordering;CircuitOpen
+// +kubebuilder:validation:Enum=SubscriptionNotReady;Suspended;Ordering;CircuitOpen;MaxInFlight
 type DeliveryWaitReason string
 
 const (
@@ -82,6 +82,9 @@ const (
 	// WaitCircuitOpen: the subscription's destination keeps failing (its circuit breaker is
 	// open); the delivery waits for a probe to find it answering, without spending a retry.
 	WaitCircuitOpen DeliveryWaitReason = "CircuitOpen"
+	// WaitMaxInFlight: the subscription runs Jobs and has spec.delivery.maxInFlight of
+	// them active; the delivery starts its Job when one ends, without spending an attempt.
+	WaitMaxInFlight DeliveryWaitReason = "MaxInFlight"
 )
 
 // FunnelEventSpec is the event exactly as Funnel sent it. It is written once, by the
@@ -194,7 +197,8 @@ type DeliveryStatus struct {
 	AttemptStatus `json:",inline"`
 
 	// reason, while the delivery is Pending but held back rather than attempted, says why:
-	// SubscriptionNotReady, Suspended, Ordering or CircuitOpen. Empty otherwise.
+	// SubscriptionNotReady, Suspended, Ordering, CircuitOpen or MaxInFlight. Empty
+	// otherwise.
 	// +optional
 	Reason DeliveryWaitReason `json:"reason,omitempty"`
 

@@ -258,7 +258,9 @@ type DeliveryPolicy struct {
 
 	// maxInFlight bounds the subscription's HTTP requests in flight at once: the others
 	// wait their turn, in order (status Running, not yet sent). Unset, only the operator's
-	// per-namespace bound (--delivery-concurrency-per-namespace) applies.
+	// per-namespace bound (--delivery-concurrency-per-namespace) applies. For a Job action
+	// it bounds the subscription's active Jobs: a delivery whose Job would be one too many
+	// waits (Pending, reason MaxInFlight, no attempt spent) until one ends.
 	// +optional
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=1000

@@ -76,8 +76,18 @@ func (j jobAction) attempt(ctx context.Context, s *funnelv1.AttemptStatus) attem
 	if s.Phase != funnelv1.DeliveryRunning {
 		number++
 	}
+	name := JobName(j.ev, j.sub.Name, j.deadLetter, number)
+	a := j.run(ctx, s, name)
+	if !a.running && !j.deadLetter {
+		j.router.jobSlots.release(j.sub, name) // not created, or ended: its maxInFlight slot is free
+	}
+	return a
+}
+
+// run makes or follows the attempt's Job, name.
+func (j jobAction) run(ctx context.Context, s *funnelv1.AttemptStatus, name string) attempt {
 	r := j.router
-	job, err := newJob(j.ev, j.sub.Name, j.spec, JobName(j.ev, j.sub.Name, j.deadLetter, number), j.env, r.Scheme)
+	job, err := newJob(j.ev, j.sub.Name, j.spec, name, j.env, r.Scheme)
 	if err != nil {
 		return attempt{err: trim(err.Error())}
 	}

@@ -116,6 +116,7 @@ type Router struct {
 	filters   map[types.UID]compiledFilter
 	routes    pendingRoutes
 	breakers  breakers
+	jobSlots  jobSlots
 }
 
 type compiledFilter struct {
@@ -329,6 +330,9 @@ func (r *Router) advance(ctx context.Context, fx *effects, ev *funnelv1.FunnelEv
 	pol := policyOf(sub.Spec.Delivery)
 	seq := sequence{status: &d.AttemptStatus, action: r.actionOf(ev, details, &sub, &sub.Spec.Action, d, false),
 		retries: pol.retries, pol: pol, metric: key, gate: r.circuitGate(ev, &sub)}
+	if g := r.jobSlotGate(ctx, ev, &sub); g != nil {
+		seq.gate = g // a Job has no circuit breaker
+	}
 	if pol.timeout > 0 {
 		seq.deadline = ev.Spec.ReceivedAt.Add(pol.timeout)
 	}
@@ -336,7 +340,11 @@ func (r *Router) advance(ctx context.Context, fx *effects, ev *funnelv1.FunnelEv
 	r.recordOutcome(fx, ev, &sub, &d.AttemptStatus, st, now)
 	switch t {
 	case gated:
-		hold(d, funnelv1.WaitCircuitOpen, circuitHeld(&sub))
+		if sub.Spec.Action.Job != nil {
+			hold(d, funnelv1.WaitMaxInFlight, jobSlotsHeld(&sub))
+		} else {
+			hold(d, funnelv1.WaitCircuitOpen, circuitHeld(&sub))
+		}
 	case succeeded:
 		fx.count(key, "succeeded")
 		fx.finished(client.ObjectKeyFromObject(&sub), true, now)
