@@ -29,6 +29,7 @@ OLDEST_K8S_TEST_PACKAGES ?= ./api/v1alpha1/... ./controllers/ ./test/deploy/... 
 TOOLS_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/funnel-operator/tools
 PROMETHEUS_VERSION := $(shell awk '$$1 == "github.com/prometheus/prometheus" {print $$2}' hack/tools/prometheus/go.mod)
 PROMTOOL := $(TOOLS_DIR)/promtool-$(PROMETHEUS_VERSION)
+PROMETHEUS := $(TOOLS_DIR)/prometheus-$(PROMETHEUS_VERSION)
 # promq reads the PromQL of config/prometheus and config/grafana (hack/tools/prometheus/promq).
 PROMQ := GOWORK=off go -C hack/tools/prometheus run ./promq
 
@@ -90,11 +91,16 @@ $(PROMTOOL):
 	hack/tools/build.sh prometheus github.com/prometheus/prometheus/cmd/promtool $@ \
 		"-X github.com/prometheus/common/version.Version=$(PROMETHEUS_VERSION)"
 
+$(PROMETHEUS):
+	hack/tools/build.sh prometheus github.com/prometheus/prometheus/cmd/prometheus $@ \
+		"-X github.com/prometheus/common/version.Version=$(PROMETHEUS_VERSION)"
+
 .PHONY: test
 test: verify envtest-assets test-rules ## Everything CI runs: verify, unit tests, envtest suites (newest and oldest supported Kubernetes), fuzz seed corpora, alert rule tests.
 	@echo "test: every package against $$($(ENVTEST_ASSETS_DIR)/kube-apiserver --version), the newest supported"
 	go test $(GO_TEST_FLAGS) ./...
 	GOWORK=off go -C $(BENCH_MODULE) test $(GO_TEST_FLAGS) ./...
+	GOWORK=off go -C hack/tools/prometheus test ./...
 	@$(MAKE) --no-print-directory test-oldest-k8s
 
 .PHONY: test-oldest-k8s
@@ -145,6 +151,12 @@ build: ## Build the manager and the kubectl-funnel plugin into bin/.
 run: envtest-assets build ## Run the operator: against a local control plane (none reachable, or LOCAL=1), else against $$KUBECONFIG.
 	go build -o $(BIN)/devenv ./hack/devenv
 	$(BIN)/devenv $(if $(filter 1 true yes,$(LOCAL)),--local) --manager $(BIN)/manager
+
+.PHONY: dashboard-picture
+dashboard-picture: envtest-assets build $(PROMETHEUS) ## Draw docs/dashboard.png: the Grafana dashboard's own queries over ~11 min of make run with traffic, evaluated by a real Prometheus.
+	go build -o $(BIN)/devenv ./hack/devenv
+	GOWORK=off go -C hack/tools/prometheus run ./dashpic --repo $(CURDIR) --bin $(CURDIR)/$(BIN) \
+		--prometheus $(PROMETHEUS) --kubectl $(ENVTEST_ASSETS_DIR)/kubectl --out docs/dashboard.png
 
 .PHONY: clean-local
 clean-local: ## Delete the local control plane's data (.local/).

@@ -14,11 +14,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 
 	"github.com/prometheus/prometheus/promql/parser"
 	"sigs.k8s.io/yaml"
+
+	"github.com/funnel-operator/funnel-operator/hack/tools/prometheus/grafana"
 )
 
 func main() {
@@ -143,16 +144,21 @@ func expressions(path string) ([]expression, error) {
 		}
 		return out, nil
 	case ".json":
-		b, err := os.ReadFile(path)
+		d, err := grafana.Read(path)
 		if err != nil {
 			return nil, err
 		}
-		var dash any
-		if err := json.Unmarshal(b, &dash); err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
-		}
 		var out []expression
-		walkDashboard(dash, "", &out)
+		for _, p := range d.AllPanels() {
+			for _, t := range p.Targets {
+				out = append(out, expression{p.Title, t.Expr})
+			}
+		}
+		for _, v := range d.Templating.List {
+			if q := v.PromQL(); q != "" {
+				out = append(out, expression{"variable " + v.Name, q})
+			}
+		}
 		if len(out) == 0 {
 			return nil, fmt.Errorf("%s: no queries found", path)
 		}
@@ -162,62 +168,10 @@ func expressions(path string) ([]expression, error) {
 	}
 }
 
-// walkDashboard collects the "expr" of every target and the query of every templating
-// variable, wherever they are nested (rows, panels, library panels).
-func walkDashboard(v any, where string, out *[]expression) {
-	switch v := v.(type) {
-	case map[string]any:
-		if title, ok := v["title"].(string); ok {
-			where = title
-		}
-		if e, ok := v["expr"].(string); ok && e != "" {
-			*out = append(*out, expression{where, e})
-		}
-		if name, ok := v["name"].(string); ok && v["type"] == "query" {
-			q := v["query"]
-			if m, ok := q.(map[string]any); ok {
-				q = m["query"]
-			}
-			if s, ok := q.(string); ok {
-				*out = append(*out, expression{"variable " + name, variableQuery(s)})
-			}
-		}
-		for k, child := range v {
-			if k != "expr" {
-				walkDashboard(child, where, out)
-			}
-		}
-	case []any:
-		for _, child := range v {
-			walkDashboard(child, where, out)
-		}
-	}
-}
-
-// labelValues is Grafana's label_values(selector, label) variable query.
-var labelValues = regexp.MustCompile(`^\s*label_values\(\s*(.*?)\s*,\s*\w+\s*\)\s*$`)
-
-// variableQuery turns a variable's query into PromQL: label_values(sel, l) selects sel.
-func variableQuery(q string) string {
-	if m := labelValues.FindStringSubmatch(q); m != nil {
-		return m[1]
-	}
-	return q
-}
-
-var (
-	// Grafana's interval variables, e.g. $__rate_interval, stand for a duration.
-	intervalVar = regexp.MustCompile(`\$__\w+|\$\{__\w+\}`)
-	// Other variables ($receiver, ${receiver}, ${receiver:regex}) stand in label values.
-	valueVar = regexp.MustCompile(`\$\{\w+(:\w+)?\}|\$\w+`)
-)
-
 // selected parses a query (Grafana variables replaced by stand-ins) and returns the
 // metric names of its selectors.
 func selected(query string) ([]string, error) {
-	q := intervalVar.ReplaceAllString(query, "5m")
-	q = valueVar.ReplaceAllString(q, ".*")
-	expr, err := parser.NewParser(parser.Options{}).ParseExpr(q)
+	expr, err := parser.NewParser(parser.Options{}).ParseExpr(grafana.Expand(query, "5m"))
 	if err != nil {
 		return nil, fmt.Errorf("%q: %w", query, err)
 	}
