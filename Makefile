@@ -30,6 +30,9 @@ TOOLS_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/funnel-operator/tools
 PROMETHEUS_VERSION := $(shell awk '$$1 == "github.com/prometheus/prometheus" {print $$2}' hack/tools/prometheus/go.mod)
 PROMTOOL := $(TOOLS_DIR)/promtool-$(PROMETHEUS_VERSION)
 PROMETHEUS := $(TOOLS_DIR)/prometheus-$(PROMETHEUS_VERSION)
+HELM_VERSION := $(shell awk '$$1 == "helm.sh/helm/v4" {print $$2}' hack/tools/helm/go.mod)
+# test/chart finds helm here too (or in $$HELM).
+HELM := $(TOOLS_DIR)/helm-$(HELM_VERSION)
 # promq reads the PromQL of config/prometheus and config/grafana (hack/tools/prometheus/promq).
 PROMQ := GOWORK=off go -C hack/tools/prometheus run ./promq
 
@@ -49,9 +52,10 @@ help: ## Show this help.
 ##@ Development
 
 .PHONY: manifests
-manifests: ## Generate CRDs and RBAC from the API types and kubebuilder markers.
+manifests: $(ENVTEST_BINARIES) ## Generate CRDs and RBAC from the API types and kubebuilder markers, and copy what config/ builds into the Helm chart.
 	$(CONTROLLER_GEN) rbac:roleName=funnel-operator crd paths="./api/...;./controllers/..." \
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
+	go test ./test/chart -count=1 -run TestChartFilesAreCurrent -update >/dev/null
 
 .PHONY: generate
 generate: ## Generate deepcopy functions for the API types.
@@ -85,18 +89,21 @@ $(ENVTEST_OLDEST_BINARIES) &: | $(ENVTEST_BINARIES)
 	hack/envtest/build.sh oldest $(ENVTEST_OLDEST_ASSETS_DIR) $(ENVTEST_ASSETS_DIR)
 
 .PHONY: tools
-tools: $(PROMTOOL) ## Build promtool from the Go module proxy (once; cached outside the clone).
+tools: $(PROMTOOL) $(HELM) ## Build promtool and helm from the Go module proxy (once; cached outside the clone).
 
 $(PROMTOOL):
 	hack/tools/build.sh prometheus github.com/prometheus/prometheus/cmd/promtool $@ \
 		"-X github.com/prometheus/common/version.Version=$(PROMETHEUS_VERSION)"
+
+$(HELM):
+	hack/tools/build.sh helm helm.sh/helm/v4/cmd/helm $@ "-X helm.sh/helm/v4/internal/version.version=$(HELM_VERSION)"
 
 $(PROMETHEUS):
 	hack/tools/build.sh prometheus github.com/prometheus/prometheus/cmd/prometheus $@ \
 		"-X github.com/prometheus/common/version.Version=$(PROMETHEUS_VERSION)"
 
 .PHONY: test
-test: verify envtest-assets test-rules ## Everything CI runs: verify, unit tests, envtest suites (newest and oldest supported Kubernetes), fuzz seed corpora, alert rule tests.
+test: verify envtest-assets test-rules $(HELM) ## Everything CI runs: verify, unit tests, envtest suites (newest and oldest supported Kubernetes), fuzz seed corpora, alert rule tests, the Helm chart against config/.
 	@echo "test: every package against $$($(ENVTEST_ASSETS_DIR)/kube-apiserver --version), the newest supported"
 	go test $(GO_TEST_FLAGS) ./...
 	GOWORK=off go -C $(BENCH_MODULE) test $(GO_TEST_FLAGS) ./...

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Regenerates CRDs, RBAC and deepcopy code and fails if that changed anything, so a type
-# or marker edited without `make manifests generate` never lands. Compares against the
-# working tree (not git), so it also works before the change is committed.
+# Regenerates CRDs, RBAC, deepcopy code and the Helm chart's copy of config/ (files/) and
+# fails if that changed anything, so a type, marker or config/ edit without
+# `make manifests generate` never lands. Compares against the working tree (not git), so it
+# also works before the change is committed.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-generated=(config/crd/bases config/rbac/role.yaml api/v1alpha1/zz_generated.deepcopy.go)
+generated=(config/crd/bases config/rbac/role.yaml api/v1alpha1/zz_generated.deepcopy.go charts/funnel-operator/files)
 before=$(mktemp -d)
 trap 'rm -rf "$before"' EXIT
 for p in "${generated[@]}"; do
