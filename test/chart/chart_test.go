@@ -290,6 +290,21 @@ func TestChartValues(t *testing.T) {
 					t.Errorf("memory limit %v", mem)
 				}
 			}},
+		{"extra environment: tracing configured by OTEL_* variables, beside config/manager's", []string{
+			"extraEnv[0].name=OTEL_EXPORTER_OTLP_ENDPOINT", "extraEnv[0].value=http://otel-collector.monitoring:4318"},
+			func(t *testing.T, objs map[string]map[string]any) {
+				var names []string
+				for _, e := range manager(objs)["env"].([]any) {
+					e := e.(map[string]any)
+					names = append(names, e["name"].(string))
+					if e["name"] == "OTEL_EXPORTER_OTLP_ENDPOINT" && e["value"] != "http://otel-collector.monitoring:4318" {
+						t.Errorf("OTEL_EXPORTER_OTLP_ENDPOINT=%v", e["value"])
+					}
+				}
+				if !slices.Equal(names, []string{"POD_NAMESPACE", "OTEL_EXPORTER_OTLP_ENDPOINT"}) {
+					t.Errorf("manager environment %v, want config/manager's POD_NAMESPACE and the extra variable", names)
+				}
+			}},
 		{"PDB and NetworkPolicy can be turned off; CRDs left out", []string{"podDisruptionBudget.enabled=false", "networkPolicy.enabled=false", "crds.install=false"},
 			func(t *testing.T, objs map[string]map[string]any) {
 				for k := range objs {

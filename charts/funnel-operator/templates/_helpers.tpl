@@ -80,6 +80,7 @@ Use: include "funnel-operator.objects" (list $ "files/default.yaml") | fromYamlA
 {{- with $v.image.pullPolicy }}{{ $_ := set $c "imagePullPolicy" . }}{{ end -}}
 {{- with $v.resources }}{{ $_ := set $c "resources" . }}{{ end -}}
 {{- $_ := set $c "args" (concat $c.args (include "funnel-operator.flags" $root | fromYamlArray)) -}}
+{{- with $v.extraEnv }}{{ $_ := set $c "env" (concat ($c.env | default list) .) }}{{ end -}}
 {{- end -}}
 {{- end -}}
 {{- end }}
