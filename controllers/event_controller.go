@@ -33,6 +33,7 @@ import (
 	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
 	"github.com/funnel-operator/funnel-operator/controllers/delivery"
 	"github.com/funnel-operator/funnel-operator/controllers/receiver"
+	"github.com/funnel-operator/funnel-operator/controllers/tracing"
 )
 
 var eventProcessingDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
@@ -59,6 +60,9 @@ type EventReconciler struct {
 	Clock      clock.PassiveClock
 	// Sealer tells the events the receiver created from others, which are not delivered.
 	Sealer receiver.Sealer
+	// Tracing makes a span of each pass, in the trace of the request that stored the
+	// event; nil is tracing off.
+	Tracing *tracing.Tracing
 
 	recent staleGuard
 }
@@ -69,7 +73,7 @@ type EventReconciler struct {
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create
 
 // Reconcile runs one processing pass, with at most one status write.
-func (r *EventReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+func (r *EventReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, err error) {
 	start := r.Clock.Now()
 	var ev funnelv1.FunnelEvent
 	if err := r.Get(ctx, req.NamespacedName, &ev); err != nil {
@@ -81,6 +85,8 @@ func (r *EventReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 	if r.recent.stale(req.NamespacedName, ev.ResourceVersion, start) {
 		return ctrl.Result{RequeueAfter: staleRecheck}, nil // our last write is not in the cache yet
 	}
+	ctx, span := r.Tracing.Pass(ctx, &ev, string(r.Family))
+	defer func() { tracing.EndPass(span, &ev, err) }()
 	log := ctrl.LoggerFrom(ctx).WithValues("type", ev.Spec.Type, "id", ev.Spec.EventID)
 	ctx = ctrl.LoggerInto(ctx, log)
 

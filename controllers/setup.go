@@ -29,6 +29,7 @@ import (
 	"github.com/funnel-operator/funnel-operator/controllers/identity"
 	"github.com/funnel-operator/funnel-operator/controllers/metawrite"
 	"github.com/funnel-operator/funnel-operator/controllers/receiver"
+	"github.com/funnel-operator/funnel-operator/controllers/tracing"
 )
 
 // DefaultEventConcurrency is how many events of each family are processed at once.
@@ -87,6 +88,9 @@ type Options struct {
 	// the event controllers check them with (created with a new key when missing).
 	// Required.
 	SealKeySecret types.NamespacedName
+	// Tracing follows each event from the webhook request through its passes and
+	// delivery attempts (tracing.FromEnvironment); nil is tracing off.
+	Tracing *tracing.Tracing
 }
 
 // CacheOptions are the manager's cache settings: FunnelEvents are cached only while
@@ -150,7 +154,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 			return fmt.Errorf("adding the subscription counters: %w", err)
 		}
 		router = &delivery.Router{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Identity: actAs, Scheme: mgr.GetScheme(), HTTP: httpClient, Executor: executor,
-			Clock: opts.Clock, Recorder: rec, Stats: stats}
+			Clock: opts.Clock, Recorder: rec, Stats: stats, Tracing: opts.Tracing}
 		opts.Dispatcher = router
 	}
 	if router != nil {
@@ -173,6 +177,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		return fmt.Errorf("adding the receivers' Secrets: %w", err)
 	}
 	opts.Webhook.Secrets = opts.ReceiverSecrets
+	opts.Webhook.Tracing = opts.Tracing
 	if err := (&ReceiverReconciler{Client: mgr.GetClient(), ExternalURL: opts.ExternalURL, Policy: opts.Webhook.Policy,
 		Secrets: opts.ReceiverSecrets}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the FunnelReceiver controller: %w", err)
@@ -192,7 +197,8 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		if n, ok := opts.EventConcurrency[f]; ok {
 			concurrency = n
 		}
-		r := &EventReconciler{Client: eventWriter, Family: f, Dispatcher: opts.Dispatcher, Recorder: rec, Clock: opts.Clock, Sealer: sealer}
+		r := &EventReconciler{Client: eventWriter, Family: f, Dispatcher: opts.Dispatcher, Recorder: rec, Clock: opts.Clock, Sealer: sealer,
+			Tracing: opts.Tracing}
 		if err := r.SetupWithManager(mgr, concurrency); err != nil {
 			return fmt.Errorf("setting up the %s event controller: %w", f, err)
 		}

@@ -9,6 +9,8 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/selection"
@@ -25,6 +27,7 @@ import (
 	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
 	"github.com/funnel-operator/funnel-operator/controllers"
 	"github.com/funnel-operator/funnel-operator/controllers/receiver"
+	"github.com/funnel-operator/funnel-operator/controllers/tracing"
 	"github.com/funnel-operator/funnel-operator/test/testenv"
 )
 
@@ -48,6 +51,8 @@ var (
 	mgrSecrets *receiver.Secrets
 	// sealKeySecret holds the manager's seal key (created by the manager).
 	sealKeySecret = types.NamespacedName{Namespace: metav1.NamespaceDefault, Name: receiver.DefaultSealKeySecret}
+	// spans records every span the manager ends (tracing is on in this suite).
+	spans *tracetest.SpanRecorder
 )
 
 // withoutSteppedEvents keeps the events of steppedReceiver out of the manager's cache, so
@@ -91,6 +96,8 @@ var _ = BeforeSuite(func() {
 	webhookURL = "http://" + ln.Addr().String()
 	// Secrets are not watched: a short refresh keeps the specs quick.
 	mgrSecrets = receiver.NewSecrets(mgr.GetAPIReader(), mgr.GetCache(), 200*time.Millisecond)
+	spans = tracetest.NewSpanRecorder()
+	traces := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
 	Expect(controllers.Setup(ctx, mgr, controllers.Options{
 		SealKeySecret:   sealKeySecret,
 		ReceiverSecrets: mgrSecrets,
@@ -101,6 +108,7 @@ var _ = BeforeSuite(func() {
 		SubscriptionRecheck: 300 * time.Millisecond,
 		// Test targets listen on 127.0.0.1; other loopback addresses stay refused.
 		DeliveryAllowCIDRs: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")},
+		Tracing:            tracing.New(traces),
 	})).To(Succeed())
 	mgrCache = mgr.GetCache()
 	mgrRecorder = mgr.GetEventRecorder("funnel-operator")
@@ -114,6 +122,7 @@ var _ = BeforeSuite(func() {
 	DeferCleanup(func() {
 		cancel()
 		<-done
+		Expect(traces.Shutdown(context.Background())).To(Succeed())
 		Expect(env.Stop()).To(Succeed())
 	})
 })

@@ -191,4 +191,10 @@ const (
 	// events are outside the controllers' cache (it selects on status.phase), so a replay
 	// also sets status.phase back to Pending: kubectl funnel replay does both.
 	AnnotationReplay = "funnel.leasing.dev/replay"
+	// AnnotationTraceparent is the W3C traceparent of the webhook request that stored the
+	// event, set when tracing is on: its processing passes and deliveries continue that
+	// trace, and its second field is the trace id to look up.
+	AnnotationTraceparent = "funnel.leasing.dev/traceparent"
+	// AnnotationTracestate is the request's W3C tracestate, when it had one.
+	AnnotationTracestate = "funnel.leasing.dev/tracestate"
 )

@@ -4,12 +4,14 @@ package main
 
 import (
 	"cmp"
+	"context"
 	"flag"
 	"fmt"
 	"os"
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -28,6 +30,7 @@ import (
 	"github.com/funnel-operator/funnel-operator/controllers/delivery"
 	"github.com/funnel-operator/funnel-operator/controllers/history"
 	"github.com/funnel-operator/funnel-operator/controllers/receiver"
+	"github.com/funnel-operator/funnel-operator/controllers/tracing"
 )
 
 // archiveURLEnv names the environment variable with the archive's PostgreSQL connection
@@ -157,6 +160,15 @@ func run(cfg config) error {
 		}
 		defer store.Close()
 	}
+	traces, err := tracing.FromEnvironment(ctx, os.Getenv)
+	if err != nil {
+		return fmt.Errorf("tracing: %w", err)
+	}
+	defer flushTraces(traces)
+	if traces != nil {
+		// The exporter reports failures here (an unreachable collector): into the log.
+		otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) { ctrl.Log.WithName("tracing").Error(err, "Exporting spans") }))
+	}
 	if err := controllers.Setup(ctx, mgr, controllers.Options{
 		ExternalURL: strings.TrimSuffix(cfg.externalURL, "/"),
 		Webhook: receiver.Options{Addr: cfg.webhookAddr, MaxInFlight: cfg.maxInFlight, MaxInFlightPerReceiver: cfg.maxInFlightPerReceiver,
@@ -171,6 +183,7 @@ func run(cfg config) error {
 		DeliveryConcurrencyPerNamespace: cfg.deliveryPerNamespace,
 		History:                         historyOptions(cfg),
 		SealKeySecret:                   sealKey,
+		Tracing:                         traces,
 	}); err != nil {
 		return err
 	}
@@ -182,11 +195,22 @@ func run(cfg config) error {
 	}
 
 	ctrl.Log.Info("Starting manager", "webhookAddress", cfg.webhookAddr, "leaderElection", cfg.leaderElect, "namespaces", cfg.namespaces,
-		"defaultServiceAccount", cfg.defaultServiceAccount, "archive", store != nil, "deliveryAllowCIDRs", cfg.deliveryAllowCIDRs)
+		"defaultServiceAccount", cfg.defaultServiceAccount, "archive", store != nil, "deliveryAllowCIDRs", cfg.deliveryAllowCIDRs,
+		"tracing", traces != nil)
 	if err := mgr.Start(ctx); err != nil {
 		return fmt.Errorf("running manager: %w", err)
 	}
 	return nil
+}
+
+// flushTraces exports the spans not exported yet, bounded so that an unreachable
+// collector cannot hold up the exit.
+func flushTraces(t *tracing.Tracing) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := t.Shutdown(ctx); err != nil {
+		ctrl.Log.Error(err, "Exporting the last spans")
+	}
 }
 
 // historyOptions configures the history API, nil when it is off. It checks users'

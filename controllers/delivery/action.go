@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"go.opentelemetry.io/otel/trace"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -60,9 +61,10 @@ type httpAction struct {
 	limit int
 }
 
-func (a httpAction) attempt(_ context.Context, s *funnelv1.AttemptStatus) attempt {
+func (a httpAction) attempt(ctx context.Context, s *funnelv1.AttemptStatus) attempt {
 	// The attempt in flight, if one is recorded as Running, else the next one.
 	h := a.h
+	h.pass = trace.SpanContextFromContext(ctx)
 	h.number = s.Attempts
 	if s.Phase != funnelv1.DeliveryRunning {
 		h.number++
@@ -91,6 +93,8 @@ type httpAttempt struct {
 	failure      failureContext
 	number       int32
 	replays      int32
+	// pass is the span of the pass that handed the attempt over, its span's parent.
+	pass trace.SpanContext
 }
 
 func (h httpAttempt) run(ctx context.Context) attempt {
@@ -113,5 +117,5 @@ func (h httpAttempt) run(ctx context.Context) attempt {
 	if action == nil {
 		return attempt{retryable: true, err: "the action is no longer an HTTP call"}
 	}
-	return r.call(ctx, &ev, &sub, action, h.summary, h.number, h.deadLetter, h.failure)
+	return r.tracedCall(trace.ContextWithSpanContext(ctx, h.pass), &ev, &sub, action, h.summary, h.number, h.deadLetter, h.failure)
 }

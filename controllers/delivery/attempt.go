@@ -5,6 +5,7 @@ import (
 	"time"
 
 	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
+	"github.com/funnel-operator/funnel-operator/controllers/tracing"
 )
 
 // Outcome is what one attempt of a subscription's action made of an event.
@@ -29,7 +30,7 @@ func (r *Router) Attempt(ctx context.Context, ev *funnelv1.FunnelEvent, sub *fun
 	if sub.Spec.Action.HTTP == nil {
 		return Outcome{Error: "the action is not an HTTP call"}
 	}
-	a := r.call(ctx, ev, sub, sub.Spec.Action.HTTP, ev.Status.Summary, n, false, failureContext{})
+	a := r.tracedCall(ctx, ev, sub, sub.Spec.Action.HTTP, ev.Status.Summary, n, false, failureContext{})
 	o := Outcome{Succeeded: a.succeeded, ResponseCode: a.code, Error: a.err}
 	if pol := policyOf(sub.Spec.Delivery); !a.succeeded && a.retryable && n <= pol.retries {
 		o.RetryIn = pol.retryWait(n, a.retryAfter)
@@ -48,6 +49,7 @@ func (r *Router) call(ctx context.Context, ev *funnelv1.FunnelEvent, sub *funnel
 	if err != nil {
 		return attempt{err: trim(err.Error())}
 	}
+	tracing.Inject(ctx, headers)
 	req, err := newRequest(ctx, r.secretReader(sub), ev.Namespace, action, body, headers)
 	if err != nil {
 		// A missing Secret may be created any moment: retry rather than fail.

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -20,6 +21,7 @@ import (
 
 	"github.com/funnel-operator/funnel-operator/api/funnel"
 	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
+	"github.com/funnel-operator/funnel-operator/controllers/tracing"
 )
 
 // The operator follows the Jobs of its deliveries from a cache scoped to
@@ -87,7 +89,9 @@ func (j jobAction) attempt(ctx context.Context, s *funnelv1.AttemptStatus) attem
 // run makes or follows the attempt's Job, name.
 func (j jobAction) run(ctx context.Context, s *funnelv1.AttemptStatus, name string) attempt {
 	r := j.router
-	job, err := newJob(j.ev, j.sub.Name, j.spec, name, j.env, r.Scheme)
+	// The pass that creates the Job is its parent in the trace.
+	env := append(slices.Clip(j.env), tracing.JobEnv(ctx)...)
+	job, err := newJob(j.ev, j.sub.Name, j.spec, name, env, r.Scheme)
 	if err != nil {
 		return attempt{err: trim(err.Error())}
 	}

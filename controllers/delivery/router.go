@@ -25,6 +25,7 @@ import (
 	"github.com/funnel-operator/funnel-operator/api/funnel"
 	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
 	"github.com/funnel-operator/funnel-operator/controllers/identity"
+	"github.com/funnel-operator/funnel-operator/controllers/tracing"
 )
 
 const (
@@ -111,6 +112,8 @@ type Router struct {
 	Clock      clock.PassiveClock
 	Recorder   recorder.EventRecorder
 	Stats      *Stats
+	// Tracing makes a span of each attempt and sends its traceparent; nil is tracing off.
+	Tracing *tracing.Tracing
 
 	filtersMu sync.Mutex
 	filters   map[types.UID]compiledFilter

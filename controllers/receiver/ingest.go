@@ -26,6 +26,7 @@ import (
 
 	"github.com/funnel-operator/funnel-operator/api/funnel"
 	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
+	"github.com/funnel-operator/funnel-operator/controllers/tracing"
 )
 
 // handle runs one request through the checks in the order of the receiver's HTTP contract
@@ -143,6 +144,7 @@ func (s *Server) store(ctx context.Context, rcv *funnelv1.FunnelReceiver, env *f
 	window := dedupeWindow(rcv)
 	id := funnel.Naming{Receiver: rcv.Name, DedupeWindow: window}.Identify(env, now)
 	ev := NewEvent(rcv, env, id, now)
+	tracing.Annotate(ctx, ev)
 	typ := metricType(env.Type)
 	if id.Previous != "" {
 		// Identified by content: a receipt within the window of the same content stored

@@ -22,6 +22,7 @@ import (
 
 	"github.com/funnel-operator/funnel-operator/api/funnel"
 	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
+	"github.com/funnel-operator/funnel-operator/controllers/tracing"
 )
 
 // Defaults of Options. The answer deadline leaves Funnel's 5 s timeout two seconds of margin
@@ -66,6 +67,9 @@ type Options struct {
 	// tell it from one created by someone else. Without a key, events go unsealed (and
 	// are not delivered).
 	Sealer Sealer
+	// Tracing makes a span of each webhook request and stores its trace context on the
+	// event; nil is tracing off.
+	Tracing *tracing.Tracing
 }
 
 // The receiver creates events, reads one back to compare a duplicate, and patches
@@ -255,8 +259,10 @@ func (s *Server) serveWebhook(w http.ResponseWriter, r *http.Request, key types.
 	start := time.Now()
 	ctx, cancel := context.WithDeadline(r.Context(), start.Add(s.opts.AnswerDeadline))
 	defer cancel()
+	ctx, span := s.opts.Tracing.Request(ctx, r, key)
 	label, rep := s.handle(ctx, w, r, key)
 	s.answer(w, label, start, rep)
+	tracing.Answered(span, rep.code, rep.event, rep.msg)
 }
 
 // admit takes a slot for a request of receiver key: first one of the receiver's own,
