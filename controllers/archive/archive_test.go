@@ -233,8 +233,12 @@ var _ = Describe("Archive", func() {
 			`{"metadata":{"annotations":{%q:"again"}}}`, funnelv1.AnnotationReplay)))).To(Succeed())
 		Expect(k8s.Status().Patch(ctx, ev, client.RawPatch(types.MergePatchType, []byte(`{"status":{"phase":"Pending"}}`)))).To(Succeed())
 		finish(ev, funnelv1.PhaseFailed, "again")
+		// Every stored state of a finished event is archived (retention deletes only what
+		// the archive holds in its current version), so the archiver may also catch the
+		// moment between the replay annotation and the status going back to Pending: 2 or 3.
 		Eventually(func(g Gomega) archivedRow { return rows(g)["replayed"] }).Should(And(
-			HaveField("Status.ObservedReplay", "again"), HaveField("Phase", "Failed"), HaveField("Version", 2),
+			HaveField("Status.ObservedReplay", "again"), HaveField("Phase", "Failed"),
+			HaveField("Version", SatisfyAll(BeNumerically(">=", 2), BeNumerically("<=", 3))),
 			HaveField("ResourceVersion", current("replayed").ResourceVersion)))
 	})
 
