@@ -24,8 +24,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
 	"github.com/funnel-operator/funnel-operator/controllers/archive"
@@ -413,7 +415,26 @@ func (r *Reconciler) SetupWithManager(mgr manager.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("funnelbackfill").
 		For(&funnelv1.FunnelBackfill{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		// A backfill waiting for its subscription (or for an HTTP action) looks again as soon as
+		// the subscription appears or changes, not only at the next recheck.
+		Watches(&funnelv1.FunnelSubscription{}, handler.EnqueueRequestsFromMapFunc(r.backfillsOf)).
 		// A process may run it more than once, one after the other (a new leader; tests).
 		WithOptions(controller.Options{SkipNameValidation: ptr.To(true)}).
 		Complete(r)
+}
+
+// backfillsOf names the backfills of sub's namespace that deliver to sub.
+func (r *Reconciler) backfillsOf(ctx context.Context, sub client.Object) []reconcile.Request {
+	var list funnelv1.FunnelBackfillList
+	if err := r.Client.List(ctx, &list, client.InNamespace(sub.GetNamespace())); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "Listing FunnelBackfills for a changed FunnelSubscription", "funnelsubscription", client.ObjectKeyFromObject(sub))
+		return nil
+	}
+	var reqs []reconcile.Request
+	for _, bf := range list.Items {
+		if bf.Spec.Subscription == sub.GetName() {
+			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&bf)})
+		}
+	}
+	return reqs
 }
