@@ -210,14 +210,19 @@ func (r *EventReconciler) deliveringTo(cache client.Reader, mine predicate.Predi
 			ctrl.LoggerFrom(ctx).Error(err, "Waking the events of a changed subscription; they wake on their own timers", "subscription", klog.KObj(sub))
 			return nil
 		}
-		var out []reconcile.Request
-		for i := range events {
-			if mine.Generic(event.GenericEvent{Object: &events[i]}) {
-				out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&events[i])})
-			}
-		}
-		return out
+		return requestsFor(events, mine)
 	}
+}
+
+// requestsFor is the reconcile requests of the events mine admits (this family's).
+func requestsFor(events []funnelv1.FunnelEvent, mine predicate.Predicate) []reconcile.Request {
+	var out []reconcile.Request
+	for i := range events {
+		if mine.Generic(event.GenericEvent{Object: &events[i]}) {
+			out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&events[i])})
+		}
+	}
+	return out
 }
 
 // subscriptionChanged lets through what may change a waiting delivery: a new generation
@@ -268,13 +273,7 @@ func freedSlot(s slotter, mine predicate.Predicate) handler.MapFunc {
 			ctrl.LoggerFrom(ctx).Error(err, "Waking the deliveries held by maxInFlight; they wake on their own timers", "job", klog.KObj(job))
 			return nil
 		}
-		var out []reconcile.Request
-		for i := range events {
-			if mine.Generic(event.GenericEvent{Object: &events[i]}) {
-				out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&events[i])})
-			}
-		}
-		return out
+		return requestsFor(events, mine)
 	}
 }
 
@@ -301,10 +300,8 @@ func turns(o orderer, mine predicate.Predicate) handler.EventHandler {
 			ctrl.LoggerFrom(ctx).Error(err, "Waking the next events of a subject; they wake on their own timers", "event", klog.KObj(ev))
 			return
 		}
-		for i := range events {
-			if mine.Generic(event.GenericEvent{Object: &events[i]}) {
-				q.Add(reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&events[i])})
-			}
+		for _, req := range requestsFor(events, mine) {
+			q.Add(req)
 		}
 	}
 	return handler.Funcs{
