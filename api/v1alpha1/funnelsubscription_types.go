@@ -33,7 +33,8 @@ const (
 // headers may not set. The HTTPHeaderName schema rule carries the same lists.
 func ReservedHeaders() (names, prefixes []string) {
 	return []string{"content-type", "content-length", "content-encoding", "transfer-encoding", "host",
-			"connection", "upgrade", "te", "trailer", "keep-alive", "user-agent", "idempotency-key"},
+			"connection", "upgrade", "te", "trailer", "keep-alive", "user-agent", "idempotency-key",
+			"traceparent", "tracestate"},
 		[]string{"x-funnel-", "webhook-", "ce-"}
 }
 
@@ -55,12 +56,12 @@ func IsReservedHeader(name string) bool {
 }
 
 // HTTPHeaderName is the name of a header a subscription adds. The headers the operator
-// sets (Content-Type, Idempotency-Key, X-Funnel-*, the signature headers, ...) cannot be
-// overridden.
+// sets (Content-Type, Idempotency-Key, X-Funnel-*, the signature headers, the W3C trace
+// context, ...) cannot be overridden.
 // +kubebuilder:validation:MinLength=1
 // +kubebuilder:validation:MaxLength=128
 // +kubebuilder:validation:Pattern=`^[A-Za-z0-9!#$%&'*+.^_|~-]+$`
-// +kubebuilder:validation:XValidation:rule="!(self.lowerAscii() in ['content-type', 'content-length', 'content-encoding', 'transfer-encoding', 'host', 'connection', 'upgrade', 'te', 'trailer', 'keep-alive', 'user-agent', 'idempotency-key']) && !['x-funnel-', 'webhook-', 'ce-'].exists(p, self.lowerAscii().startsWith(p))",messageExpression="'header ' + self + ' is reserved: the operator sets it, or it describes the body or the connection'"
+// +kubebuilder:validation:XValidation:rule="!(self.lowerAscii() in ['content-type', 'content-length', 'content-encoding', 'transfer-encoding', 'host', 'connection', 'upgrade', 'te', 'trailer', 'keep-alive', 'user-agent', 'idempotency-key', 'traceparent', 'tracestate']) && !['x-funnel-', 'webhook-', 'ce-'].exists(p, self.lowerAscii().startsWith(p))",messageExpression="'header ' + self + ' is reserved: the operator sets it, or it describes the body or the connection'"
 type HTTPHeaderName string
 
 // HTTPBody is what an HTTP action sends.

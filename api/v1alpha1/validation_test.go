@@ -404,6 +404,15 @@ var _ = Describe("FunnelSubscription schema", func() {
 		Entry("a header the operator does not set, in any case", func(s map[string]any) {
 			set(s, "action.http.headers", []any{map[string]any{"name": "x-funnel", "value": "a"}, map[string]any{"name": "CONTENT-LANGUAGE", "value": "b"}})
 		}, ""),
+		Entry("traceparent: the operator sends the attempt's trace context", func(s map[string]any) {
+			set(s, "action.http.headers", []any{map[string]any{"name": "Traceparent", "value": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}})
+		}, "header Traceparent is reserved"),
+		Entry("tracestate from a Secret", func(s map[string]any) {
+			set(s, "action.http.headersFrom", []any{map[string]any{"name": "tracestate", "secretRef": map[string]any{"name": "pms", "key": "state"}}})
+		}, "header tracestate is reserved"),
+		Entry("a header that only starts like the trace context", func(s map[string]any) {
+			set(s, "action.http.headers", []any{map[string]any{"name": "traceparent-origin", "value": "funnel"}})
+		}, ""),
 		Entry("signed with two keys while one is rotated, and a signed dead letter", func(s map[string]any) {
 			set(s, "action.http.signing.secretRefs", []any{keyRef("pms", "current"), keyRef("pms-next", "current")})
 			set(s, "delivery.deadLetter", map[string]any{"http": map[string]any{"url": "http://a.b",

@@ -146,6 +146,7 @@ func TestReservedHeadersNeverWin(t *testing.T) {
 			{Name: "idempotency-key", Value: "forged"}, {Name: "X-FUNNEL-EVENT-NAME", Value: "forged"},
 			{Name: "X-Funnel-Operator-Signature", Value: "sha256=forged"}, {Name: "Content-Type", Value: "text/plain"},
 			{Name: "webhook-signature", Value: "forged"}, {Name: "X-Source", Value: "funnel"},
+			{Name: "Traceparent", Value: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"},
 		},
 		HeadersFrom: []funnelv1.HTTPHeaderFromSecret{
 			{Name: "Authorization", SecretRef: funnelv1.SecretKeyRef{Name: "s", Key: "token"}},
@@ -182,6 +183,11 @@ func TestReservedHeadersNeverWin(t *testing.T) {
 	if got := h.Get("X-Funnel-Delivery-Attempt"); got != "1" {
 		t.Errorf("attempt = %q", got)
 	}
+	// With tracing off the operator sends no trace context: a forged one must not join the
+	// target's spans to someone else's trace.
+	if got := h.Get("traceparent"); got != "" {
+		t.Errorf("traceparent = %q, want none", got)
+	}
 	for name, values := range h {
 		if len(values) != 1 {
 			t.Errorf("%s sent %d times: %v", name, len(values), values)
@@ -192,7 +198,7 @@ func TestReservedHeadersNeverWin(t *testing.T) {
 func TestIsReservedHeader(t *testing.T) {
 	for name, want := range map[string]bool{
 		"Idempotency-Key": true, "IDEMPOTENCY-KEY": true, "content-type": true, "X-Funnel-Anything": true,
-		"webhook-id": true, "Ce-Id": true, "User-Agent": true, "Host": true,
+		"webhook-id": true, "Ce-Id": true, "User-Agent": true, "Host": true, "Traceparent": true, "TRACESTATE": true,
 		"Authorization": false, "X-Source": false, "X-Funnel": false, "Content-Language": false, "Cert": false,
 	} {
 		if got := funnelv1.IsReservedHeader(name); got != want {
