@@ -110,7 +110,11 @@ func procStat(pid int) (comm string, ppid int, secs float64, ok bool) {
 
 // coresSince returns the cores each component used on average since before.
 func coresSince(before cpuSample) map[string]float64 {
-	after := sampleCPU(before.postmaster)
+	return coresBetween(before, sampleCPU(before.postmaster))
+}
+
+// coresBetween returns the cores each component used on average from before to after.
+func coresBetween(before, after cpuSample) map[string]float64 {
 	secs := after.at.Sub(before.at).Seconds()
 	out := map[string]float64{}
 	if secs <= 0 {
@@ -132,6 +136,19 @@ func (s cpuSample) secondsSince(before cpuSample) map[string]float64 {
 	out := make(map[string]float64, len(s.seconds))
 	for k, v := range s.seconds {
 		out[k] = v - before.seconds[k]
+	}
+	return out
+}
+
+// msPerOp divides the CPU seconds each component used by ops, in milliseconds per
+// operation; with ops 0 it is empty.
+func msPerOp(secs map[string]float64, ops int) map[string]float64 {
+	out := map[string]float64{}
+	if ops <= 0 {
+		return out
+	}
+	for k, v := range secs {
+		out[k] = math.Round(v*1e6/float64(ops)) / 1e3
 	}
 	return out
 }

@@ -39,18 +39,24 @@ func (b *bench) ingest(ctx context.Context) error {
 		l := ingestLevel{Concurrency: c, CPUCores: map[string]float64{}}
 		raw := &created{}
 		total := &posted{rep: send.NewReport(), acked: warm.acked}
+		// CPU seconds by component: what one acknowledged request costs beside one raw create.
+		rawSecs, ingestSecs := map[string]float64{}, map[string]float64{}
 		for i := range rounds {
+			rawStart := sampleCPU(b.postmaster)
 			r, err := b.create(ctx, nsRaw, send.Load{Concurrency: c, Duration: seg}, rawSrc, false)
 			if err != nil {
 				return fmt.Errorf("%s, raw baseline: %w", label, err)
 			}
 			raw.n, raw.elapsed = raw.n+r.n, raw.elapsed+r.elapsed
 			cpu := sampleCPU(b.postmaster)
+			addSeconds(rawSecs, cpu.secondsSince(rawStart))
 			p, err := b.post(ctx, nsIngest, send.Load{Concurrency: c, Duration: seg}, src)
 			if err != nil {
 				return fmt.Errorf("%s, round %d: %w", label, i+1, err)
 			}
-			for k, v := range coresSince(cpu) {
+			end := sampleCPU(b.postmaster)
+			addSeconds(ingestSecs, end.secondsSince(cpu))
+			for k, v := range coresBetween(cpu, end) {
 				l.CPUCores[k] += v / float64(rounds)
 			}
 			total.rep.Merge(p.rep)
@@ -70,6 +76,8 @@ func (b *bench) ingest(ctx context.Context) error {
 		for k, v := range l.CPUCores {
 			l.CPUCores[k] = math.Round(v*100) / 100
 		}
+		l.CPUMsPerRequest, l.RawCPUMsPerCreate = msPerOp(ingestSecs, total.rep.Acknowledged), msPerOp(rawSecs, raw.n)
+		l.APICostRatio = ratio(apiMs(l.CPUMsPerRequest), apiMs(l.RawCPUMsPerCreate))
 		b.checkOther(label, l.CPUCores)
 		after, err := b.reconciles(ctx)
 		if err != nil {
@@ -90,12 +98,23 @@ func (b *bench) ingest(ctx context.Context) error {
 		l.ByStatus, l.Failures = total.rep.ByStatus, total.rep.TopFailures(5)
 		l.Latency, l.DuplicateDrainSeconds = latencyOf(total.rep.Latencies), round3(l.DuplicateDrainSeconds)
 		b.res.Ingest = append(b.res.Ingest, l)
-		logf("%s: %.1f acked/s, raw %.1f creates/s interleaved: %.2f×; p50 %s p99 %s max %s; not acked %d, missing %d; backlog drained in %.1fs; CPU %s",
+		logf("%s: %.1f acked/s, raw %.1f creates/s interleaved: %.2f×; p50 %s p99 %s max %s; not acked %d, missing %d; backlog drained in %.1fs; CPU %s; API CPU per request %.2f ms, %.2f× a raw create's; operator %.2f ms",
 			label, l.AckedPerSecond, l.RawCreatesPerSecond, valueOr(l.Ratio), fmtSeconds(l.Latency.P50), fmtSeconds(l.Latency.P99),
-			fmtSeconds(l.Latency.Max), l.NotAcked, l.Missing, l.BacklogDrainSeconds, fmtCores(l.CPUCores))
+			fmtSeconds(l.Latency.Max), l.NotAcked, l.Missing, l.BacklogDrainSeconds, fmtCores(l.CPUCores),
+			apiMs(l.CPUMsPerRequest), valueOr(l.APICostRatio), l.CPUMsPerRequest["operator"])
 	}
 	return nil
 }
+
+// addSeconds adds CPU seconds by component into sum.
+func addSeconds(sum, secs map[string]float64) {
+	for k, v := range secs {
+		sum[k] += v
+	}
+}
+
+// apiMs is the API server's and etcd's CPU of one operation.
+func apiMs(ms map[string]float64) float64 { return ms["apiserver"] + ms["etcd"] }
 
 func (b *bench) warmup() time.Duration { return pick(&b.o, 2*time.Second, 500*time.Millisecond) }
 

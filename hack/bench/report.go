@@ -39,6 +39,13 @@ func renderResults(r *results) string {
 				ms(l.Latency.P50), ms(l.Latency.P99), ms(l.Latency.Max), strconv.Itoa(l.NotAcked), strconv.Itoa(l.Missing), f1(l.BacklogDrainSeconds))
 		}
 		w("\n%s", t.render("Ingest on a follower vs. raw creates interleaved with it (latencies in ms)"))
+		t = newTable("concurrency", "API server + etcd per request", "per raw create", "×", "operator per request", "bench per request", "bench per raw create")
+		for _, l := range r.Ingest {
+			t.add(strconv.Itoa(l.Concurrency), fmt.Sprintf("%.2f", apiMs(l.CPUMsPerRequest)), fmt.Sprintf("%.2f", apiMs(l.RawCPUMsPerCreate)),
+				fp(l.APICostRatio, "%.2f"), fmt.Sprintf("%.2f", l.CPUMsPerRequest["operator"]), fmt.Sprintf("%.2f", l.CPUMsPerRequest["bench"]),
+				fmt.Sprintf("%.2f", l.RawCPUMsPerCreate["bench"]))
+		}
+		w("\n%s", t.render("CPU per acknowledged request vs. per raw create (ms)"))
 	}
 	if len(r.E2E) > 0 {
 		t := newTable("step", "events", "events/s", "raw before · after /s", "ratio", "p50", "p99", "paced at /s", "paced p50", "paced p99", "writes/event", "writes by verb")

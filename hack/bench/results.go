@@ -146,7 +146,14 @@ type ingestLevel struct {
 	DuplicateDrainSeconds float64 `json:"duplicate_count_drain_seconds"`
 	// CPUCores is the average cores each component used during the ingest segments.
 	CPUCores map[string]float64 `json:"cpu_cores"`
-	Failures []string           `json:"failures,omitempty"`
+	// CPUMsPerRequest is each component's CPU per acknowledged request during the ingest
+	// segments; RawCPUMsPerCreate the same per create during the raw segments.
+	CPUMsPerRequest   map[string]float64 `json:"cpu_ms_per_request"`
+	RawCPUMsPerCreate map[string]float64 `json:"raw_cpu_ms_per_create"`
+	// APICostRatio is the API server's and etcd's CPU per acknowledged request over theirs
+	// per raw create: the API work a webhook adds (repeats' reads and duplicate counts).
+	APICostRatio *float64 `json:"api_cost_ratio"`
+	Failures     []string `json:"failures,omitempty"`
 }
 
 type e2eStep struct {
