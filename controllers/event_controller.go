@@ -33,6 +33,7 @@ import (
 	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
 	"github.com/funnel-operator/funnel-operator/controllers/delivery"
 	"github.com/funnel-operator/funnel-operator/controllers/receiver"
+	"github.com/funnel-operator/funnel-operator/controllers/statuspatch"
 	"github.com/funnel-operator/funnel-operator/controllers/tracing"
 )
 
@@ -114,15 +115,20 @@ func (r *EventReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ct
 	}
 	o.conflict = conflictCondition(&ev)
 	o.apply(&ev.Status, ev.Generation, r.Clock.Now())
-	if !equality.Semantic.DeepEqual(base.Status, ev.Status) {
-		if err := r.writeStatus(ctx, &ev, base); apierrors.IsConflict(err) {
-			// Written since this pass read it (another writer, or the receiver's duplicate
-			// count): what this pass decided may rest on an old copy. Look again.
-			log.V(1).Info("Status changed since it was read; processing again")
-			return ctrl.Result{RequeueAfter: staleRecheck}, nil
-		} else if err != nil {
-			return ctrl.Result{}, err
-		}
+	// The pass's only write, and for most events the only one after the receiver's create
+	// (a final phase takes the event out of the cache). It carries the resourceVersion the
+	// pass read: a pass that worked from a copy older than the stored one (a former leader,
+	// a write whose answer was lost) is refused instead of overwriting newer deliveries.
+	wrote, err := statuspatch.Patch(ctx, r.Client, base, &ev, client.MergeFromWithOptimisticLock{})
+	if apierrors.IsConflict(err) {
+		// Written since this pass read it (another writer, or the receiver's duplicate
+		// count): what this pass decided may rest on an old copy. Look again.
+		log.V(1).Info("Status changed since it was read; processing again")
+		return ctrl.Result{RequeueAfter: staleRecheck}, nil
+	} else if err != nil {
+		return ctrl.Result{}, fmt.Errorf("writing status of FunnelEvent %s/%s: %w", ev.Namespace, ev.Name, err)
+	}
+	if wrote {
 		r.recent.wrote(req.NamespacedName, base.ResourceVersion, r.Clock.Now())
 		if replayed != "" {
 			r.Recorder.Eventf(&ev, nil, corev1.EventTypeNormal, "Replayed", "Replay", "Processing again (replay %q, %s)", token, replayed)
@@ -141,20 +147,6 @@ func (r *EventReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ct
 	d.Recorded()
 	eventProcessingDuration.WithLabelValues(string(r.Family), string(o.phase)).Observe(r.Clock.Since(start).Seconds())
 	return ctrl.Result{RequeueAfter: d.RequeueAfter}, nil
-}
-
-// writeStatus writes the pass's status with one merge patch: the only write of a pass,
-// and for most events the only write after the receiver's create; a final phase takes
-// the event out of the cache. A patch carries only what changed and costs the API server
-// less than an update of the whole object, data included (measured with make bench). It
-// carries the resourceVersion the pass read (an optimistic lock): a pass that worked from
-// a copy older than the stored one (a former leader, a write whose answer was lost) is
-// refused with a conflict instead of overwriting newer deliveries.
-func (r *EventReconciler) writeStatus(ctx context.Context, ev, base *funnelv1.FunnelEvent) error {
-	if err := r.Status().Patch(ctx, ev, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
-		return fmt.Errorf("writing status of FunnelEvent %s/%s: %w", ev.Namespace, ev.Name, err)
-	}
-	return nil
 }
 
 // process validates the event with its type's handler and dispatches it. Invalid data

@@ -3,7 +3,9 @@ package statuspatch_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -136,5 +138,55 @@ func TestApplyLatest(t *testing.T) {
 	stop := errors.New("gone")
 	if _, err := statuspatch.ApplyLatest(ctx, c, rcv, func(*funnelv1.FunnelReceiver) error { return stop }); !errors.Is(err, stop) {
 		t.Fatalf("change's error: got %v", err)
+	}
+}
+
+// TestPatchSendsOnlyStatusAndTheLock checks the body the API server gets: what changed in
+// status and, with the lock, the resourceVersion the caller read, whatever else changed
+// in obj since (the event controllers change obj before they decide what to record).
+func TestPatchSendsOnlyStatusAndTheLock(t *testing.T) {
+	ctx := context.Background()
+	for _, lock := range []bool{false, true} {
+		t.Run(fmt.Sprintf("lock=%v", lock), func(t *testing.T) {
+			c, _, rcv := setup(t, nil)
+			var sent []byte
+			spy := interceptor.NewClient(c.(client.WithWatch), interceptor.Funcs{SubResourcePatch: func(ctx context.Context, c client.Client, sub string, obj client.Object, p client.Patch, opts ...client.SubResourcePatchOption) error {
+				var err error
+				if sent, err = p.Data(obj); err != nil {
+					return err
+				}
+				return c.SubResource(sub).Patch(ctx, obj, p, opts...)
+			}})
+			base := rcv.DeepCopy()
+			rcv.Status.WebhookPath = "/webhooks/ns/funnel"
+			var opts []client.MergeFromOption
+			want := `{"status":{"webhookPath":"/webhooks/ns/funnel"}}`
+			if lock {
+				opts = append(opts, client.MergeFromWithOptimisticLock{})
+				want = fmt.Sprintf(`{"metadata":{"resourceVersion":%q},"status":{"webhookPath":"/webhooks/ns/funnel"}}`, base.ResourceVersion)
+			}
+			wrote, err := statuspatch.Patch(ctx, spy, base, rcv, opts...)
+			if err != nil || !wrote {
+				t.Fatalf("Patch: wrote %v, %v", wrote, err)
+			}
+			if string(sent) != want {
+				t.Fatalf("sent %s, want %s", sent, want)
+			}
+			if got := stored(t, c, rcv).Status.WebhookPath; got != "/webhooks/ns/funnel" {
+				t.Fatalf("stored webhookPath %q", got)
+			}
+		})
+	}
+}
+
+// TestPatchSkipsWhatTheServerWouldNotSee: times are stored to the second, so a
+// difference below that is no change and no write.
+func TestPatchSkipsWhatTheServerWouldNotSee(t *testing.T) {
+	c, patches, rcv := setup(t, nil)
+	base := rcv.DeepCopy()
+	rcv.Status.Conditions[0].LastTransitionTime.Time = rcv.Status.Conditions[0].LastTransitionTime.Add(time.Millisecond)
+	wrote, err := statuspatch.Patch(context.Background(), c, base, rcv, client.MergeFromWithOptimisticLock{})
+	if err != nil || wrote || *patches != 0 {
+		t.Fatalf("wrote %v with %d patches (%v), want no write", wrote, *patches, err)
 	}
 }
