@@ -66,7 +66,7 @@ var _ = Describe("Circuit breaker", func() {
 		}
 		Eventually(degraded).Should(HaveField("Status", metav1.ConditionFalse))
 		Eventually(kubeEvents(ns, "pms")).Should(SatisfyAll(
-			ContainElement(HaveField("Reason", "CircuitOpened")), ContainElement(HaveField("Reason", "CircuitClosed"))))
+			ContainElement(HaveField("Reason", funnelv1.ReasonCircuitOpened)), ContainElement(HaveField("Reason", funnelv1.ReasonCircuitClosed))))
 		Expect(metricValue("funnel_circuit_transitions_total", map[string]string{"subscription": ns + "/pms", "state": "open"})).To(Equal(1.0))
 		Expect(metricValue("funnel_circuit_open", map[string]string{"subscription": ns + "/pms"})).To(Equal(0.0))
 	})

@@ -131,7 +131,7 @@ func (r *EventReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ct
 	if wrote {
 		r.recent.wrote(req.NamespacedName, base.ResourceVersion, r.Clock.Now())
 		if replayed != "" {
-			r.Recorder.Eventf(&ev, nil, corev1.EventTypeNormal, "Replayed", "Replay", "Processing again (replay %q, %s)", token, replayed)
+			r.Recorder.Eventf(&ev, nil, corev1.EventTypeNormal, funnelv1.ReasonReplayed, "Replay", "Processing again (replay %q, %s)", token, replayed)
 			log.Info("Replayed event", "previous", replayed)
 		}
 		if o.phase == funnelv1.PhaseFailed && base.Status.Phase != funnelv1.PhaseFailed {

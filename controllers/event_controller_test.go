@@ -157,7 +157,7 @@ var _ = Describe("Event processing", func() {
 		Eventually(getEvent(ns, "evt-unknown")).Should(SatisfyAll(
 			finished(funnelv1.PhaseIgnored),
 			HaveField("Status.Conditions", ContainElement(SatisfyAll(
-				HaveField("Type", funnelv1.ConditionReady), HaveField("Reason", "NotHandled")))),
+				HaveField("Type", funnelv1.ConditionReady), HaveField("Reason", funnelv1.ReasonNotHandled)))),
 		))
 		Eventually(func() uint64 { return processedBy("unknown") }).Should(BeNumerically(">", before))
 	})
@@ -300,7 +300,7 @@ var _ = Describe("Event processing", func() {
 			HaveField("Status.Summary", "Application 1: Submitted → Approved"),
 		))
 		Eventually(kubeEvents(ns, "evt-replay")).Should(ContainElement(SatisfyAll(
-			HaveField("Type", "Normal"), HaveField("Reason", "Replayed"),
+			HaveField("Type", "Normal"), HaveField("Reason", funnelv1.ReasonReplayed),
 			HaveField("Note", ContainSubstring("previously Succeeded")))))
 	})
 
@@ -321,7 +321,7 @@ var _ = Describe("Event processing", func() {
 		}
 		Eventually(kubeEvents(ns, "evt-annotate")).Should(HaveLen(2))
 		for _, e := range kubeEvents(ns, "evt-annotate")(Default) {
-			Expect(e.Reason).To(Equal("Replayed"))
+			Expect(e.Reason).To(Equal(funnelv1.ReasonReplayed))
 		}
 	})
 

@@ -135,7 +135,7 @@ func TestEnvelopeIssues(t *testing.T) {
 
 func TestResetForReplay(t *testing.T) {
 	st := funnelv1.FunnelEventStatus{Phase: funnelv1.PhaseFailed, Duplicates: 3, Summary: "x", Attempts: 5, Replays: 1}
-	meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: funnelv1.ConditionReady, Status: metav1.ConditionFalse, Reason: "DeliveryFailed", Message: "Delivery failed for pms"})
+	meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: funnelv1.ConditionReady, Status: metav1.ConditionFalse, Reason: funnelv1.ReasonDeliveryFailed, Message: "Delivery failed for pms"})
 	previous := resetForReplay(&st, "r2")
 	if previous != "previously Failed: Delivery failed for pms" {
 		t.Errorf("previous = %q", previous)

@@ -255,7 +255,7 @@ var _ = Describe("Correct under races", func() {
 			HaveField("Status.Deliveries", ConsistOf(SatisfyAll(HaveField("Phase", funnelv1.DeliveryFailed),
 				HaveField("LastError", ContainSubstring("deleted before its outcome was recorded")))))))
 		Expect(jobsOf(ns)(Default)).To(BeEmpty(), "the Job is not created again")
-		Eventually(kubeEvents(ns, moveIn)).Should(ContainElement(HaveField("Reason", "DeliveryFailed")))
+		Eventually(kubeEvents(ns, moveIn)).Should(ContainElement(HaveField("Reason", funnelv1.ReasonDeliveryFailed)))
 	})
 
 	It("does not let a writer working from an older copy overwrite a newer status", func() {

@@ -301,7 +301,7 @@ var _ = Describe("Subscriptions", func() {
 		Expect(verifier(nextKey).Verify(dlq.got()[0].body, dlq.got()[0].header)).To(Succeed(), "a dead letter is signed with its own keys")
 		Expect(dlq.got()[0].header.Get(delivery.HeaderWebhookID)).NotTo(Equal(target.got()[0].header.Get(delivery.HeaderWebhookID)),
 			"a dead letter is another message")
-		Eventually(kubeEvents(ns, approved)).Should(ContainElement(HaveField("Reason", "DeadLettered")))
+		Eventually(kubeEvents(ns, approved)).Should(ContainElement(HaveField("Reason", funnelv1.ReasonDeadLettered)))
 		Consistently(dlq.got, "1s").Should(HaveLen(1), "the dead letter runs once")
 	})
 

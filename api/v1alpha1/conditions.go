@@ -128,6 +128,27 @@ const (
 // created by the operator's receiver (no valid seal): it is not delivered.
 const ReasonNotReceived = "NotReceived"
 
+// Reasons of the Kubernetes Events the operator records that are no condition's reason.
+// Failures also record Events with the reason of the condition they set
+// (InvalidPayload, DeliveryFailed, a subscription's Forbidden, MaxEventsReached...).
+const (
+	// ReasonReplayed (Normal, FunnelEvent): processing starts over for a new replay value;
+	// the message keeps the previous outcome.
+	ReasonReplayed = "Replayed"
+	// ReasonTooManySubscriptions (Warning, FunnelEvent): more subscriptions match than an
+	// event can deliver to; it delivers to the first by name.
+	ReasonTooManySubscriptions = "TooManySubscriptions"
+	// ReasonDeadLettered (Warning, FunnelEvent): a failed delivery went to its dead letter.
+	ReasonDeadLettered = "DeadLettered"
+	// ReasonDeadLetterFailed (Warning, FunnelEvent): the dead letter failed too.
+	ReasonDeadLetterFailed = "DeadLetterFailed"
+	// ReasonCircuitOpened (Warning, FunnelSubscription): the destination kept failing;
+	// deliveries wait for a probe.
+	ReasonCircuitOpened = "CircuitOpened"
+	// ReasonCircuitClosed (Normal, FunnelSubscription): the destination answers again.
+	ReasonCircuitClosed = "CircuitClosed"
+)
+
 // Field selectors of FunnelEvents (CRD selectableFields): `kubectl get fev
 // --field-selector status.phase=Failed,spec.type=lease.move_in`.
 const (

@@ -193,13 +193,13 @@ func (r *Router) recordOutcome(fx *effects, ev *funnelv1.FunnelEvent, sub *funne
 		if c.open {
 			circuitOpen.WithLabelValues(label).Set(1)
 			circuitTransitions.WithLabelValues(label, "open").Inc()
-			r.Recorder.Eventf(sub, nil, corev1.EventTypeWarning, "CircuitOpened", "Deliver",
+			r.Recorder.Eventf(sub, nil, corev1.EventTypeWarning, funnelv1.ReasonCircuitOpened, "Deliver",
 				"%d retryable failures in a row (last: %s): deliveries wait, one probe every %s", c.failures, c.lastError, c.wait)
 			return
 		}
 		circuitOpen.WithLabelValues(label).Set(0)
 		circuitTransitions.WithLabelValues(label, "closed").Inc()
-		r.Recorder.Eventf(sub, nil, corev1.EventTypeNormal, "CircuitClosed", "Deliver", "The destination answers again: deliveries go ahead")
+		r.Recorder.Eventf(sub, nil, corev1.EventTypeNormal, funnelv1.ReasonCircuitClosed, "Deliver", "The destination answers again: deliveries go ahead")
 		r.wakeDeliveringTo(ctx, key)
 	})
 }

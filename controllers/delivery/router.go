@@ -213,7 +213,7 @@ func (r *Router) route(ctx context.Context, ev *funnelv1.FunnelEvent, details fu
 			continue
 		}
 		if len(out) == MaxDeliveries {
-			r.Recorder.Eventf(ev, nil, corev1.EventTypeWarning, "TooManySubscriptions", "Route",
+			r.Recorder.Eventf(ev, nil, corev1.EventTypeWarning, funnelv1.ReasonTooManySubscriptions, "Route",
 				"More than %d subscriptions match; delivering to the first %d by name", MaxDeliveries, MaxDeliveries)
 			break
 		}
@@ -293,7 +293,7 @@ func (r *Router) advance(ctx context.Context, fx *effects, ev *funnelv1.FunnelEv
 		gone := "FunnelSubscription " + d.Subscription + " no longer exists"
 		if !finished(d.Phase) {
 			end(&d.AttemptStatus, funnelv1.DeliveryFailed, now, gone)
-			fx.event(ev, corev1.EventTypeWarning, "DeliveryFailed", "Deliver",
+			fx.event(ev, corev1.EventTypeWarning, funnelv1.ReasonDeliveryFailed, "Deliver",
 				"Delivery to %s failed after %d attempts: %s", d.Subscription, d.Attempts, d.LastError)
 		} else {
 			end(&d.DeadLetter.AttemptStatus, funnelv1.DeliveryFailed, now, gone)
@@ -354,7 +354,7 @@ func (r *Router) advance(ctx context.Context, fx *effects, ev *funnelv1.FunnelEv
 	case retrying:
 		fx.count(key, "retry")
 	case failed:
-		fx.event(ev, corev1.EventTypeWarning, "DeliveryFailed", "Deliver",
+		fx.event(ev, corev1.EventTypeWarning, funnelv1.ReasonDeliveryFailed, "Deliver",
 			"Delivery to %s failed after %d attempts: %s", d.Subscription, d.Attempts, d.LastError)
 		fx.count(key, "failed")
 		fx.finished(client.ObjectKeyFromObject(&sub), false, now)
@@ -375,7 +375,7 @@ func (r *Router) advanceDeadLetter(ctx context.Context, fx *effects, ev *funnelv
 	}
 	if sub.Spec.Delivery.DeadLetter == nil {
 		end(&dl.AttemptStatus, funnelv1.DeliveryFailed, now, "spec.delivery.deadLetter was removed before the dead letter was delivered")
-		fx.event(ev, corev1.EventTypeWarning, "DeadLetterFailed", "DeadLetter",
+		fx.event(ev, corev1.EventTypeWarning, funnelv1.ReasonDeadLetterFailed, "DeadLetter",
 			"Delivery to %s failed and its dead letter was not delivered: %s", d.Subscription, dl.LastError)
 		return step{}
 	}
@@ -385,10 +385,10 @@ func (r *Router) advanceDeadLetter(ctx context.Context, fx *effects, ev *funnelv
 	switch t {
 	case succeeded:
 		fx.count(key, "dead_lettered")
-		fx.event(ev, corev1.EventTypeWarning, "DeadLettered", "DeadLetter",
+		fx.event(ev, corev1.EventTypeWarning, funnelv1.ReasonDeadLettered, "DeadLetter",
 			"Delivery to %s failed; dead letter delivered", d.Subscription)
 	case failed:
-		fx.event(ev, corev1.EventTypeWarning, "DeadLetterFailed", "DeadLetter",
+		fx.event(ev, corev1.EventTypeWarning, funnelv1.ReasonDeadLetterFailed, "DeadLetter",
 			"Delivery to %s failed and so did its dead letter: %s", d.Subscription, dl.LastError)
 	}
 	return st
