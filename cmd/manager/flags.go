@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"net/netip"
 	"strconv"
 	"strings"
 
@@ -26,6 +27,32 @@ func parseEventConcurrency(s string) (map[funnel.Family]int, error) {
 			return nil, fmt.Errorf("%q: workers must be a number from 1 to 1000", part)
 		}
 		out[f] = n
+	}
+	return out, nil
+}
+
+// parseCIDRs parses a comma-separated list of CIDR prefixes or single addresses (the
+// --delivery-allow-cidrs flag). IPv4-mapped IPv6 forms become IPv4, as the addresses
+// deliveries dial are compared in that form.
+func parseCIDRs(s string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, item := range splitList(s) {
+		if !strings.Contains(item, "/") {
+			a, err := netip.ParseAddr(item)
+			if err != nil {
+				return nil, fmt.Errorf("%q: not an address or CIDR prefix", item)
+			}
+			out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+			continue
+		}
+		pre, err := netip.ParsePrefix(item)
+		if err != nil {
+			return nil, fmt.Errorf("%q: not an address or CIDR prefix", item)
+		}
+		if pre.Addr().Is4In6() {
+			pre = netip.PrefixFrom(pre.Addr().Unmap(), max(pre.Bits()-96, 0))
+		}
+		out = append(out, pre.Masked())
 	}
 	return out, nil
 }

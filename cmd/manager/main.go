@@ -119,7 +119,7 @@ func run(cfg config) error {
 		return fmt.Errorf("--delivery-concurrency %d, --delivery-concurrency-per-namespace %d: want at least 1 each",
 			cfg.deliveryConcurrency, cfg.deliveryPerNamespace)
 	}
-	allow, err := delivery.ParseCIDRs(cfg.deliveryAllowCIDRs)
+	allow, err := parseCIDRs(cfg.deliveryAllowCIDRs)
 	if err != nil {
 		return fmt.Errorf("--delivery-allow-cidrs: %w", err)
 	}

@@ -116,34 +116,6 @@ func (p *AddressPolicy) control(_, address string, _ syscall.RawConn) error {
 	return p.Check(ap.Addr())
 }
 
-// ParseCIDRs parses a comma-separated list of CIDR prefixes or single addresses (the
-// --delivery-allow-cidrs flag).
-func ParseCIDRs(s string) ([]netip.Prefix, error) {
-	var out []netip.Prefix
-	for item := range strings.SplitSeq(s, ",") {
-		if item = strings.TrimSpace(item); item == "" {
-			continue
-		}
-		if !strings.Contains(item, "/") {
-			a, err := netip.ParseAddr(item)
-			if err != nil {
-				return nil, fmt.Errorf("%q: not an address or CIDR prefix", item)
-			}
-			out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
-			continue
-		}
-		pre, err := netip.ParsePrefix(item)
-		if err != nil {
-			return nil, fmt.Errorf("%q: not an address or CIDR prefix", item)
-		}
-		if pre.Addr().Is4In6() {
-			pre = netip.PrefixFrom(pre.Addr().Unmap(), max(pre.Bits()-96, 0))
-		}
-		out = append(out, pre.Masked())
-	}
-	return out, nil
-}
-
 // OperatorAddresses are the addresses deliveries must not reach even though they are
 // ordinary unicast addresses: the pod's own (its other ports — metrics, probes, pprof,
 // sidecars — are not for tenants) and the API server's, both the host of the operator's

@@ -75,30 +75,6 @@ func TestAddressPolicy(t *testing.T) {
 	}
 }
 
-func TestParseCIDRs(t *testing.T) {
-	got, err := ParseCIDRs(" 127.0.0.1/32, ::1 ,10.0.0.7/8,,::ffff:192.168.0.0/112,192.0.2.1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := []string{"127.0.0.1/32", "::1/128", "10.0.0.0/8", "192.168.0.0/16", "192.0.2.1/32"}
-	if len(got) != len(want) {
-		t.Fatalf("ParseCIDRs = %v, want %v", got, want)
-	}
-	for i := range want {
-		if got[i].String() != want[i] {
-			t.Errorf("ParseCIDRs[%d] = %s, want %s", i, got[i], want[i])
-		}
-	}
-	for _, bad := range []string{"localhost", "10.0.0.0/33", "10.0.0/8", "1.2.3.4/x"} {
-		if _, err := ParseCIDRs(bad); err == nil || !strings.Contains(err.Error(), bad) {
-			t.Errorf("ParseCIDRs(%q) = %v, want an error naming it", bad, err)
-		}
-	}
-	if got, err := ParseCIDRs(""); err != nil || len(got) != 0 {
-		t.Errorf("ParseCIDRs(\"\") = %v, %v", got, err)
-	}
-}
-
 func TestOperatorAddresses(t *testing.T) {
 	t.Setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")
 	got, err := OperatorAddresses(context.Background(), "https://192.0.2.10:6443")
