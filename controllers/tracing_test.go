@@ -9,9 +9,11 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	"go.opentelemetry.io/otel/codes"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -49,6 +51,29 @@ func attr(s sdktrace.ReadOnlySpan, key string) string {
 		}
 	}
 	return ""
+}
+
+// childrenOf keeps the spans whose parent is the span id.
+func childrenOf(ss []sdktrace.ReadOnlySpan, id string) []sdktrace.ReadOnlySpan {
+	var out []sdktrace.ReadOnlySpan
+	for _, s := range ss {
+		if s.Parent().SpanID().String() == id {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// requestSteps are the names of a stored event's request steps, in order.
+var requestSteps = []string{"authenticate", "parse", "create FunnelEvent"}
+
+// stepNames are the names of spans.
+func stepNames(ss []sdktrace.ReadOnlySpan) []string {
+	var out []string
+	for _, s := range ss {
+		out = append(out, s.Name())
+	}
+	return out
 }
 
 // spanIDs are the ids of spans.
@@ -97,6 +122,24 @@ var _ = Describe("Tracing", func() {
 		Expect(attr(request, "http.response.status_code")).To(Equal("200"))
 		Expect(attr(request, "funnel.event.name")).To(Equal(approved))
 		requestSpan := request.SpanContext().SpanID().String()
+
+		By("the request's steps: authenticate, parse and create, each the request's child with what it learnt")
+		steps := childrenOf(traceOf(traceID), requestSpan)
+		Expect(stepNames(named(steps, ""))).To(ContainElements(requestSteps))
+		for _, name := range requestSteps {
+			step := named(steps, name)
+			Expect(step).To(HaveLen(1), name)
+			Expect(attr(step[0], "funnel.receiver")).To(Equal(ns+"/funnel"), name)
+			Expect(step[0].Status().Code).To(Equal(codes.Unset), name)
+			Expect(step[0].EndTime()).NotTo(BeTemporally(">", request.EndTime()), name)
+		}
+		parse, create := named(steps, "parse")[0], named(steps, "create FunnelEvent")[0]
+		Expect(attr(parse, "funnel.event.type")).To(Equal("lease_transaction.status_updated"))
+		Expect(attr(parse, "funnel.event.id")).To(Equal("8932127"))
+		Expect(attr(parse, "funnel.event.format")).To(Equal("Classic"))
+		Expect(attr(create, "funnel.event.name")).To(Equal(approved))
+		Expect(attr(create, "funnel.receipt")).To(Equal("created"))
+		Expect(attr(create, "http.response.status_code")).To(Equal("200"))
 
 		By("the event keeps the request's trace context, so kubectl leads to the trace")
 		ev := getEvent(ns, approved)(Default)
@@ -151,13 +194,80 @@ var _ = Describe("Tracing", func() {
 		Expect(requests[0].SpanContext().SpanID().String()).To(Equal(parts[2]))
 
 		var refused []sdktrace.ReadOnlySpan
-		for _, s := range spans.Ended() {
+		for _, s := range named(spans.Ended(), "POST /webhooks/") {
 			if attr(s, "funnel.receiver") == ns+"/funnel" && attr(s, "http.response.status_code") == "400" {
 				refused = append(refused, s)
 			}
 		}
 		Expect(refused).To(HaveLen(1))
 		Expect(attr(refused[0], "funnel.reason")).NotTo(BeEmpty())
+
+		By("the parse step failed, with the parser's reason; nothing was created")
+		steps := childrenOf(spans.Ended(), refused[0].SpanContext().SpanID().String())
+		Expect(stepNames(steps)).To(ConsistOf("authenticate", "parse"))
+		parse := named(steps, "parse")[0]
+		Expect(parse.Status().Code).To(Equal(codes.Error))
+		Expect(parse.Status().Description).To(HavePrefix("invalid JSON"))
+		Expect(attr(parse, "http.response.status_code")).To(Equal("400"))
+		Expect(named(steps, "authenticate")[0].Status().Code).To(Equal(codes.Unset))
+	})
+
+	It("marks a failed authentication with its reason, and never records the credentials or the body", func() {
+		Expect(k8s.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "funnel-token"},
+			Data: map[string][]byte{"token": []byte(token)}})).To(Succeed())
+		Expect(k8s.Create(ctx, &funnelv1.FunnelReceiver{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "guarded"},
+			Spec: funnelv1.FunnelReceiverSpec{Auth: funnelv1.ReceiverAuth{Token: &funnelv1.TokenAuth{
+				SecretRef: funnelv1.SecretKeyRef{Name: "funnel-token", Key: "token"}}}}})).To(Succeed())
+		awaitReceiverNamed(ns, "guarded", funnelv1.ReasonAccepting)
+		traceparent, traceID, _ := funnelTraceparent()
+		a := post(webhookURL, "/webhooks/"+ns+"/guarded", example("classic-lease_transaction.status_updated.json"),
+			map[string]string{"traceparent": traceparent, "Authorization": "Bearer forged-guess"})
+		Expect(a.code).To(Equal(http.StatusUnauthorized))
+
+		requests := named(traceOf(traceID), "POST /webhooks/")
+		Expect(requests).To(HaveLen(1))
+		steps := childrenOf(traceOf(traceID), requests[0].SpanContext().SpanID().String())
+		Expect(stepNames(steps)).To(Equal([]string{"authenticate"}), "no parse, no create")
+		Expect(steps[0].Status().Code).To(Equal(codes.Error))
+		Expect(steps[0].Status().Description).To(Equal("missing or invalid credentials"))
+		Expect(attr(steps[0], "http.response.status_code")).To(Equal("401"))
+		Expect(attr(steps[0], "funnel.receiver")).To(Equal(ns + "/guarded"))
+		for _, s := range traceOf(traceID) {
+			recorded := s.Status().Description
+			for _, kv := range s.Attributes() {
+				recorded += " " + kv.Value.Emit()
+			}
+			Expect(recorded).NotTo(SatisfyAny(ContainSubstring("forged-guess"), ContainSubstring(token), ContainSubstring("74824")), s.Name())
+		}
+	})
+
+	// Funnel retries a delivery it thinks failed; a tracing proxy gives the retry a trace of
+	// its own. Its request span links to the request that stored the event, whose trace
+	// holds the processing.
+	It("links a duplicate receipt's request to the trace of the request that stored the event", func() {
+		first, firstTrace, _ := funnelTraceparent()
+		Expect(post(webhookURL, path, example("classic-lease_transaction.status_updated.json"), map[string]string{"traceparent": first}).code).
+			To(Equal(http.StatusOK))
+		retry, retryTrace, _ := funnelTraceparent()
+		a := post(webhookURL, path, example("classic-lease_transaction.status_updated.json"), map[string]string{"traceparent": retry})
+		Expect(a.code).To(Equal(http.StatusOK), a.body)
+		Expect(a.header.Get("X-Funnel-Event-Name")).To(Equal(approved))
+
+		stored := getEvent(ns, approved)(Default).Annotations[funnelv1.AnnotationTraceparent]
+		Expect(strings.Split(stored, "-")).To(HaveLen(4))
+		Expect(strings.Split(stored, "-")[1]).To(Equal(firstTrace), "the event keeps the first receipt's trace")
+
+		requests := named(traceOf(retryTrace), "POST /webhooks/")
+		Expect(requests).To(HaveLen(1))
+		Expect(attr(requests[0], "funnel.receipt")).To(Equal("duplicate"))
+		Expect(requests[0].Links()).To(HaveLen(1))
+		link := requests[0].Links()[0].SpanContext
+		Expect("00-" + link.TraceID().String() + "-" + link.SpanID().String() + "-01").To(Equal(stored))
+		create := named(childrenOf(traceOf(retryTrace), requests[0].SpanContext().SpanID().String()), "create FunnelEvent")
+		Expect(create).To(HaveLen(1))
+		Expect(attr(create[0], "funnel.receipt")).To(Equal("duplicate"))
+		Expect(attr(create[0], "funnel.event.name")).To(Equal(approved))
+		Expect(named(traceOf(retryTrace), "process ")).To(BeEmpty(), "the processing stays in the first trace")
 	})
 
 	It("puts the trace context in the environment of a delivery's Job", func() {

@@ -33,7 +33,8 @@ import (
 // (docs/architecture.md) and stores the event. It returns the receiver's metric label and
 // the answer. Checks that need no body come first, so senders refused by address or token
 // cost no slot and no body read; the HMAC comes before the rate limit, so bad signatures
-// cannot spend it.
+// cannot spend it. Authentication, parsing and the create are each a span of the
+// request's trace.
 func (s *Server) handle(ctx context.Context, w http.ResponseWriter, r *http.Request, key types.NamespacedName) (string, reply) {
 	if r.Method != http.MethodPost {
 		return "", reply{code: http.StatusMethodNotAllowed, msg: "method not allowed: Funnel events are POSTed"}
@@ -56,22 +57,56 @@ func (s *Server) handle(ctx context.Context, w http.ResponseWriter, r *http.Requ
 	if cfg.Ready.Status != metav1.ConditionTrue {
 		return label, reply{code: http.StatusServiceUnavailable, msg: "receiver not ready: " + cfg.Ready.Reason}
 	}
+	span := s.opts.Tracing.Step(ctx, tracing.StepAuthenticate, key)
+	body, release, rep := s.authenticate(w, r, key, cfg)
+	tracing.EndStep(span, rep.code, rep.msg)
+	if rep.code != 0 {
+		return label, rep
+	}
+	defer release()
+	if !s.allow(key, cfg.RateLimit) {
+		return label, reply{code: http.StatusTooManyRequests, msg: "rate limited, retry later"}
+	}
+	span = s.opts.Tracing.Step(ctx, tracing.StepParse, key)
+	env, rep := parse(r, body, cfg.Formats)
+	if env != nil {
+		id := env.ID
+		if len(id) > funnelv1.MaxEventIDLength {
+			id = "" // the create step records its stored form
+		}
+		tracing.Parsed(span, string(env.Format), env.Type, id)
+	}
+	tracing.EndStep(span, rep.code, rep.msg)
+	if rep.code != 0 {
+		return label, rep
+	}
+	span = s.opts.Tracing.Step(ctx, tracing.StepCreate, key)
+	rep = s.store(ctx, &rcv, env)
+	tracing.Stored(ctx, span, rep.stored, rep.receipt)
+	tracing.EndStep(span, rep.code, rep.msg)
+	return label, rep
+}
+
+// authenticate checks who sent the request, in the contract's order: its source address
+// and token, then, within an admitted slot, reads the body under the receiver's limit and
+// checks its HMAC signature. It returns the body and the slot's release, or the answer
+// (a reply with a code) that refuses the request.
+func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, key types.NamespacedName, cfg *Config) ([]byte, func(), reply) {
 	if len(cfg.AllowedCIDRs) > 0 {
 		if addr, ok := clientAddr(r, cfg.TrustedProxies); !ok || !contains(cfg.AllowedCIDRs, addr) {
-			return label, reply{code: http.StatusForbidden, msg: "source address not allowed"}
+			return nil, nil, reply{code: http.StatusForbidden, msg: "source address not allowed"}
 		}
 	}
 	if cfg.Token != nil && !tokenMatches(r.Header.Get(cfg.TokenHeader), cfg.Token) {
-		return label, reply{code: http.StatusUnauthorized, msg: "missing or invalid credentials"}
+		return nil, nil, reply{code: http.StatusUnauthorized, msg: "missing or invalid credentials"}
 	}
 	if r.ContentLength > cfg.MaxBodyBytes {
-		return label, reply{code: http.StatusRequestEntityTooLarge, msg: fmt.Sprintf("body larger than the receiver's limit of %d bytes", cfg.MaxBodyBytes)}
+		return nil, nil, reply{code: http.StatusRequestEntityTooLarge, msg: fmt.Sprintf("body larger than the receiver's limit of %d bytes", cfg.MaxBodyBytes)}
 	}
 	release, ok := s.admit(key)
 	if !ok {
-		return label, reply{code: http.StatusServiceUnavailable, msg: "overloaded: too many requests in flight, retry later"}
+		return nil, nil, reply{code: http.StatusServiceUnavailable, msg: "overloaded: too many requests in flight, retry later"}
 	}
-	defer release()
 	if cfg.Token == nil {
 		// Not authenticated yet (HMAC only, or no authentication): the body gets a short
 		// deadline, so that slow unauthenticated bodies cannot hold the slots.
@@ -79,28 +114,34 @@ func (s *Server) handle(ctx context.Context, w http.ResponseWriter, r *http.Requ
 	}
 	body, err := readBody(r, w, cfg.MaxBodyBytes)
 	if err != nil {
-		return label, bodyError(err, cfg.MaxBodyBytes)
+		release()
+		return nil, nil, bodyError(err, cfg.MaxBodyBytes)
 	}
 	if cfg.HMACKey != nil && !signatureMatches(r.Header.Get(cfg.HMACHeader), body, cfg.HMACKey, cfg.HMACAlgorithm) {
-		return label, reply{code: http.StatusUnauthorized, msg: "missing or invalid signature"}
+		release()
+		return nil, nil, reply{code: http.StatusUnauthorized, msg: "missing or invalid signature"}
 	}
-	if !s.allow(key, cfg.RateLimit) {
-		return label, reply{code: http.StatusTooManyRequests, msg: "rate limited, retry later"}
-	}
+	return body, release, reply{}
+}
+
+// parse reads the envelope of body and checks that the receiver accepts its format;
+// otherwise it returns the answer (a reply with a code) that refuses the request, with
+// the envelope when it was read.
+func parse(r *http.Request, body []byte, formats []funnelv1.EventFormat) (*funnel.Envelope, reply) {
 	env, err := funnel.Parse(body)
 	if err != nil {
 		// Any Content-Type is taken when the body is JSON (Funnel's docs do not promise
 		// the header); 415 only for a body that is not JSON and was not said to be.
 		var perr *funnel.ParseError
 		if errors.As(err, &perr) && perr.NotJSON && !isJSON(r.Header.Get("Content-Type")) {
-			return label, reply{code: http.StatusUnsupportedMediaType, msg: "unsupported content type, and the body is not JSON: send application/json"}
+			return nil, reply{code: http.StatusUnsupportedMediaType, msg: "unsupported content type, and the body is not JSON: send application/json"}
 		}
-		return label, reply{code: http.StatusBadRequest, msg: err.Error()}
+		return nil, reply{code: http.StatusBadRequest, msg: err.Error()}
 	}
-	if !slices.Contains(cfg.Formats, funnelv1.EventFormat(env.Format)) {
-		return label, reply{code: http.StatusBadRequest, msg: fmt.Sprintf("%s envelopes are not accepted by this receiver (spec.formats)", env.Format)}
+	if !slices.Contains(formats, funnelv1.EventFormat(env.Format)) {
+		return env, reply{code: http.StatusBadRequest, msg: fmt.Sprintf("%s envelopes are not accepted by this receiver (spec.formats)", env.Format)}
 	}
-	return label, s.store(ctx, &rcv, env)
+	return env, reply{}
 }
 
 // readBody reads the body up to limit bytes into one buffer of the announced size, so
@@ -190,13 +231,15 @@ func (s *Server) create(ctx context.Context, ev *funnelv1.FunnelEvent, typ strin
 	case err == nil:
 		s.recent.add(key)
 		eventsCreated.WithLabelValues(typ).Inc()
+		receipt := tracing.ReceiptCreated
 		if _, variant := ev.Labels[funnelv1.LabelVariantOf]; variant {
+			receipt = tracing.ReceiptVariant
 			eventsConflicting.WithLabelValues(typ).Inc()
 			log().Info("Event received again with different content; stored as a variant", "variantOf", ev.Labels[funnelv1.LabelVariantOf])
 		} else if logger(ctx).V(1).Enabled() {
 			log().V(1).Info("Stored event")
 		}
-		return reply{code: http.StatusOK, event: ev.Name}
+		return reply{code: http.StatusOK, stored: ev, receipt: receipt}
 	case apierrors.IsAlreadyExists(err):
 		existing, err := s.read(ctx, key, withQuorum)
 		switch {
@@ -240,7 +283,7 @@ func (s *Server) compare(ctx context.Context, ev, existing *funnelv1.FunnelEvent
 func (s *Server) duplicate(ev *funnelv1.FunnelEvent, typ string) reply {
 	eventsDuplicate.WithLabelValues(typ).Inc()
 	s.duplicates.add(ev)
-	return reply{code: http.StatusOK, event: ev.Name}
+	return reply{code: http.StatusOK, stored: ev, receipt: tracing.ReceiptDuplicate}
 }
 
 // withQuorum reads from etcd rather than the API server's watch cache: after an

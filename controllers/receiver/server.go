@@ -250,8 +250,19 @@ func (s *Server) ReadyCheck(*http.Request) error {
 type reply struct {
 	code int
 	msg  string
-	// event is the name of the FunnelEvent a 200 stands for.
-	event string
+	// stored is the FunnelEvent a 200 stands for, as created or found stored.
+	stored *funnelv1.FunnelEvent
+	// receipt is what the request was to stored: tracing.ReceiptCreated, ...Variant or
+	// ...Duplicate.
+	receipt string
+}
+
+// event is the name of the FunnelEvent a 200 stands for, "" for another answer.
+func (r reply) event() string {
+	if r.stored == nil {
+		return ""
+	}
+	return r.stored.Name
 }
 
 // serveWebhook handles a request to the webhook path of receiver key.
@@ -262,7 +273,7 @@ func (s *Server) serveWebhook(w http.ResponseWriter, r *http.Request, key types.
 	ctx, span := s.opts.Tracing.Request(ctx, r, key)
 	label, rep := s.handle(ctx, w, r, key)
 	s.answer(w, label, start, rep)
-	tracing.Answered(span, rep.code, rep.event, rep.msg)
+	tracing.Answered(span, rep.code, rep.event(), rep.msg)
 }
 
 // admit takes a slot for a request of receiver key: first one of the receiver's own,
@@ -312,7 +323,7 @@ func (s *Server) answer(w http.ResponseWriter, receiver string, start time.Time,
 	case http.StatusMethodNotAllowed:
 		h.Set("Allow", http.MethodPost)
 	case http.StatusOK:
-		h.Set(funnel.EventNameHeader, rep.event)
+		h.Set(funnel.EventNameHeader, rep.event())
 	}
 	body := rep.msg
 	if rep.code == http.StatusOK {

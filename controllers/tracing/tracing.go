@@ -1,6 +1,7 @@
 // Package tracing follows one Funnel event through the operator with OpenTelemetry: a span
-// for the webhook request that stores it, one for each processing pass and one for each
-// delivery attempt, all in the request's trace. The trace context travels on the
+// for the webhook request that stores it (with a child for each of its steps:
+// authenticate, parse, create), one for each processing pass and one for each delivery
+// attempt, all in the request's trace; a duplicate receipt's request links to it. The trace context travels on the
 // FunnelEvent (annotation funnel.leasing.dev/traceparent), so passes on another replica or
 // after a restart continue the trace, and on to targets as W3C traceparent (an HTTP header,
 // or TRACEPARENT in a Job's environment).
@@ -36,6 +37,8 @@ const (
 	AttrEventName    = attribute.Key("funnel.event.name")
 	AttrEventType    = attribute.Key("funnel.event.type")
 	AttrEventID      = attribute.Key("funnel.event.id")
+	AttrFormat       = attribute.Key("funnel.event.format")
+	AttrReceipt      = attribute.Key("funnel.receipt")
 	AttrEventPhase   = attribute.Key("funnel.event.phase")
 	AttrFamily       = attribute.Key("funnel.family")
 	AttrSubscription = attribute.Key("funnel.subscription")
@@ -86,14 +89,89 @@ func (t *Tracing) Request(ctx context.Context, r *http.Request, receiver types.N
 // a 200 stands for, and the reason of a refusal. Only 5xx answers are errors: a 4xx is the
 // sender's mistake, answered as it should be.
 func Answered(span trace.Span, code int, event, reason string) {
-	span.SetAttributes(semconv.HTTPResponseStatusCode(code))
-	switch {
-	case code == http.StatusOK:
-		span.SetAttributes(AttrEventName.String(event))
-	case code >= 500:
-		span.SetStatus(codes.Error, reason)
-	default:
-		span.SetAttributes(AttrReason.String(reason))
+	// Not recording (tracing off): the attributes would be built for nothing.
+	if span.IsRecording() {
+		span.SetAttributes(semconv.HTTPResponseStatusCode(code))
+		switch {
+		case code == http.StatusOK:
+			span.SetAttributes(AttrEventName.String(event))
+		case code >= 500:
+			span.SetStatus(codes.Error, reason)
+		default:
+			span.SetAttributes(AttrReason.String(reason))
+		}
+	}
+	span.End()
+}
+
+// The steps of a webhook request, each a child span of the request's.
+const (
+	// StepAuthenticate checks who sent the request: its source address, its token, and
+	// the HMAC signature of its body (read under the receiver's limit).
+	StepAuthenticate = "authenticate"
+	// StepParse reads Funnel's envelope from the body.
+	StepParse = "parse"
+	// StepCreate stores the event, or finds it stored (a duplicate).
+	StepCreate = "create FunnelEvent"
+)
+
+// Receipts: what a create step made of the request, for the funnel.receipt attribute.
+const (
+	ReceiptCreated   = "created"
+	ReceiptVariant   = "variant"
+	ReceiptDuplicate = "duplicate"
+)
+
+// Step starts the span of one step of a webhook request to receiver, a child of the
+// request's span in ctx; EndStep ends it. A step is a leaf: ctx keeps the request's span,
+// the one the stored event records, so that processing continues the request.
+func (t *Tracing) Step(ctx context.Context, name string, receiver types.NamespacedName) trace.Span {
+	if t == nil {
+		return noop.Span{}
+	}
+	_, span := t.tracer.Start(ctx, name, trace.WithAttributes(AttrReceiver.String(receiver.String())))
+	return span
+}
+
+// Parsed records on a parse step's span the event the body holds. id is "" when it is
+// too long to be an attribute (the create step records its stored form).
+func Parsed(span trace.Span, format, eventType, id string) {
+	if !span.IsRecording() {
+		return
+	}
+	span.SetAttributes(AttrFormat.String(format), AttrEventType.String(eventType))
+	if id != "" {
+		span.SetAttributes(AttrEventID.String(id))
+	}
+}
+
+// Stored records on a create step's span the event the request stands for and the
+// receipt it was. A duplicate's request span (in ctx) links to the trace of the request
+// that stored ev, so a person following Funnel's retry finds the original processing.
+func Stored(ctx context.Context, span trace.Span, ev *funnelv1.FunnelEvent, receipt string) {
+	if !span.IsRecording() || ev == nil {
+		return
+	}
+	span.SetAttributes(AttrEventName.String(ev.Name), AttrEventType.String(ev.Spec.Type), AttrEventID.String(ev.Spec.EventID), AttrReceipt.String(receipt))
+	if receipt != ReceiptDuplicate {
+		return
+	}
+	request := trace.SpanFromContext(ctx)
+	request.SetAttributes(AttrReceipt.String(receipt))
+	if original := trace.SpanContextFromContext(EventContext(context.Background(), ev)); original.IsValid() {
+		request.AddLink(trace.Link{SpanContext: original, Attributes: []attribute.KeyValue{AttrEventName.String(ev.Name)}})
+	}
+}
+
+// EndStep ends a step's span. code is the answer when the step decided it, 0 when the
+// request went on: a refusal (any code but 200) is the step's error, with its short
+// reason, never the body or a secret.
+func EndStep(span trace.Span, code int, reason string) {
+	if code != 0 && span.IsRecording() {
+		span.SetAttributes(semconv.HTTPResponseStatusCode(code))
+		if code != http.StatusOK {
+			span.SetStatus(codes.Error, reason)
+		}
 	}
 	span.End()
 }

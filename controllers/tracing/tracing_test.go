@@ -188,14 +188,17 @@ func TestOffStoresAndSendsNothing(t *testing.T) {
 	r := httptest.NewRequest(http.MethodPost, "/webhooks/leasing/funnel", nil)
 	r.Header.Set("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
 	ctx, span := tr.Request(context.Background(), r, types.NamespacedName{Namespace: "leasing", Name: "funnel"})
+	step := tr.Step(ctx, tracing.StepCreate, types.NamespacedName{Namespace: "leasing", Name: "funnel"})
 	ev := &funnelv1.FunnelEvent{}
 	tracing.Annotate(ctx, ev)
+	tracing.Stored(ctx, step, ev, tracing.ReceiptCreated)
+	tracing.EndStep(step, http.StatusOK, "")
 	tracing.Answered(span, http.StatusOK, "evt-1", "")
 	ctx, pass := tr.Pass(ctx, ev, "lease")
 	ctx, attempt := tr.Attempt(ctx, ev, "pms-sync", 1, false)
 	h := http.Header{}
 	tracing.Inject(ctx, h)
-	if len(ev.Annotations) != 0 || len(h) != 0 || tracing.JobEnv(ctx) != nil || pass.SpanContext().IsValid() || attempt.SpanContext().IsValid() {
+	if len(ev.Annotations) != 0 || len(h) != 0 || tracing.JobEnv(ctx) != nil || step.SpanContext().IsValid() || pass.SpanContext().IsValid() || attempt.SpanContext().IsValid() {
 		t.Fatalf("tracing off stored %v, sent %v", ev.Annotations, h)
 	}
 }

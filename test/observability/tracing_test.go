@@ -117,9 +117,9 @@ var _ = Describe("Tracing", func() {
 			g.Expect(target.Requests()[0].Header.Get("traceparent")).To(HavePrefix("00-" + traceID + "-"))
 		}).Should(Succeed())
 
-		By("the collector receives the request, the pass and the attempt in that trace, under the configured service name")
+		By("the collector receives the request and its steps, the pass and the attempt in that trace, under the configured service name")
 		Eventually(func() []string { return otlp.names(traceID) }).Should(ContainElements(
-			"POST /webhooks/{namespace}/{receiver}", "process lease", "deliver pms-sync"))
+			"POST /webhooks/{namespace}/{receiver}", "authenticate", "parse", "create FunnelEvent", "process lease", "deliver pms-sync"))
 		otlp.mu.Lock()
 		defer otlp.mu.Unlock()
 		Expect(otlp.services).To(HaveEach("funnel-operator-test"))
