@@ -32,8 +32,8 @@ var _ = Describe("Circuit breaker", func() {
 		subscribeReady(ns, "pms", funnelv1.FunnelSubscriptionSpec{EventTypes: []string{"*"},
 			Action: funnelv1.Action{HTTP: &funnelv1.HTTPAction{URL: target.URL}},
 			Delivery: funnelv1.DeliveryPolicy{Retries: ptr(int32(100)), BackoffPolicy: funnelv1.BackoffLinear,
-				BackoffDelay: &metav1.Duration{Duration: 50 * time.Millisecond}, MaxBackoff: &metav1.Duration{Duration: 2 * time.Second},
-				CircuitBreaker: &funnelv1.CircuitBreaker{ConsecutiveFailures: ptr(int32(3)), ProbeInterval: &metav1.Duration{Duration: time.Second}}}})
+				BackoffDelay: funnelv1.NewDuration(50 * time.Millisecond), MaxBackoff: funnelv1.NewDuration(2 * time.Second),
+				CircuitBreaker: &funnelv1.CircuitBreaker{ConsecutiveFailures: ptr(int32(3)), ProbeInterval: funnelv1.NewDuration(time.Second)}}})
 		var names []string
 		for i := range 5 {
 			a := post(webhookURL, path, statusUpdate(100+i, 90000+i, i), nil)

@@ -147,8 +147,8 @@ var _ = Describe("Subscriptions act as their ServiceAccount", func() {
 		target := newSink(http.StatusServiceUnavailable)
 		serviceAccount(ns, "crm-reader", rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get"}})
 		create("crm", funnelv1.FunnelSubscriptionSpec{EventTypes: []string{"*"}, ServiceAccountName: "crm-reader", Action: withKey(target.URL),
-			Delivery: funnelv1.DeliveryPolicy{Retries: ptr(int32(100)), BackoffDelay: &metav1.Duration{Duration: 100 * time.Millisecond},
-				MaxBackoff: &metav1.Duration{Duration: 300 * time.Millisecond}}})
+			Delivery: funnelv1.DeliveryPolicy{Retries: ptr(int32(100)), BackoffDelay: funnelv1.NewDuration(100 * time.Millisecond),
+				MaxBackoff: funnelv1.NewDuration(300 * time.Millisecond)}})
 		Eventually(subscriptionReady(ns, "crm")).Should(HaveField("Reason", funnelv1.ReasonReady))
 		Expect(post(webhookURL, path, example("classic-lease_transaction.status_updated.json"), nil).code).To(Equal(http.StatusOK))
 		Eventually(target.got).ShouldNot(BeEmpty())

@@ -93,7 +93,7 @@ var _ = Describe("Ordered delivery", func() {
 			Ordering: &funnelv1.Ordering{Key: funnelv1.OrderByLeaseTransaction},
 			Action:   funnelv1.Action{HTTP: &funnelv1.HTTPAction{URL: url}},
 			Delivery: funnelv1.DeliveryPolicy{Retries: ptr(int32(50)), BackoffPolicy: funnelv1.BackoffLinear,
-				BackoffDelay: &metav1.Duration{Duration: 100 * time.Millisecond}, MaxBackoff: &metav1.Duration{Duration: 500 * time.Millisecond}}}
+				BackoffDelay: funnelv1.NewDuration(100 * time.Millisecond), MaxBackoff: funnelv1.NewDuration(500 * time.Millisecond)}}
 	}
 
 	It("delivers the events of one lease transaction one at a time, in the order they occurred, whatever the order received", func() {

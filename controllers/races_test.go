@@ -154,8 +154,8 @@ var _ = Describe("Correct under races", func() {
 		target := newSink(http.StatusOK, http.StatusServiceUnavailable)
 		subscribe(ns, "pms", funnelv1.FunnelSubscriptionSpec{EventTypes: []string{"*"},
 			Action: funnelv1.Action{HTTP: &funnelv1.HTTPAction{URL: target.URL}},
-			Delivery: funnelv1.DeliveryPolicy{BackoffDelay: &metav1.Duration{Duration: time.Hour},
-				MaxBackoff: &metav1.Duration{Duration: time.Hour}}})
+			Delivery: funnelv1.DeliveryPolicy{BackoffDelay: funnelv1.NewDuration(time.Hour),
+				MaxBackoff: funnelv1.NewDuration(time.Hour)}})
 		approved = send(path, "classic-lease_transaction.status_updated.json")
 		Eventually(getEvent(ns, approved)).Should(finished(funnelv1.PhaseSucceeded))
 
@@ -188,7 +188,7 @@ var _ = Describe("Correct under races", func() {
 		ns, path := openReceiverNamespaceNamed("race-job-late", steppedReceiver)
 		serviceAccount(ns, actionsAccount, jobsRules...)
 		subscribe(ns, "move-in", funnelv1.FunnelSubscriptionSpec{EventTypes: []string{"lease.move_in"}, ServiceAccountName: actionsAccount,
-			Action: jobAction(), Delivery: funnelv1.DeliveryPolicy{Timeout: &metav1.Duration{Duration: time.Hour}}})
+			Action: jobAction(), Delivery: funnelv1.DeliveryPolicy{Timeout: funnelv1.NewDuration(time.Hour)}})
 		moveIn = send(path, "v3-lease.move_in.json")
 		s := newStepper(k8s)
 		s.passUntil(ns, moveIn, HaveField("Status.Deliveries", ConsistOf(HaveField("Phase", funnelv1.DeliveryRunning))))
@@ -205,7 +205,7 @@ var _ = Describe("Correct under races", func() {
 		ns, path := openReceiverNamespaceNamed("race-job-timeout", steppedReceiver)
 		serviceAccount(ns, actionsAccount, jobsRules...)
 		subscribe(ns, "move-in", funnelv1.FunnelSubscriptionSpec{EventTypes: []string{"lease.move_in"}, ServiceAccountName: actionsAccount,
-			Action: jobAction(), Delivery: funnelv1.DeliveryPolicy{Timeout: &metav1.Duration{Duration: time.Hour}}})
+			Action: jobAction(), Delivery: funnelv1.DeliveryPolicy{Timeout: funnelv1.NewDuration(time.Hour)}})
 		moveIn = send(path, "v3-lease.move_in.json")
 		s := newStepper(k8s)
 		s.passUntil(ns, moveIn, HaveField("Status.Deliveries", ConsistOf(HaveField("Phase", funnelv1.DeliveryRunning))))
@@ -226,7 +226,7 @@ var _ = Describe("Correct under races", func() {
 		dlq := newSink(http.StatusServiceUnavailable)
 		subscribe(ns, "strict", funnelv1.FunnelSubscriptionSpec{EventTypes: []string{"*"},
 			Action: funnelv1.Action{HTTP: &funnelv1.HTTPAction{URL: target.URL}},
-			Delivery: funnelv1.DeliveryPolicy{BackoffDelay: &metav1.Duration{Duration: 3 * time.Second},
+			Delivery: funnelv1.DeliveryPolicy{BackoffDelay: funnelv1.NewDuration(3 * time.Second),
 				DeadLetter: &funnelv1.Action{HTTP: &funnelv1.HTTPAction{URL: dlq.URL}}}})
 		approved = send(path, "classic-lease_transaction.status_updated.json")
 		Eventually(getEvent(ns, approved)).Should(HaveField("Status.Deliveries", ConsistOf(HaveField("DeadLetter",

@@ -919,7 +919,7 @@ var _ = Describe("Webhook receiver", func() {
 
 	Describe("Partner v2 events, which have no id", func() {
 		It("are retries within the dedupe window, in any serialisation, and new events after it", func() {
-			createReceiver(func(s *funnelv1.FunnelReceiverSpec) { s.DedupeWindow = &metav1.Duration{Duration: 2 * time.Hour} })
+			createReceiver(func(s *funnelv1.FunnelReceiverSpec) { s.DedupeWindow = funnelv1.NewDuration(2 * time.Hour) })
 			start := time.Date(2025, 6, 1, 0, 30, 0, 0, time.UTC) // windows are [00:00, 02:00), [02:00, 04:00)…
 			clk := clocktesting.NewFakePassiveClock(start)
 			url := startReceiver(interceptor.Funcs{}, receiver.Options{Clock: clk})

@@ -357,14 +357,7 @@ func sameCondition(old *metav1.Condition, c metav1.Condition) bool {
 // retentionTTLs returns the receiver's retention ages, with the defaults for objects
 // stored before defaulting (the API server fills them in on create).
 func retentionTTLs(r funnelv1.Retention) (succeeded, failed time.Duration) {
-	succeeded, failed = funnelv1.DefaultSucceededRetention, funnelv1.DefaultFailedRetention
-	if r.Succeeded != nil {
-		succeeded = r.Succeeded.Duration
-	}
-	if r.Failed != nil {
-		failed = r.Failed.Duration
-	}
-	return succeeded, failed
+	return r.Succeeded.Or(funnelv1.DefaultSucceededRetention), r.Failed.Or(funnelv1.DefaultFailedRetention)
 }
 
 // retentionMaxEvents returns the receiver's cap on finished events, 0 for none, with the

@@ -106,7 +106,7 @@ var _ = Describe("Retention", func() {
 
 	It("deletes finished events past their phase's age, only its receiver's, and wakes up for the next expiry", func() {
 		receiverWith("funnel", funnelv1.Retention{
-			Succeeded: &metav1.Duration{Duration: time.Hour}, Failed: &metav1.Duration{Duration: 2 * time.Hour}})
+			Succeeded: funnelv1.NewDuration(time.Hour), Failed: funnelv1.NewDuration(2 * time.Hour)})
 		finishedEvent("succeeded", "funnel", funnelv1.PhaseSucceeded)
 		finishedEvent("ignored", "funnel", funnelv1.PhaseIgnored)
 		finishedEvent("failed", "funnel", funnelv1.PhaseFailed)
@@ -158,7 +158,7 @@ var _ = Describe("Retention", func() {
 	})
 
 	It("deletes by age before counting against the cap", func() {
-		receiverWith("both", funnelv1.Retention{Succeeded: &metav1.Duration{Duration: time.Hour}, MaxEvents: ptr(int32(2))})
+		receiverWith("both", funnelv1.Retention{Succeeded: funnelv1.NewDuration(time.Hour), MaxEvents: ptr(int32(2))})
 		for _, name := range []string{"a", "b", "c"} {
 			finishedEvent(name, "both", funnelv1.PhaseSucceeded)
 		}
@@ -182,14 +182,14 @@ var _ = Describe("Retention", func() {
 	})
 
 	It("never deletes an event that is still being processed", func() {
-		receiverWith("funnel", funnelv1.Retention{Succeeded: &metav1.Duration{Duration: time.Hour},
-			Failed: &metav1.Duration{Duration: time.Hour}, MaxEvents: ptr(int32(1))})
+		receiverWith("funnel", funnelv1.Retention{Succeeded: funnelv1.NewDuration(time.Hour),
+			Failed: funnelv1.NewDuration(time.Hour), MaxEvents: ptr(int32(1))})
 		// A delivery waiting an hour for its retry keeps this event Processing.
 		down := newSink(http.StatusServiceUnavailable)
 		Expect(k8s.Create(ctx, &funnelv1.FunnelSubscription{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "down"},
 			Spec: funnelv1.FunnelSubscriptionSpec{EventTypes: []string{"quote.created"}, Filter: "has(event.data.stuck)",
 				Action:   funnelv1.Action{HTTP: &funnelv1.HTTPAction{URL: down.URL}},
-				Delivery: funnelv1.DeliveryPolicy{BackoffDelay: &metav1.Duration{Duration: time.Hour}, MaxBackoff: &metav1.Duration{Duration: time.Hour}}}})).To(Succeed())
+				Delivery: funnelv1.DeliveryPolicy{BackoffDelay: funnelv1.NewDuration(time.Hour), MaxBackoff: funnelv1.NewDuration(time.Hour)}}})).To(Succeed())
 		Eventually(subscriptionReady(ns, "down")).Should(HaveField("Reason", funnelv1.ReasonReady))
 		Expect(k8s.Create(ctx, sealed(&funnelv1.FunnelEvent{
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "stuck", Labels: map[string]string{funnelv1.LabelEventType: "quote.created"}},

@@ -35,12 +35,12 @@ var _ = Describe("State metrics", func() {
 
 		By("an event waiting for the retry of a failed delivery")
 		target := newSink(http.StatusInternalServerError)
-		retries, wait := int32(3), metav1.Duration{Duration: time.Hour}
+		retries, wait := int32(3), funnelv1.NewDuration(time.Hour)
 		Expect(k8s.Create(ctx, &funnelv1.FunnelSubscription{
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "down"},
 			Spec: funnelv1.FunnelSubscriptionSpec{EventTypes: []string{"lease.*"},
 				Action:   funnelv1.Action{HTTP: &funnelv1.HTTPAction{URL: target.URL}},
-				Delivery: funnelv1.DeliveryPolicy{Retries: &retries, BackoffDelay: &wait}},
+				Delivery: funnelv1.DeliveryPolicy{Retries: &retries, BackoffDelay: wait}},
 		})).To(Succeed())
 		Eventually(subscriptionReady(ns, "down")).Should(HaveField("Reason", funnelv1.ReasonReady))
 		Expect(post(webhookURL, path, example("v3-lease.move_in.json"), nil).code).To(Equal(http.StatusOK))

@@ -102,7 +102,7 @@ var _ = Describe("Subscriptions", func() {
 		return funnelv1.Action{HTTP: &funnelv1.HTTPAction{URL: url}}
 	}
 	fast := func(retries int32) funnelv1.DeliveryPolicy {
-		return funnelv1.DeliveryPolicy{Retries: &retries, BackoffDelay: &metav1.Duration{Duration: 100 * time.Millisecond}}
+		return funnelv1.DeliveryPolicy{Retries: &retries, BackoffDelay: funnelv1.NewDuration(100 * time.Millisecond)}
 	}
 	send := func(file string) {
 		GinkgoHelper()
@@ -236,7 +236,7 @@ var _ = Describe("Subscriptions", func() {
 	It("records the next attempt while waiting for a retry", func() {
 		target := newSink(http.StatusInternalServerError, http.StatusOK)
 		subscribe("slow-retry", funnelv1.FunnelSubscriptionSpec{EventTypes: []string{"*"}, Action: httpTo(target.URL),
-			Delivery: funnelv1.DeliveryPolicy{BackoffDelay: &metav1.Duration{Duration: time.Hour}, MaxBackoff: &metav1.Duration{Duration: 2 * time.Hour}}})
+			Delivery: funnelv1.DeliveryPolicy{BackoffDelay: funnelv1.NewDuration(time.Hour), MaxBackoff: funnelv1.NewDuration(2 * time.Hour)}})
 		send("classic-lease_transaction.status_updated.json")
 		Eventually(getEvent(ns, approved)).Should(SatisfyAll(
 			HaveField("Status.Phase", funnelv1.PhaseProcessing),
@@ -266,7 +266,7 @@ var _ = Describe("Subscriptions", func() {
 		target := newSink(http.StatusBadGateway)
 		dlq := newSink(http.StatusAccepted)
 		subscribe("exhausted", funnelv1.FunnelSubscriptionSpec{EventTypes: []string{"*"}, Action: httpTo(target.URL),
-			Delivery: funnelv1.DeliveryPolicy{Retries: ptr(int32(2)), BackoffDelay: &metav1.Duration{Duration: 50 * time.Millisecond},
+			Delivery: funnelv1.DeliveryPolicy{Retries: ptr(int32(2)), BackoffDelay: funnelv1.NewDuration(50 * time.Millisecond),
 				DeadLetter: &funnelv1.Action{HTTP: &funnelv1.HTTPAction{URL: dlq.URL,
 					Signing: &funnelv1.HTTPSigning{SecretRefs: []funnelv1.SecretKeyRef{{Name: "pms", Key: "next"}}}}}}, ServiceAccountName: actionsAccount})
 		send("classic-lease_transaction.status_updated.json")
@@ -471,7 +471,7 @@ var _ = Describe("Subscriptions", func() {
 
 	It("retries a failed Job with a new Job, then dead-letters the delivery with the Job's reason", func() {
 		subscribe("move-in-retried", funnelv1.FunnelSubscriptionSpec{EventTypes: []string{"lease.move_in"}, ServiceAccountName: actionsAccount,
-			Action: jobAction(), Delivery: funnelv1.DeliveryPolicy{Retries: ptr(int32(1)), BackoffDelay: &metav1.Duration{Duration: 100 * time.Millisecond},
+			Action: jobAction(), Delivery: funnelv1.DeliveryPolicy{Retries: ptr(int32(1)), BackoffDelay: funnelv1.NewDuration(100 * time.Millisecond),
 				DeadLetter: &funnelv1.Action{Job: jobAction().Job}}})
 		send("v3-lease.move_in.json")
 		name := exampleName("v3-lease.move_in.json")
@@ -496,7 +496,7 @@ var _ = Describe("Subscriptions", func() {
 	It("fails a delivery whose subscription was deleted while it waited", func() {
 		target := newSink(http.StatusServiceUnavailable)
 		subscribe("going-away", funnelv1.FunnelSubscriptionSpec{EventTypes: []string{"*"}, Action: httpTo(target.URL),
-			Delivery: funnelv1.DeliveryPolicy{BackoffDelay: &metav1.Duration{Duration: 2 * time.Second}}})
+			Delivery: funnelv1.DeliveryPolicy{BackoffDelay: funnelv1.NewDuration(2 * time.Second)}})
 		send("classic-lease_transaction.status_updated.json")
 		Eventually(getEvent(ns, approved)).Should(HaveField("Status.Phase", funnelv1.PhaseProcessing))
 		Expect(k8s.Delete(ctx, &funnelv1.FunnelSubscription{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "going-away"}})).To(Succeed())

@@ -106,7 +106,7 @@ var _ = Describe("Tracing", func() {
 		retries := int32(2)
 		subscribeReady(ns, "pms-sync", funnelv1.FunnelSubscriptionSpec{EventTypes: []string{"lease_transaction.*"},
 			Action:   funnelv1.Action{HTTP: &funnelv1.HTTPAction{URL: target.URL}},
-			Delivery: funnelv1.DeliveryPolicy{Retries: &retries, BackoffDelay: &metav1.Duration{Duration: 100 * time.Millisecond}}})
+			Delivery: funnelv1.DeliveryPolicy{Retries: &retries, BackoffDelay: funnelv1.NewDuration(100 * time.Millisecond)}})
 		traceparent, traceID, funnelSpan := funnelTraceparent()
 		a := post(webhookURL, path, example("classic-lease_transaction.status_updated.json"), map[string]string{"traceparent": traceparent})
 		Expect(a.code).To(Equal(http.StatusOK), a.body)

@@ -124,17 +124,13 @@ type Retention struct {
 	// receipt (creationTimestamp): an event is deleted once it is finished and that old.
 	// +optional
 	// +kubebuilder:default="168h"
-	// +kubebuilder:validation:Type=string
-	// +kubebuilder:validation:Pattern="^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$"
-	Succeeded *metav1.Duration `json:"succeeded,omitempty"`
+	Succeeded *Duration `json:"succeeded,omitempty"`
 
 	// failed is how long Failed events are kept, counted from their receipt
 	// (creationTimestamp), as succeeded is.
 	// +optional
 	// +kubebuilder:default="720h"
-	// +kubebuilder:validation:Type=string
-	// +kubebuilder:validation:Pattern="^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$"
-	Failed *metav1.Duration `json:"failed,omitempty"`
+	Failed *Duration `json:"failed,omitempty"`
 
 	// maxEvents caps how many finished events of the receiver are kept in the cluster,
 	// whatever their age: beyond it the oldest go first. Events still being processed are
@@ -194,10 +190,8 @@ type FunnelReceiverSpec struct {
 	// is a new event. Longer than Funnel's retry horizon.
 	// +optional
 	// +kubebuilder:default="24h"
-	// +kubebuilder:validation:Type=string
-	// +kubebuilder:validation:Pattern="^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$"
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1h') && duration(self) <= duration('8760h')",message="must be between 1h and 8760h"
-	DedupeWindow *metav1.Duration `json:"dedupeWindow,omitempty"`
+	DedupeWindow *Duration `json:"dedupeWindow,omitempty"`
 
 	// retention of finished events.
 	// +optional

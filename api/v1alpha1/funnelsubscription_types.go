@@ -239,23 +239,17 @@ type DeliveryPolicy struct {
 	// backoffDelay is the base wait between retries.
 	// +optional
 	// +kubebuilder:default="1s"
-	// +kubebuilder:validation:Type=string
-	// +kubebuilder:validation:Pattern="^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$"
-	BackoffDelay *metav1.Duration `json:"backoffDelay,omitempty"`
+	BackoffDelay *Duration `json:"backoffDelay,omitempty"`
 
 	// maxBackoff caps the wait between retries, including a target's Retry-After.
 	// +optional
 	// +kubebuilder:default="5m"
-	// +kubebuilder:validation:Type=string
-	// +kubebuilder:validation:Pattern="^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$"
-	MaxBackoff *metav1.Duration `json:"maxBackoff,omitempty"`
+	MaxBackoff *Duration `json:"maxBackoff,omitempty"`
 
 	// timeout, when set, bounds the whole delivery from its first attempt: no retry starts
 	// after it.
 	// +optional
-	// +kubebuilder:validation:Type=string
-	// +kubebuilder:validation:Pattern="^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$"
-	Timeout *metav1.Duration `json:"timeout,omitempty"`
+	Timeout *Duration `json:"timeout,omitempty"`
 
 	// maxInFlight bounds the subscription's HTTP requests in flight at once: the others
 	// wait their turn, in order (status Running, not yet sent). Unset, only the operator's
@@ -324,9 +318,7 @@ type CircuitBreaker struct {
 	// probeInterval is the wait before the first probe of an open breaker.
 	// +optional
 	// +kubebuilder:default="10s"
-	// +kubebuilder:validation:Type=string
-	// +kubebuilder:validation:Pattern="^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$"
-	ProbeInterval *metav1.Duration `json:"probeInterval,omitempty"`
+	ProbeInterval *Duration `json:"probeInterval,omitempty"`
 }
 
 // Circuit breaker defaults.

@@ -6,7 +6,6 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -274,10 +273,10 @@ var _ = Describe("FunnelReceiver schema", func() {
 		Expect(got.Spec.Auth.HMAC.Header).To(Equal(funnelv1.DefaultHMACHeader))
 		Expect(got.Spec.Auth.HMAC.Algorithm).To(Equal(funnelv1.HMACSHA256))
 		Expect(*got.Spec.MaxBodyBytes).To(Equal(funnelv1.DefaultMaxBodyBytes))
-		Expect(got.Spec.Retention.Succeeded).To(Equal(&metav1.Duration{Duration: funnelv1.DefaultSucceededRetention}))
-		Expect(got.Spec.Retention.Failed).To(Equal(&metav1.Duration{Duration: funnelv1.DefaultFailedRetention}))
+		Expect(got.Spec.Retention.Succeeded).To(Equal(funnelv1.NewDuration(funnelv1.DefaultSucceededRetention)))
+		Expect(got.Spec.Retention.Failed).To(Equal(funnelv1.NewDuration(funnelv1.DefaultFailedRetention)))
 		Expect(got.Spec.Retention.MaxEvents).To(HaveValue(Equal(funnelv1.DefaultMaxEvents)), "bounded by default")
-		Expect(got.Spec.DedupeWindow).To(Equal(&metav1.Duration{Duration: 24 * time.Hour}))
+		Expect(got.Spec.DedupeWindow).To(Equal(funnelv1.NewDuration(24 * time.Hour)))
 		Expect(got.Spec.RateLimit).To(BeNil(), "no rate limit by default")
 	})
 })
@@ -487,8 +486,8 @@ var _ = Describe("FunnelSubscription schema", func() {
 		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "pms"}, &got)).To(Succeed())
 		Expect(*got.Spec.Delivery.Retries).To(Equal(funnelv1.DefaultRetries))
 		Expect(got.Spec.Delivery.BackoffPolicy).To(Equal(funnelv1.BackoffExponential))
-		Expect(got.Spec.Delivery.BackoffDelay.Duration).To(Equal(funnelv1.DefaultBackoffDelay))
-		Expect(got.Spec.Delivery.MaxBackoff.Duration).To(Equal(funnelv1.DefaultMaxBackoff))
+		Expect(got.Spec.Delivery.BackoffDelay).To(Equal(funnelv1.NewDuration(funnelv1.DefaultBackoffDelay)))
+		Expect(got.Spec.Delivery.MaxBackoff).To(Equal(funnelv1.NewDuration(funnelv1.DefaultMaxBackoff)))
 		Expect(got.Spec.Action.HTTP.Method).To(Equal("POST"))
 		Expect(got.Spec.Action.HTTP.Body).To(Equal(funnelv1.BodyEnvelope))
 		Expect(got.Spec.Action.HTTP.Timeout.Duration).To(Equal(funnelv1.DefaultHTTPTimeout))

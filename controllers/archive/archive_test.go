@@ -291,7 +291,7 @@ var _ = Describe("Archive", func() {
 		BeforeEach(func() {
 			Expect(k8s.Create(ctx, &funnelv1.FunnelReceiver{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "funnel"},
 				Spec: funnelv1.FunnelReceiverSpec{Auth: funnelv1.ReceiverAuth{InsecureSkipAuth: true},
-					Retention: funnelv1.Retention{Succeeded: &metav1.Duration{Duration: time.Hour}}}})).To(Succeed())
+					Retention: funnelv1.Retention{Succeeded: funnelv1.NewDuration(time.Hour)}}})).To(Succeed())
 			clock = clocktesting.NewFakeClock(time.Now().Add(2 * time.Hour))
 			retention = &controllers.RetentionReconciler{Client: k8s, APIReader: k8s, Clock: clock,
 				Limiter: rate.NewLimiter(rate.Inf, 1), Recheck: time.Hour, Archive: store}

@@ -58,7 +58,7 @@ var _ = Describe("FunnelBackfill", func() {
 		Expect(k8s.Create(ctx, &funnelv1.FunnelSubscription{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
 			Spec: funnelv1.FunnelSubscriptionSpec{EventTypes: types,
 				Action:   funnelv1.Action{HTTP: &funnelv1.HTTPAction{URL: sink.URL + path}},
-				Delivery: funnelv1.DeliveryPolicy{Retries: ptr.To(retries), BackoffDelay: &metav1.Duration{Duration: 10 * time.Millisecond}}}})).To(Succeed())
+				Delivery: funnelv1.DeliveryPolicy{Retries: ptr.To(retries), BackoffDelay: funnelv1.NewDuration(10 * time.Millisecond)}}})).To(Succeed())
 	}
 	create := func(name string, spec funnelv1.FunnelBackfillSpec) {
 		GinkgoHelper()

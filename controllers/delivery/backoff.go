@@ -21,21 +21,13 @@ type policy struct {
 
 func policyOf(d funnelv1.DeliveryPolicy) policy {
 	p := policy{retries: funnelv1.DefaultRetries, backoff: funnelv1.BackoffExponential,
-		delay: funnelv1.DefaultBackoffDelay, maxBackoff: funnelv1.DefaultMaxBackoff}
+		delay: d.BackoffDelay.Or(funnelv1.DefaultBackoffDelay), maxBackoff: d.MaxBackoff.Or(funnelv1.DefaultMaxBackoff),
+		timeout: d.Timeout.Or(0)}
 	if d.Retries != nil {
 		p.retries = *d.Retries
 	}
 	if d.BackoffPolicy != "" {
 		p.backoff = d.BackoffPolicy
-	}
-	if d.BackoffDelay != nil {
-		p.delay = d.BackoffDelay.Duration
-	}
-	if d.MaxBackoff != nil {
-		p.maxBackoff = d.MaxBackoff.Duration
-	}
-	if d.Timeout != nil {
-		p.timeout = d.Timeout.Duration
 	}
 	return p
 }

@@ -47,8 +47,8 @@ func breakerOf(sub *funnelv1.FunnelSubscription) breakerConfig {
 		if cb.ConsecutiveFailures != nil {
 			c.failures = *cb.ConsecutiveFailures
 		}
-		if cb.ProbeInterval != nil && cb.ProbeInterval.Duration > 0 {
-			c.probe = cb.ProbeInterval.Duration
+		if probe := cb.ProbeInterval.Or(0); probe > 0 {
+			c.probe = probe
 		}
 	}
 	if sub.Spec.Action.HTTP == nil {

@@ -17,8 +17,8 @@ func TestBreaker(t *testing.T) {
 	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	sub := &funnelv1.FunnelSubscription{ObjectMeta: metav1.ObjectMeta{UID: "s1", Namespace: "leasing", Name: "pms"},
 		Spec: funnelv1.FunnelSubscriptionSpec{Action: funnelv1.Action{HTTP: &funnelv1.HTTPAction{URL: "http://pms"}},
-			Delivery: funnelv1.DeliveryPolicy{MaxBackoff: &metav1.Duration{Duration: 25 * time.Second},
-				CircuitBreaker: &funnelv1.CircuitBreaker{ConsecutiveFailures: ptr.To[int32](3), ProbeInterval: &metav1.Duration{Duration: 10 * time.Second}}}}}
+			Delivery: funnelv1.DeliveryPolicy{MaxBackoff: funnelv1.NewDuration(25 * time.Second),
+				CircuitBreaker: &funnelv1.CircuitBreaker{ConsecutiveFailures: ptr.To[int32](3), ProbeInterval: funnelv1.NewDuration(10 * time.Second)}}}}
 	var b breakers
 	admit := func(who string, want bool, wantWait time.Duration) {
 		t.Helper()

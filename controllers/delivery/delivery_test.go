@@ -183,7 +183,7 @@ func TestEventInputKeepsIntegersExact(t *testing.T) {
 }
 
 func TestBackoff(t *testing.T) {
-	exp := policyOf(funnelv1.DeliveryPolicy{BackoffDelay: &metav1.Duration{Duration: time.Second}, MaxBackoff: &metav1.Duration{Duration: 10 * time.Second}})
+	exp := policyOf(funnelv1.DeliveryPolicy{BackoffDelay: funnelv1.NewDuration(time.Second), MaxBackoff: funnelv1.NewDuration(10 * time.Second)})
 	lin := exp
 	lin.backoff = funnelv1.BackoffLinear
 	for _, tc := range []struct {

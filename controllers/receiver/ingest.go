@@ -316,8 +316,8 @@ func unconfirmed(ctx context.Context, ev *funnelv1.FunnelEvent, err error) reply
 
 // dedupeWindow is the receiver's dedupe window for events without an id.
 func dedupeWindow(rcv *funnelv1.FunnelReceiver) time.Duration {
-	if w := rcv.Spec.DedupeWindow; w != nil && w.Duration > 0 {
-		return w.Duration
+	if w := rcv.Spec.DedupeWindow.Or(0); w > 0 {
+		return w
 	}
 	return funnel.DefaultDedupeWindow
 }

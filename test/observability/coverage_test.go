@@ -82,14 +82,14 @@ var _ = Describe("The metrics that alerts and dashboards use", func() {
 		Expect(err).NotTo(HaveOccurred())
 		DeferCleanup(refusing.Close)
 		refusing.SetCode(http.StatusBadRequest)
-		retries, later := int32(3), metav1.Duration{Duration: time.Hour}
+		retries, later := int32(3), funnelv1.NewDuration(time.Hour)
 		for _, sub := range []funnelv1.FunnelSubscription{
 			{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "ok"}, Spec: funnelv1.FunnelSubscriptionSpec{
 				EventTypes: []string{"*"}, Action: funnelv1.Action{HTTP: &funnelv1.HTTPAction{URL: ok.URL}}}},
 			// Keeps the event Processing: the backlog and its oldest event exist.
 			{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "down"}, Spec: funnelv1.FunnelSubscriptionSpec{
 				EventTypes: []string{"lease.*"}, Action: funnelv1.Action{HTTP: &funnelv1.HTTPAction{URL: down.URL}},
-				Delivery: funnelv1.DeliveryPolicy{Retries: &retries, BackoffDelay: &later}}},
+				Delivery: funnelv1.DeliveryPolicy{Retries: &retries, BackoffDelay: later}}},
 			{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "refusing"}, Spec: funnelv1.FunnelSubscriptionSpec{
 				EventTypes: []string{"quote.*"}, Action: funnelv1.Action{HTTP: &funnelv1.HTTPAction{URL: refusing.URL}},
 				Delivery: funnelv1.DeliveryPolicy{DeadLetter: &funnelv1.Action{HTTP: &funnelv1.HTTPAction{URL: ok.URL}}}}},
