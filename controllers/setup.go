@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -56,6 +57,10 @@ type Options struct {
 	// DeliveryAllowCIDRs are ranges HTTP deliveries may connect to although the address
 	// policy refuses them (--delivery-allow-cidrs); see delivery.AddressPolicy.
 	DeliveryAllowCIDRs []netip.Prefix
+	// ListenAddrs are the bind addresses of the manager's own listeners (metrics, health
+	// probes, pprof): deliveries never reach their ports on the operator's host, allowed
+	// or not. The webhook receiver's and the history API's are added here.
+	ListenAddrs []string
 	// DeliveryConcurrency bounds the HTTP delivery attempts in flight, and
 	// DeliveryConcurrencyPerNamespace one namespace's share of them; the delivery
 	// package's defaults when 0.
@@ -140,7 +145,14 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	}
 	var router *delivery.Router
 	if opts.Dispatcher == nil {
-		own, err := delivery.OperatorAddresses(ctx, mgr.GetConfig().Host)
+		listen := append(slices.Clone(opts.ListenAddrs), opts.Webhook.Addr)
+		if opts.Webhook.Listener != nil {
+			listen = append(listen, opts.Webhook.Listener.Addr().String())
+		}
+		if opts.History != nil {
+			listen = append(listen, opts.History.Addr)
+		}
+		own, err := delivery.OperatorEndpoints(ctx, mgr.GetConfig().Host, listen)
 		if err != nil {
 			return fmt.Errorf("collecting the addresses deliveries may not reach: %w", err)
 		}

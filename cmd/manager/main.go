@@ -85,7 +85,7 @@ func main() {
 	flag.StringVar(&cfg.historyAddr, "history-bind-address", "0", "Address the history API (history.funnel.leasing.dev, aggregated: see config/history) binds to; \"0\" disables it. Needs the archive ("+archiveURLEnv+").")
 	flag.StringVar(&cfg.historyCertDir, "history-cert-dir", "", "Directory with the history API's serving certificate (tls.crt, tls.key); a self-signed one when empty.")
 	flag.StringVar(&cfg.defaultServiceAccount, "default-service-account", "", "ServiceAccount (of the subscription's namespace) that FunnelSubscriptions without spec.serviceAccountName act as; when empty, they may only make HTTP calls without Secrets.")
-	flag.StringVar(&cfg.deliveryAllowCIDRs, "delivery-allow-cidrs", "", "Comma-separated CIDR ranges or addresses HTTP deliveries may connect to although they are refused by default (loopback, link-local and cloud metadata, unspecified, multicast, the operator's own addresses, the API server's). E.g. \"127.0.0.1/32\" for a sidecar.")
+	flag.StringVar(&cfg.deliveryAllowCIDRs, "delivery-allow-cidrs", "", "Comma-separated CIDR ranges or addresses HTTP deliveries may connect to although they are refused by default (loopback, link-local and cloud metadata, unspecified, multicast, the operator's own addresses, the API server's). E.g. \"127.0.0.1/32\" for a sidecar. Never opened: the API server's address and port, the operator's own listening ports.")
 	flag.IntVar(&cfg.deliveryConcurrency, "delivery-concurrency", delivery.DefaultExecutorWorkers, "HTTP delivery attempts in flight at once, across namespaces (each holds a connection for at most its timeout).")
 	flag.IntVar(&cfg.deliveryPerNamespace, "delivery-concurrency-per-namespace", delivery.DefaultExecutorWorkersPerNamespace, "HTTP delivery attempts in flight at once for one namespace, so one tenant's slow targets leave the rest to the others.")
 	flag.StringVar(&cfg.sealKeySecret, "seal-key-secret", "", "Secret (namespace/name) holding the key the receiver seals events with, so that only events it created are delivered; created with a random key when missing (default: "+receiver.DefaultSealKeySecret+" in $POD_NAMESPACE, else in --leader-election-namespace, else in default).")
@@ -179,6 +179,7 @@ func run(cfg config) error {
 		DefaultServiceAccount:           cfg.defaultServiceAccount,
 		Archive:                         store,
 		DeliveryAllowCIDRs:              allow,
+		ListenAddrs:                     []string{cfg.metricsAddr, cfg.probeAddr, cfg.pprofAddr},
 		DeliveryConcurrency:             cfg.deliveryConcurrency,
 		DeliveryConcurrencyPerNamespace: cfg.deliveryPerNamespace,
 		History:                         historyOptions(cfg),
