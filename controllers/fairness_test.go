@@ -3,9 +3,7 @@ package controllers_test
 import (
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -15,6 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
+	"github.com/funnel-operator/funnel-operator/test/harness"
 )
 
 // subscribeReady creates a subscription in ns and waits until it is Ready.
@@ -34,18 +33,10 @@ var _ = Describe("Delivery fairness", func() {
 	// than that family's workers (16): without the executor, they would keep the other
 	// namespace's event of the same family Pending until they time out.
 	It("keeps one namespace's hanging endpoints from holding another namespace's events", func() {
-		var inFlight atomic.Int32
-		release := make(chan struct{})
-		hanging := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			inFlight.Add(1)
-			defer inFlight.Add(-1)
-			select {
-			case <-release:
-			case <-r.Context().Done():
-			}
-		}))
+		hanging, err := harness.NewSink()
+		Expect(err).NotTo(HaveOccurred())
 		DeferCleanup(hanging.Close)
-		DeferCleanup(func() { close(release) })
+		hanging.Hold()
 		subscribeReady(ns, "slow", funnelv1.FunnelSubscriptionSpec{EventTypes: []string{"lease_transaction.*"},
 			Action:   funnelv1.Action{HTTP: &funnelv1.HTTPAction{URL: hanging.URL, Timeout: &metav1.Duration{Duration: time.Minute}}},
 			Delivery: funnelv1.DeliveryPolicy{Retries: ptr(int32(0))}})
@@ -54,7 +45,7 @@ var _ = Describe("Delivery fairness", func() {
 			a := post(webhookURL, path, []byte(strings.Replace(body, "8932127", fmt.Sprint(7000000+i), 1)), nil)
 			Expect(a.code).To(Equal(http.StatusOK), a.body)
 		}
-		Eventually(inFlight.Load).Should(BeNumerically(">=", 16), "the greedy namespace's attempts hang")
+		Eventually(hanging.Held).Should(BeNumerically(">=", 16), "the greedy namespace's attempts hang")
 
 		other, otherPath := openReceiverNamespace("other")
 		target := newSink(http.StatusOK)
@@ -72,7 +63,7 @@ var _ = Describe("Delivery fairness", func() {
 			return phases
 		}, "10s").Should(Equal([]funnelv1.EventPhase{funnelv1.PhaseSucceeded}))
 		Expect(target.got()).To(HaveLen(1))
-		Expect(inFlight.Load()).To(BeNumerically(">=", 16), "the other namespace was served while the greedy one still hung")
+		Expect(hanging.Held()).To(BeNumerically(">=", 16), "the other namespace was served while the greedy one still hung")
 	})
 })
 

@@ -38,6 +38,7 @@ import (
 	"github.com/funnel-operator/funnel-operator/api/funnel"
 	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
 	"github.com/funnel-operator/funnel-operator/controllers/receiver"
+	"github.com/funnel-operator/funnel-operator/test/harness"
 	"github.com/funnel-operator/funnel-operator/test/testenv"
 )
 
@@ -805,25 +806,14 @@ var _ = Describe("Webhook receiver", func() {
 		signed := func(body []byte) map[string]string {
 			return map[string]string{"Authorization": "", "X-Funnel-Signature": hmacHex(sha256.New, "hmac-key", body)}
 		}
-		// slowBody starts a request to path whose body never arrives, and returns the
-		// connection (closed at the end of the spec) and when the answer came (or zero).
-		slowBody := func(base, path string) (net.Conn, func() (int, time.Duration)) {
+		// slowBody starts a request to path whose body never arrives (closed at the end of
+		// the spec), and returns what its answer was and when it came.
+		slowBody := func(base, path string) func() (int, time.Duration) {
 			GinkgoHelper()
-			conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+			b, err := harness.StartSlowBody(base + path)
 			Expect(err).NotTo(HaveOccurred())
-			DeferCleanup(conn.Close)
-			start := time.Now()
-			_, err = fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"event\":", path)
-			Expect(err).NotTo(HaveOccurred())
-			return conn, func() (int, time.Duration) {
-				Expect(conn.SetReadDeadline(time.Now().Add(10 * time.Second))).To(Succeed())
-				resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-				if err != nil {
-					return 0, time.Since(start)
-				}
-				_ = resp.Body.Close()
-				return resp.StatusCode, time.Since(start)
-			}
+			DeferCleanup(b.Close)
+			return b.Answer
 		}
 
 		It("checks the HMAC before spending the rate limit: bad signatures cannot lock Funnel out", func() {
@@ -841,8 +831,7 @@ var _ = Describe("Webhook receiver", func() {
 			p := hmacReceiver("signed", nil)
 			url := startReceiver(interceptor.Funcs{}, receiver.Options{AnswerDeadline: 3 * time.Second, PreAuthBodyTimeout: 300 * time.Millisecond})
 			Eventually(func() int { return post(url, p, []byte(`{}`), signed([]byte(`x`))).code }).Should(Equal(http.StatusUnauthorized))
-			_, answer := slowBody(url, p)
-			code, took := answer()
+			code, took := slowBody(url, p)()
 			Expect(code).To(Equal(http.StatusRequestTimeout))
 			Expect(took).To(BeNumerically("<", 2*time.Second), "answered by the short deadline, not the 3 s answer deadline")
 		})
@@ -854,7 +843,7 @@ var _ = Describe("Webhook receiver", func() {
 			for range 2 {
 				slowBody(url, p) // held by their slow bodies
 			}
-			Eventually(func() int { _, answer := slowBody(url, p); c, _ := answer(); return c }).Should(Equal(http.StatusServiceUnavailable),
+			Eventually(func() int { c, _ := slowBody(url, p)(); return c }).Should(Equal(http.StatusServiceUnavailable),
 				"the flooded receiver's third request is shed")
 			createReceiver(nil)
 			a := post(url, path, example("partner-renter.status-change.json"), nil)

@@ -25,13 +25,19 @@ type SinkRequest struct {
 }
 
 // Sink is an HTTP target for FunnelSubscription actions on loopback. It answers 200
-// unless told otherwise (SetCode) and records every request.
+// unless told otherwise (SetCode), or not at all while held (Hold), and records every
+// request.
 type Sink struct {
 	// URL is http://<address>:port (http://127.0.0.1:port from NewSink).
 	URL string
 
 	srv  *http.Server
 	code atomic.Int32
+
+	holdMu sync.Mutex
+	// hold, while not nil, is what held requests wait for.
+	hold chan struct{}
+	held atomic.Int32
 
 	mu       sync.Mutex
 	requests []SinkRequest
@@ -63,8 +69,42 @@ func (s *Sink) serve(w http.ResponseWriter, r *http.Request) {
 		Time: time.Now(), Code: code,
 	})
 	s.mu.Unlock()
+	s.holdMu.Lock()
+	hold := s.hold
+	s.holdMu.Unlock()
+	if hold != nil {
+		s.held.Add(1)
+		select {
+		case <-hold:
+		case <-r.Context().Done():
+		}
+		s.held.Add(-1)
+	}
 	w.WriteHeader(code)
 }
+
+// Hold makes the sink a target that hangs: the next requests are recorded, then wait for
+// Release (or for their client to give up) before they are answered.
+func (s *Sink) Hold() {
+	s.holdMu.Lock()
+	defer s.holdMu.Unlock()
+	if s.hold == nil {
+		s.hold = make(chan struct{})
+	}
+}
+
+// Release answers the held requests and ends Hold.
+func (s *Sink) Release() {
+	s.holdMu.Lock()
+	defer s.holdMu.Unlock()
+	if s.hold != nil {
+		close(s.hold)
+		s.hold = nil
+	}
+}
+
+// Held counts the requests waiting for Release.
+func (s *Sink) Held() int { return int(s.held.Load()) }
 
 // SetCode sets the status code of the next answers (200 by default).
 func (s *Sink) SetCode(code int) { s.code.Store(int32(code)) }
@@ -93,4 +133,7 @@ func (s *Sink) ByKey() map[string]int {
 }
 
 // Close stops the sink.
-func (s *Sink) Close() error { return s.srv.Close() }
+func (s *Sink) Close() error {
+	s.Release()
+	return s.srv.Close()
+}
