@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"net/url"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -135,6 +136,44 @@ var _ = Describe("A tenant's HTTP subscriptions", func() {
 		for _, e := range events.Items {
 			Expect(e.Note).NotTo(ContainSubstring(secret))
 		}
+	})
+
+	It("reach neither the API server nor the operator's own ports, even where the admin opened all of loopback (as make run does)", func() {
+		t := newTenant("own-ports", subscriber...)
+		token := openReceiver(t.ns)
+		op := startOperator(t.ns, "--delivery-allow-cidrs=127.0.0.0/8,::1")
+		apiServer, err := url.Parse(cp.Config.Host)
+		Expect(err).NotTo(HaveOccurred())
+		allowed := sinkOn("127.0.0.1:0")
+		targets := map[string]string{
+			"apiserver": cp.Config.Host + "/api/v1/namespaces/" + t.ns + "/secrets",
+			// The API server's port on another address of the host.
+			"apiserver-elsewhere": "https://127.0.0.2:" + apiServer.Port() + "/api",
+			"metrics":             "http://" + op.MetricsAddr + "/metrics",
+			"probes":              "http://" + op.ProbeAddr + "/healthz",
+			"receiver":            op.WebhookURL(t.ns, "funnel"),
+			"allowed":             allowed.URL,
+		}
+		for name, u := range targets {
+			Expect(t.client.Create(ctx, &funnelv1.FunnelSubscription{ObjectMeta: metav1.ObjectMeta{Namespace: t.ns, Name: name},
+				Spec: funnelv1.FunnelSubscriptionSpec{EventTypes: []string{"*"}, Action: funnelv1.Action{HTTP: &funnelv1.HTTPAction{URL: u}}}})).To(Succeed())
+			Eventually(subscriptionReady(t.ns, name)).Should(HaveField("Reason", funnelv1.ReasonReady))
+		}
+		Expect(post(op, t.ns, token, "v3-lease.move_in.json")).To(Equal(http.StatusOK))
+
+		refused := func(why string) OmegaMatcher {
+			return SatisfyAll(HaveField("Phase", funnelv1.DeliveryFailed), HaveField("ResponseCode", int32(0)),
+				HaveField("LastError", "address not allowed: "+why))
+		}
+		Eventually(event(t.ns, moveIn())).Should(SatisfyAll(HaveField("Status.Phase", funnelv1.PhaseFailed), HaveField("Status.Deliveries", ConsistOf(
+			SatisfyAll(HaveField("Subscription", "apiserver"), refused("the Kubernetes API server")),
+			SatisfyAll(HaveField("Subscription", "apiserver-elsewhere"), refused("the Kubernetes API server")),
+			SatisfyAll(HaveField("Subscription", "metrics"), refused("the operator's own port")),
+			SatisfyAll(HaveField("Subscription", "probes"), refused("the operator's own port")),
+			SatisfyAll(HaveField("Subscription", "receiver"), refused("the operator's own port")),
+			SatisfyAll(HaveField("Subscription", "allowed"), HaveField("Phase", funnelv1.DeliverySucceeded))))))
+		Expect(allowed.Len()).To(Equal(1), "what the admin opened is reachable")
+		Expect(theEvent(t)(Default).Name).To(Equal(moveIn()), "the operator did not post to its own receiver")
 	})
 
 	DescribeTable("cannot replace the operator's headers, nor set a timeout past the cap",

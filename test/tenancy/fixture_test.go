@@ -3,8 +3,10 @@ package tenancy_test
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -88,10 +90,16 @@ func clusterAdminAccount(ns, name string) {
 // extra flags; it is killed at the end of the spec.
 func startOperator(ns string, args ...string) *harness.Operator {
 	GinkgoHelper()
+	return startOperatorFor([]string{ns}, args...)
+}
+
+// startOperatorFor is startOperator for several tenants' namespaces.
+func startOperatorFor(namespaces []string, args ...string) *harness.Operator {
+	GinkgoHelper()
 	op, err := harness.NewOperator(harness.OperatorOptions{Binary: operatorBin, Kubeconfig: operatorKubeconfig,
-		LogPath: filepath.Join(workDir, ns+"-operator.log"),
+		LogPath: filepath.Join(workDir, strings.Join(namespaces, "+")+"-operator.log"),
 		// The specs' HTTP targets listen on 127.0.0.1, which deliveries may not reach by default.
-		Args: append([]string{"--namespaces=" + ns, "--graceful-shutdown-timeout=5s", "--delivery-allow-cidrs=127.0.0.1"}, args...),
+		Args: append([]string{"--namespaces=" + strings.Join(namespaces, ","), "--graceful-shutdown-timeout=5s", "--delivery-allow-cidrs=127.0.0.1"}, args...),
 		// As config/manager sets it: the seal key is kept in the operator's namespace.
 		Env: []string{"POD_NAMESPACE=funnel-system"}})
 	Expect(err).NotTo(HaveOccurred())
@@ -125,20 +133,46 @@ func openReceiver(ns string) string {
 // ns, as Funnel would (once), and returns the status code.
 func post(op *harness.Operator, ns, token, example string) int {
 	GinkgoHelper()
-	body, err := os.ReadFile(filepath.Join(testenv.Root(), "api", "funnel", "testdata", example))
-	Expect(err).NotTo(HaveOccurred())
-	s := &send.Sender{Auth: send.Auth{Token: token}}
-	a := s.Post(ctx, op.WebhookURL(ns, "funnel"), body, nil)
+	return postBody(op, ns, send.Auth{Token: token}, exampleBody(example))
+}
+
+// postBody sends body to the operator's receiver "funnel" of ns, authenticated with auth,
+// once, and returns the status code.
+func postBody(op *harness.Operator, ns string, auth send.Auth, body []byte) int {
+	GinkgoHelper()
+	a := (&send.Sender{Auth: auth}).Post(ctx, op.WebhookURL(ns, "funnel"), body, nil)
 	Expect(a.Err).NotTo(HaveOccurred())
 	return a.Code
+}
+
+// exampleBody is one of api/funnel's example bodies.
+func exampleBody(example string) []byte {
+	GinkgoHelper()
+	body, err := os.ReadFile(filepath.Join(testenv.Root(), "api", "funnel", "testdata", example))
+	Expect(err).NotTo(HaveOccurred())
+	return body
+}
+
+// moveInNumber is api/funnel's example lease.move_in event with another id: event i of a
+// series.
+func moveInNumber(i int) []byte {
+	GinkgoHelper()
+	const id = "3eb29a92-e480-40ee-9a9f-61fff5e3f3d5"
+	body := exampleBody("v3-lease.move_in.json")
+	Expect(string(body)).To(ContainSubstring(id))
+	return []byte(strings.Replace(string(body), id, fmt.Sprintf("%s%012d", id[:24], i), 1))
 }
 
 // exampleName is the name the receiver "funnel" gives one of api/funnel's example bodies
 // (they have ids: the name does not depend on the time).
 func exampleName(example string) string {
 	GinkgoHelper()
-	body, err := os.ReadFile(filepath.Join(testenv.Root(), "api", "funnel", "testdata", example))
-	Expect(err).NotTo(HaveOccurred())
+	return eventName(exampleBody(example))
+}
+
+// eventName is the name the receiver "funnel" gives body, which has an id.
+func eventName(body []byte) string {
+	GinkgoHelper()
 	name, err := funnel.EventName("funnel", body, time.Now())
 	Expect(err).NotTo(HaveOccurred())
 	return name

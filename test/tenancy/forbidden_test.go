@@ -5,13 +5,16 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	authorizationv1 "k8s.io/api/authorization/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/funnel-operator/funnel-operator/api/funnel/send"
 	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
 	"github.com/funnel-operator/funnel-operator/test/harness"
 	"github.com/funnel-operator/funnel-operator/test/testenv"
@@ -89,5 +92,59 @@ var _ = Describe("A subscription whose ServiceAccount may not do what its action
 		Expect(creates).NotTo(BeEmpty())
 		Expect(creates).To(HaveEach(SatisfyAll(HaveField("Forbidden", true), HaveField("As", BeElementOf(
 			"system:serviceaccount:"+t.ns+":reader", "system:serviceaccount:"+t.ns+":funnel-default")))))
+	})
+})
+
+var _ = Describe("A subscription whose ServiceAccount loses its permission", func() {
+	It("is Forbidden from the next event on, with the API server's message, once the tenant's admin removes the RoleBinding; nothing is created in the operator's name", func() {
+		// The tenant's admin may impersonate the account and remove its RoleBinding.
+		t := newTenant("revoked", append(subscriber, mayImpersonate("runner"), eventReader, rbacv1.PolicyRule{APIGroups: []string{rbacv1.GroupName},
+			Resources: []string{"rolebindings"}, ResourceNames: []string{"runner"}, Verbs: []string{"delete"}})...)
+		Expect(testenv.ServiceAccount(ctx, k8s, t.ns, "runner", rbacv1.PolicyRule{APIGroups: []string{"batch"},
+			Resources: []string{"jobs"}, Verbs: []string{"create"}})).To(Succeed())
+		token := openReceiver(t.ns)
+		op := startOperator(t.ns)
+		Expect(t.client.Create(ctx, &funnelv1.FunnelSubscription{ObjectMeta: metav1.ObjectMeta{Namespace: t.ns, Name: "move-in"},
+			Spec: funnelv1.FunnelSubscriptionSpec{EventTypes: []string{"*"}, ServiceAccountName: "runner", Action: jobAction(),
+				Delivery: funnelv1.DeliveryPolicy{Retries: ptr.To[int32](0)}}})).To(Succeed())
+		Eventually(subscriptionReady(t.ns, "move-in")).Should(HaveField("Reason", funnelv1.ReasonReady))
+		first, second := moveInNumber(1), moveInNumber(2)
+		Expect(postBody(op, t.ns, send.Auth{Token: token}, first)).To(Equal(http.StatusOK))
+		Eventually(func() []batchv1.Job { return jobs(t.ns) }).Should(HaveLen(1))
+
+		By("the tenant's admin removes the account's RoleBinding")
+		Expect(t.client.Delete(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: t.ns, Name: "runner"}})).To(Succeed())
+		Eventually(func(g Gomega) bool {
+			sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{User: "system:serviceaccount:" + t.ns + ":runner",
+				ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: t.ns, Group: "batch", Resource: "jobs", Verb: "create"}}}
+			g.Expect(k8s.Create(ctx, sar)).To(Succeed())
+			return sar.Status.Allowed
+		}).Should(BeFalse())
+
+		Expect(postBody(op, t.ns, send.Auth{Token: token}, second)).To(Equal(http.StatusOK))
+		refusal := `User "system:serviceaccount:` + t.ns + `:runner" cannot create resource "jobs" in API group "batch" in the namespace "` + t.ns + `"`
+		Eventually(event(t.ns, eventName(second))).Should(SatisfyAll(HaveField("Status.Phase", funnelv1.PhaseFailed),
+			HaveField("Status.Deliveries", ConsistOf(SatisfyAll(HaveField("Phase", funnelv1.DeliveryFailed), HaveField("LastError", ContainSubstring(refusal)))))))
+		By("the tenant reads why in its namespace's Events")
+		Eventually(func(g Gomega) []eventsv1.Event {
+			var list eventsv1.EventList
+			g.Expect(t.client.List(ctx, &list, client.InNamespace(t.ns))).To(Succeed())
+			return list.Items
+		}).Should(ContainElement(SatisfyAll(HaveField("Type", corev1.EventTypeWarning), HaveField("Reason", "DeliveryFailed"),
+			HaveField("Regarding.Name", eventName(second)), HaveField("Note", ContainSubstring(refusal)))))
+		Expect(jobs(t.ns)).To(HaveLen(1), "only the first event's Job")
+
+		By("every Job create in the namespace was made as the account; the refused ones too")
+		reqs, err := harness.Requests(cp.AuditLog, operatorUser)
+		Expect(err).NotTo(HaveOccurred())
+		var creates []harness.Request
+		for _, r := range reqs {
+			if r.Resource == "jobs" && r.Verb == "create" && r.Namespace == t.ns {
+				creates = append(creates, r)
+			}
+		}
+		Expect(creates).To(HaveEach(HaveField("As", "system:serviceaccount:"+t.ns+":runner")))
+		Expect(creates).To(ContainElement(HaveField("Forbidden", true)))
+		Expect(creates).To(ContainElement(HaveField("Forbidden", false)))
 	})
 })
