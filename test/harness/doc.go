@@ -40,7 +40,9 @@
 // # Sink and events
 //
 // Sink is an HTTP target for FunnelSubscription actions that records every request with
-// its Idempotency-Key and event headers. Events makes realistic bodies (api/funnel/synth)
+// its Idempotency-Key and event headers; Hold makes it a target that never answers
+// (until Release). StartSlowBody is a client holding a receiver slot with a body that
+// never arrives. Events makes realistic bodies (api/funnel/synth)
 // for the project's one sender, api/funnel/send, which posts them like Funnel does:
 //
 //	bodies, err := harness.Events(seed, 100)
