@@ -130,7 +130,7 @@ var _ = Describe("A subscription whose ServiceAccount loses its permission", fun
 			var list eventsv1.EventList
 			g.Expect(t.client.List(ctx, &list, client.InNamespace(t.ns))).To(Succeed())
 			return list.Items
-		}).Should(ContainElement(SatisfyAll(HaveField("Type", corev1.EventTypeWarning), HaveField("Reason", "DeliveryFailed"),
+		}).Should(ContainElement(SatisfyAll(HaveField("Type", corev1.EventTypeWarning), HaveField("Reason", funnelv1.ReasonDeliveryFailed),
 			HaveField("Regarding.Name", eventName(second)), HaveField("Note", ContainSubstring(refusal)))))
 		Expect(jobs(t.ns)).To(HaveLen(1), "only the first event's Job")
 
