@@ -4,7 +4,8 @@
 //
 // It is pure Go with no Kubernetes client so that everything the receiver and
 // the reconcilers decide about a payload can be table-tested and fuzzed.
-// Funnel's public documentation is incomplete (see funnel/webhooks.md), so the
+// Funnel's public documentation is incomplete and inconsistent (what it says
+// and where it disagrees: docs/architecture.md, What Funnel sends), so the
 // package is strict about the envelope, which names and deduplicates an
 // event, and tolerant about the data: unknown event types and unknown fields
 // are always accepted.

@@ -14,8 +14,9 @@ import (
 )
 
 // Format names one of the three envelope shapes Funnel's docs use
-// (webhooks.md §1). It is recorded on every event because the shapes carry
-// different identities: an integer id, a UUID, or none at all.
+// (docs/architecture.md, What Funnel sends). It is recorded on every event
+// because the shapes carry different identities: an integer id, a UUID, or
+// none at all.
 type Format string
 
 // The three envelope formats.

@@ -26,9 +26,9 @@ const maxLabelValue = 63
 
 // subjectSources lists, per subject label, the data fields that may carry
 // it, best first. funnel_team_id is the community in renter.status-change
-// (webhooks.md §1.5.9). Units are taken only from unit_id: an appointment's
-// pms_unit_ids and a renter's listings are lists of candidates, not the
-// event's unit, so no unit is guessed from them.
+// (renter.created calls it funnel_community_id). Units are taken only from
+// unit_id: an appointment's pms_unit_ids and a renter's listings are lists of
+// candidates, not the event's unit, so no unit is guessed from them.
 var subjectSources = []struct {
 	label  string
 	fields []string

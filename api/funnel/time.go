@@ -7,7 +7,8 @@ import (
 )
 
 // ParseTime reads the timestamps Funnel sends, which differ between pages and
-// envelopes (webhooks.md §1.5.4): ISO-8601 / RFC 3339 with 'T' or a space
+// envelopes (V3 with milliseconds or microseconds, Partner v2 zone-less local
+// strings): ISO-8601 / RFC 3339 with 'T' or a space
 // between date and time, seconds optional, 0 to 9 fractional digits, and an
 // offset of Z, ±HH:MM, ±HHMM, ±HH or none at all (then the time is taken as
 // UTC, as Partner v2's zone-less local strings give nothing better). A plain

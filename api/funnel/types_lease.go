@@ -5,10 +5,9 @@ import (
 	"strings"
 )
 
-// Lease event types. The Events List names the resident_move_in pair
-// (webhooks.md §2.1, fields NOT DOCUMENTED); the V3 lease pages name the
-// move_in pair with a different, PMS-oriented body (§2.2). They are distinct
-// types (§1.5.2).
+// Lease event types. Funnel's Events List names the resident_move_in pair
+// (without field tables); its V3 lease pages name the move_in pair, with a
+// different, PMS-oriented body. They are distinct types.
 const (
 	TypeResidentMoveIn         = "lease.resident_move_in"
 	TypeResidentMoveInCanceled = "lease.resident_move_in_canceled"
@@ -28,7 +27,7 @@ type ResidentMoveInCanceled struct{ TransactionRef }
 
 func (d *ResidentMoveInCanceled) summary() string { return d.describe("Resident move-in canceled") }
 
-// MoveIn is the data of lease.move_in (§2.2.1): post a renter's move-in and
+// MoveIn is the data of lease.move_in: post a renter's move-in and
 // its charges to the PMS. The docs state no nullability: nothing is required.
 type MoveIn struct {
 	MoveInDate             Date     `json:"move_in_date"`
@@ -88,7 +87,7 @@ func moveIn(date Date, verb, renter string) string {
 	return s
 }
 
-// MoveInCanceled is the data of lease.move_in_canceled (§2.2.2): reverse a
+// MoveInCanceled is the data of lease.move_in_canceled: reverse a
 // move-in in the PMS.
 type MoveInCanceled struct {
 	MoveInDate             Date   `json:"move_in_date"`

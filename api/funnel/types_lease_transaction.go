@@ -1,7 +1,7 @@
 package funnel
 
-// Lease-transaction event types (webhooks.md §2.1). Their data arrives in the
-// Classic or the V3 envelope; the docs show both.
+// Lease-transaction event types, from Funnel's Events List. Their data arrives
+// in the Classic or the V3 envelope; the docs show both.
 const (
 	TypeUnitReserved            = "lease_transaction.unit_reserved"
 	TypeUnitReleased            = "lease_transaction.unit_released"
@@ -14,7 +14,7 @@ const (
 )
 
 // UnitReserved is the data of lease_transaction.unit_reserved, the one
-// lease-transaction event whose field table is fully documented (§2.1.1):
+// lease-transaction event whose field table is fully documented:
 // the fields documented as not nullable are required.
 type UnitReserved struct {
 	LeaseTransactionID     ID      `json:"lease_transaction_id" funnel:"required"`
@@ -32,7 +32,7 @@ func (d *UnitReserved) summary() string {
 	return unitAction(d.UnitID, d.UnitPMSIdentifier, "reserved by", d.LeaseTransactionType, d.LeaseTransactionID)
 }
 
-// UnitReleased is the data of lease_transaction.unit_released (§2.1.2). Its
+// UnitReleased is the data of lease_transaction.unit_released. Its
 // table comes from a lossy extract; the fields it lists as not nullable are
 // required. unit_id and guestcard_pms_identifier are likely but unconfirmed,
 // so they are optional.
@@ -67,7 +67,7 @@ func unitAction(unitID ID, unitPMS *string, verb, txType string, txID ID) string
 }
 
 // StatusUpdated is the data of lease_transaction.status_updated, known only
-// from the Event Object example (§2.1.3), which states no nullability:
+// from the Event Object page's example, which states no nullability:
 // nothing is required. Status values are an open set.
 type StatusUpdated struct {
 	LeaseTransactionID   ID     `json:"lease_transaction_id"`
@@ -89,8 +89,8 @@ func (d *StatusUpdated) summary() string {
 	return name + ": " + d.PreviousStatus + " → " + d.CurrentStatus
 }
 
-// LeaseTransactionUpdated is the data of lease_transaction.updated
-// (§2.1.5). Its table comes from a lossy extract shared with unit_released,
+// LeaseTransactionUpdated is the data of lease_transaction.updated. Its
+// table comes from a lossy extract shared with unit_released,
 // so nothing is required. update_type is an open set ("Dependent added",
 // "CoApplicant invited", ...).
 type LeaseTransactionUpdated struct {

@@ -2,15 +2,15 @@ package funnel
 
 import "strings"
 
-// Partner v2 prospect event types (webhooks.md §2.3). Their envelope has no
-// id and no timestamp.
+// Partner v2 prospect event types (Funnel's Prospect Update Webhooks). Their
+// envelope has no id and no timestamp.
 const (
 	TypeRenterCreated      = "renter.created"
 	TypeRenterStatusChange = "renter.status-change"
 	TypeAppointmentUpdated = "appointment.updated"
 )
 
-// RenterCreated is the data of renter.created (§2.3.1). Types are inferred
+// RenterCreated is the data of renter.created. Types are inferred
 // from the docs' example and no nullability is stated: nothing is required.
 type RenterCreated struct {
 	FunnelRenterID    ID        `json:"funnel_renter_id"`
@@ -75,8 +75,8 @@ func renter(id ID) string {
 	return "Renter " + string(id)
 }
 
-// RenterStatusChange is the data of renter.status-change (§2.3.2). Its
-// community is funnel_team_id, not funnel_community_id (§1.5.9). Status
+// RenterStatusChange is the data of renter.status-change. Its community is
+// funnel_team_id, not renter.created's funnel_community_id. Status
 // values are an open set; nothing is required.
 type RenterStatusChange struct {
 	FunnelRenterID ID     `json:"funnel_renter_id"`
@@ -91,11 +91,11 @@ func (d *RenterStatusChange) summary() string {
 	return renter(d.FunnelRenterID) + " is now " + d.Status
 }
 
-// AppointmentUpdated is the data of appointment.updated (§2.3.3), sent when
+// AppointmentUpdated is the data of appointment.updated, sent when
 // a tour is created or updated. status is the one closed enum in the docs,
 // yet a tour being created may well have another: a value outside it is
 // noted, not refused. Both spellings of cancelled are documented values
-// because Funnel's own names use "canceled" (§1.5.8). Nothing is required.
+// because Funnel's event names use "canceled". Nothing is required.
 type AppointmentUpdated struct {
 	FunnelRenterID    ID       `json:"funnel_renter_id"`
 	FunnelTourID      ID       `json:"funnel_tour_id"`

@@ -1,7 +1,7 @@
 package funnel
 
-// TypeQuoteCreated is sent when a leasing professional creates a quote
-// (webhooks.md §2.1, fields NOT DOCUMENTED).
+// TypeQuoteCreated is sent when a leasing professional creates a quote (the
+// Events List gives no field table).
 const TypeQuoteCreated = "quote.created"
 
 // QuoteCreated is the data of quote.created. Its fields are not documented,

@@ -17,7 +17,7 @@ func (g *Generator) data(eventType string, now time.Time) any {
 	case funnel.TypeUnitReserved:
 		return g.unitReserved()
 	case funnel.TypeUnitReleased:
-		// Its table most likely equals unit_reserved's (webhooks.md §2.1.2).
+		// Its (partly captured) table most likely equals unit_reserved's.
 		return funnel.UnitReleased(g.unitReserved())
 	case funnel.TypeStatusUpdated:
 		return g.statusUpdated()
@@ -59,8 +59,8 @@ func (g *Generator) data(eventType string, now time.Time) any {
 
 // Values the docs show or name, used as the pools values are drawn from.
 var (
-	// transactionTypes is the documented lease_transaction_type list
-	// (webhooks.md §2.1), Application weighted as the common case.
+	// transactionTypes is the documented lease_transaction_type list,
+	// Application weighted as the common case.
 	transactionTypes = []string{
 		"Application", "Application", "Application", "Application",
 		"Lease Revision", "Renewal", "Renewal", "Notice to Vacate", "Lease Confirmation", "Transfer",
@@ -73,7 +73,7 @@ var (
 		{"Submitted", "Denied"},
 		{"Approved", "Canceled"},
 	}
-	// updateTypes are the captured update_type values (§2.1.5).
+	// updateTypes are the update_type values the docs name.
 	updateTypes = []string{
 		"Dependent added", "CoApplicant invited", "Guarantor invited",
 		"Occupant invited", "Applicant Signed Lease",

@@ -2,7 +2,7 @@
 // documented event type, in any of the three envelopes, with fresh ids and
 // plausible data.
 //
-// Funnel's testing API is undocumented (webhooks.md §5), so the operator
+// Funnel's docs mention a testing API but document no endpoint, so the operator
 // needs its own source of events to exercise a receiver end to end: the
 // kubectl-funnel "send" command and load tests build their bodies here.
 // Field names and value shapes follow the docs exactly, so every body passes
@@ -25,8 +25,7 @@ import (
 )
 
 // types lists the documented event types in the order of the docs: the
-// Events List (webhooks.md §2.1), the V3 lease events (§2.2), the Partner v2
-// prospect events (§2.3).
+// Events List, the V3 lease events, the Partner v2 prospect events.
 var types = []string{
 	funnel.TypeUnitReserved,
 	funnel.TypeUnitReleased,
