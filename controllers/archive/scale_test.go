@@ -30,14 +30,11 @@ func TestHistoryQueryScale(t *testing.T) {
 	if os.Getenv("ARCHIVE_SCALE_ROWS") != "" {
 		fmt.Sscan(os.Getenv("ARCHIVE_SCALE_ROWS"), &rows)
 	}
-	pg, err := harness.StartPostgres(ctx, harness.PostgresOptions{})
+	db, err := harness.StartArchive(ctx)
 	must(t, err)
-	defer func() { _ = pg.Stop() }()
-	store, err := archive.Open(ctx, pg.URL)
-	must(t, err)
-	_, err = store.Migrate(ctx)
-	must(t, err)
-	conn, err := pgx.Connect(ctx, pg.URL)
+	defer func() { _ = db.Stop() }()
+	store := db.Store
+	conn, err := pgx.Connect(ctx, db.Postgres.URL)
 	must(t, err)
 	spec, _ := json.Marshal(map[string]any{"receiver": "funnel", "format": "V3", "eventID": "x", "type": "lease_transaction.status_updated",
 		"receivedAt": "2025-03-01T09:00:00.000000Z", "data": map[string]any{"lease_transaction_id": 74824, "community_id": 43522, "unit_id": 4352,

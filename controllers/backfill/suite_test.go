@@ -47,14 +47,10 @@ var _ = BeforeSuite(func() {
 	var cancel context.CancelFunc
 	ctx, cancel = context.WithCancel(context.Background())
 	DeferCleanup(cancel)
-	pg, err := harness.StartPostgres(ctx, harness.PostgresOptions{})
+	db, err := harness.StartArchive(ctx)
 	Expect(err).NotTo(HaveOccurred())
-	DeferCleanup(func() { Expect(pg.Stop()).To(Succeed()) })
-	store, err = archive.Open(ctx, pg.URL)
-	Expect(err).NotTo(HaveOccurred())
-	DeferCleanup(store.Close)
-	_, err = store.Migrate(ctx)
-	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(func() { Expect(db.Stop()).To(Succeed()) })
+	store = db.Store
 	env, cfg, k8s, err = testenv.Start()
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(func() { Expect(env.Stop()).To(Succeed()) })

@@ -42,14 +42,10 @@ var _ = BeforeSuite(func() {
 	ctx, cancel = context.WithCancel(context.Background())
 	DeferCleanup(cancel)
 
-	pg, err := harness.StartPostgres(ctx, harness.PostgresOptions{})
+	db, err := harness.StartArchive(ctx)
 	Expect(err).NotTo(HaveOccurred())
-	DeferCleanup(func() { Expect(pg.Stop()).To(Succeed()) })
-	store, err = archive.Open(ctx, pg.URL)
-	Expect(err).NotTo(HaveOccurred())
-	DeferCleanup(store.Close)
-	_, err = store.Migrate(ctx)
-	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(func() { Expect(db.Stop()).To(Succeed()) })
+	store = db.Store
 
 	dir, err := os.MkdirTemp("", "history-")
 	Expect(err).NotTo(HaveOccurred())

@@ -50,5 +50,16 @@
 //	results := s.SendAll(ctx, bodies, 8)
 //	send.Acknowledged(results)              // names answered 200 "Funnel Event Received"
 //
+// # PostgreSQL
+//
+// StartPostgres runs a PostgreSQL of its own on loopback (as the user postgres when run
+// as root), for the archive's suites, `make run` and the bench; CreateDatabase gives a
+// spec its own database. StartArchive adds the operator's archive store, migrated, for
+// the suites of its readers (backfills, the history API):
+//
+//	db, err := harness.StartArchive(ctx)
+//	defer db.Stop()
+//	db.Store.Write(ctx, events)
+//
 // Nothing here uses Ginkgo or testing: a benchmark program can use it as well.
 package harness
