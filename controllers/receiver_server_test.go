@@ -89,24 +89,45 @@ func do(req *http.Request) answer {
 	return answer{resp.StatusCode, string(b), resp.Header}
 }
 
-// metricValue reads one series of a counter or gauge from controller-runtime's registry.
-func metricValue(name string, labels map[string]string) float64 {
+// seriesValues reads every series of a counter or gauge in controller-runtime's registry
+// that carries all of labels.
+func seriesValues(name string, labels map[string]string) []float64 {
 	GinkgoHelper()
 	families, err := metrics.Registry.Gather()
 	Expect(err).NotTo(HaveOccurred())
+	var out []float64
 	for _, f := range families {
 		if f.GetName() != name {
 			continue
 		}
-	series:
 		for _, m := range f.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if want, ok := labels[l.GetName()]; ok && want != l.GetValue() {
-					continue series
-				}
+			if hasLabels(m, labels) {
+				out = append(out, valueOf(m))
 			}
-			return valueOf(m)
 		}
+	}
+	return out
+}
+
+// hasLabels tells whether m carries every label of want with its value.
+func hasLabels(m *dto.Metric, want map[string]string) bool {
+	found := 0
+	for _, l := range m.GetLabel() {
+		if v, ok := want[l.GetName()]; ok {
+			if v != l.GetValue() {
+				return false
+			}
+			found++
+		}
+	}
+	return found == len(want)
+}
+
+// metricValue reads the first series seriesValues finds, 0 when there is none.
+func metricValue(name string, labels map[string]string) float64 {
+	GinkgoHelper()
+	if values := seriesValues(name, labels); len(values) > 0 {
+		return values[0]
 	}
 	return 0
 }
@@ -114,22 +135,7 @@ func metricValue(name string, labels map[string]string) float64 {
 // series counts the series of a metric whose receiver label is receiver.
 func series(name, receiver string) int {
 	GinkgoHelper()
-	families, err := metrics.Registry.Gather()
-	Expect(err).NotTo(HaveOccurred())
-	n := 0
-	for _, f := range families {
-		if f.GetName() != name {
-			continue
-		}
-		for _, m := range f.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "receiver" && l.GetValue() == receiver {
-					n++
-				}
-			}
-		}
-	}
-	return n
+	return len(seriesValues(name, map[string]string{"receiver": receiver}))
 }
 
 // valueOf is the value of a counter or a gauge.

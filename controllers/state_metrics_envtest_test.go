@@ -9,7 +9,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
 )
@@ -68,26 +67,3 @@ var _ = Describe("State metrics", func() {
 			To(Equal([]float64{0}))
 	})
 })
-
-// seriesValues reads every series of a gauge or counter whose labels include labels.
-func seriesValues(name string, labels map[string]string) []float64 {
-	GinkgoHelper()
-	families, err := metrics.Registry.Gather()
-	Expect(err).NotTo(HaveOccurred())
-	var out []float64
-	for _, f := range families {
-		if f.GetName() != name {
-			continue
-		}
-	series:
-		for _, m := range f.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if want, ok := labels[l.GetName()]; ok && want != l.GetValue() {
-					continue series
-				}
-			}
-			out = append(out, valueOf(m))
-		}
-	}
-	return out
-}
