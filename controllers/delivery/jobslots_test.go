@@ -8,12 +8,11 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
+	"github.com/funnel-operator/funnel-operator/test/testenv"
 )
 
 // TestJobSlotsAdmit: a subscription's active Jobs, from the cache plus the ones admitted
@@ -46,8 +45,7 @@ func TestJobSlotsAdmit(t *testing.T) {
 		{name: "admitted, now cached and ended", cached: []client.Object{job("a", "move-in", batchv1.JobComplete)}, admitted: map[string]time.Time{"a": now}, limit: 1, want: true},
 		{name: "admitted long ago, never created", admitted: map[string]time.Time{"a": now.Add(-2 * reservationKeep)}, limit: 1, want: true},
 	}
-	scheme := runtime.NewScheme()
-	_ = clientgoscheme.AddToScheme(scheme)
+	scheme := testenv.Scheme()
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(tt.cached...).Build()
@@ -69,8 +67,7 @@ func TestJobSlotsAdmit(t *testing.T) {
 // TestJobSlotsReserve: an admitted Job holds its slot for the next one until released.
 func TestJobSlotsReserve(t *testing.T) {
 	sub := &funnelv1.FunnelSubscription{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "move-in"}}
-	scheme := runtime.NewScheme()
-	_ = clientgoscheme.AddToScheme(scheme)
+	scheme := testenv.Scheme()
 	c := fake.NewClientBuilder().WithScheme(scheme).Build()
 	var s jobSlots
 	now := time.Now()

@@ -8,11 +8,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	"github.com/funnel-operator/funnel-operator/api/funnel"
 	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
+	"github.com/funnel-operator/funnel-operator/test/testenv"
 )
 
 func TestOrderingKeyLabels(t *testing.T) {
@@ -86,10 +86,7 @@ func TestOrdering(t *testing.T) {
 			ahead:  map[string]string{"b": ""}, next: map[string][]string{"b": nil}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			scheme := runtime.NewScheme()
-			_ = clientgoscheme.AddToScheme(scheme)
-			_ = funnelv1.AddToScheme(scheme)
-			b := fake.NewClientBuilder().WithScheme(scheme).WithIndex(&funnelv1.FunnelEvent{}, IndexSubject, subjectsOf).WithObjects(ordered.DeepCopy())
+			b := fake.NewClientBuilder().WithScheme(testenv.Scheme()).WithIndex(&funnelv1.FunnelEvent{}, IndexSubject, subjectsOf).WithObjects(ordered.DeepCopy())
 			byName := map[string]*funnelv1.FunnelEvent{}
 			for _, ev := range tc.events {
 				if ev.Name == "d" {

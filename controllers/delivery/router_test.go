@@ -10,8 +10,6 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/client-go/util/workqueue"
 	clocktesting "k8s.io/utils/clock/testing"
@@ -24,6 +22,7 @@ import (
 	"github.com/funnel-operator/funnel-operator/api/funnel"
 	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
 	"github.com/funnel-operator/funnel-operator/controllers/identity"
+	"github.com/funnel-operator/funnel-operator/test/testenv"
 )
 
 // routerFixture is a Router over a fake client holding one event and one HTTP
@@ -37,13 +36,7 @@ type routerFixture struct {
 
 func newRouterFixture(t *testing.T, target string) *routerFixture {
 	t.Helper()
-	scheme := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		t.Fatal(err)
-	}
-	if err := funnelv1.AddToScheme(scheme); err != nil {
-		t.Fatal(err)
-	}
+	scheme := testenv.Scheme()
 	ev := exampleEvent(t, examples[0])
 	ev.UID = "uid-1"
 	sub := &funnelv1.FunnelSubscription{ObjectMeta: metav1.ObjectMeta{Namespace: ev.Namespace, Name: "pms"},

@@ -15,6 +15,7 @@ import (
 	"github.com/funnel-operator/funnel-operator/api/funnel/synth"
 	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
 	"github.com/funnel-operator/funnel-operator/controllers/statuspatch"
+	"github.com/funnel-operator/funnel-operator/test/testenv"
 )
 
 // benchEvent is a stored FunnelEvent as an event controller reads it: a synthetic body,
@@ -43,10 +44,7 @@ func benchEvent(b *testing.B) *funnelv1.FunnelEvent {
 // does, and go no further: what is measured is the helper, not a server.
 func patchOnly(b *testing.B) client.Client {
 	b.Helper()
-	scheme := runtime.NewScheme()
-	if err := funnelv1.AddToScheme(scheme); err != nil {
-		b.Fatal(err)
-	}
+	scheme := testenv.Scheme()
 	return fake.NewClientBuilder().WithScheme(scheme).WithInterceptorFuncs(interceptor.Funcs{
 		SubResourcePatch: func(_ context.Context, _ client.Client, _ string, obj client.Object, p client.Patch, _ ...client.SubResourcePatchOption) error {
 			_, err := p.Data(obj)

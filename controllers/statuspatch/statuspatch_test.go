@@ -10,7 +10,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
@@ -18,6 +17,7 @@ import (
 
 	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
 	"github.com/funnel-operator/funnel-operator/controllers/statuspatch"
+	"github.com/funnel-operator/funnel-operator/test/testenv"
 )
 
 func ready(status metav1.ConditionStatus, reason string) metav1.Condition {
@@ -27,10 +27,7 @@ func ready(status metav1.ConditionStatus, reason string) metav1.Condition {
 // setup stores a receiver with Ready=True and returns a client counting status patches.
 func setup(t *testing.T, failFirst error) (client.Client, *int, *funnelv1.FunnelReceiver) {
 	t.Helper()
-	scheme := runtime.NewScheme()
-	if err := funnelv1.AddToScheme(scheme); err != nil {
-		t.Fatal(err)
-	}
+	scheme := testenv.Scheme()
 	rcv := &funnelv1.FunnelReceiver{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "funnel"}}
 	meta.SetStatusCondition(&rcv.Status.Conditions, ready(metav1.ConditionTrue, funnelv1.ReasonAccepting))
 	patches := 0
