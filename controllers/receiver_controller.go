@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -46,6 +47,8 @@ func (r *ReceiverReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 	if err != nil {
 		return ctrl.Result{}, err
 	}
+	// Locked, as retention writes the MaxEventsReached condition: see the subscription
+	// controller's write.
 	_, err = statuspatch.Apply(ctx, r.Client, &rcv, func(rcv *funnelv1.FunnelReceiver) {
 		rcv.Status.ObservedGeneration = rcv.Generation
 		rcv.Status.WebhookPath = rcv.WebhookPath()
@@ -56,8 +59,10 @@ func (r *ReceiverReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 		ready := cfg.Ready
 		ready.ObservedGeneration = rcv.Generation
 		meta.SetStatusCondition(&rcv.Status.Conditions, ready)
-	})
-	if err != nil {
+	}, client.MergeFromWithOptimisticLock{})
+	if apierrors.IsConflict(err) {
+		return ctrl.Result{RequeueAfter: staleRecheck}, nil
+	} else if err != nil {
 		return ctrl.Result{}, fmt.Errorf("patching status of FunnelReceiver %s: %w", req.NamespacedName, err)
 	}
 	return ctrl.Result{}, nil

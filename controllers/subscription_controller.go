@@ -65,11 +65,16 @@ func (r *SubscriptionReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	if previous != nil {
 		previous = previous.DeepCopy()
 	}
+	// Locked: the circuit breaker writes the Degraded condition, and a merge patch replaces
+	// the conditions list whole, so a write from a cache older than the breaker's would
+	// drop it. A conflict means the cache is behind: look again once it has caught up.
 	wrote, err := statuspatch.Apply(ctx, r.Client, &sub, func(sub *funnelv1.FunnelSubscription) {
 		meta.SetStatusCondition(&sub.Status.Conditions, ready)
 		sub.Status.ObservedGeneration = sub.Generation
-	})
-	if err != nil {
+	}, client.MergeFromWithOptimisticLock{})
+	if apierrors.IsConflict(err) {
+		return ctrl.Result{RequeueAfter: staleRecheck}, nil
+	} else if err != nil {
 		return ctrl.Result{}, fmt.Errorf("patching status of FunnelSubscription %s: %w", req.NamespacedName, err)
 	}
 	if wrote && identityProblem(ready.Reason) && (previous == nil || previous.Reason != ready.Reason || previous.Message != ready.Message) {
