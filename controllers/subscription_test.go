@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -199,6 +200,25 @@ var _ = Describe("Subscriptions", func() {
 		send("classic-lease_transaction.status_updated.json")
 		Eventually(getEvent(ns, approved)).Should(SatisfyAll(finished(funnelv1.PhaseSucceeded), HaveField("Status.Deliveries", BeEmpty())))
 		Expect(target.got()).To(BeEmpty())
+	})
+
+	It("delivers to the first MaxDeliveries matching subscriptions by name, and says so with a Warning Event", func() {
+		target := newSink(http.StatusOK)
+		for i := range delivery.MaxDeliveries + 1 {
+			Expect(k8s.Create(ctx, &funnelv1.FunnelSubscription{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("crm-%03d", i)},
+				Spec: funnelv1.FunnelSubscriptionSpec{EventTypes: []string{"*"}, Action: httpTo(target.URL)}})).To(Succeed())
+		}
+		// The last one created in the controllers' cache: all of them are.
+		Eventually(subscriptionReady(ns, fmt.Sprintf("crm-%03d", delivery.MaxDeliveries))).Should(HaveField("Reason", funnelv1.ReasonReady))
+		send("classic-lease_transaction.status_updated.json")
+		Eventually(getEvent(ns, approved)).Should(finished(funnelv1.PhaseSucceeded))
+		ev := getEvent(ns, approved)(Default)
+		Expect(ev.Status.Deliveries).To(HaveLen(delivery.MaxDeliveries))
+		Expect(ev.Status.Deliveries[delivery.MaxDeliveries-1].Subscription).To(Equal(fmt.Sprintf("crm-%03d", delivery.MaxDeliveries-1)))
+		Expect(target.got()).To(HaveLen(delivery.MaxDeliveries))
+		Eventually(kubeEvents(ns, approved)).Should(ContainElement(SatisfyAll(
+			HaveField("Type", corev1.EventTypeWarning), HaveField("Reason", funnelv1.ReasonTooManySubscriptions),
+			HaveField("Note", ContainSubstring(fmt.Sprintf("delivering to the first %d by name", delivery.MaxDeliveries))))))
 	})
 
 	It("retries 503s and 429s with one idempotency key, then succeeds", func() {

@@ -137,14 +137,16 @@ func (r *Router) Dispatch(ctx context.Context, ev *funnelv1.FunnelEvent, details
 	}
 	now := r.Clock.Now()
 	routed := len(deliveries) == 0
+	var capped bool
 	if routed {
-		var kept bool
-		if deliveries, kept = r.routes.take(ev, now); !kept {
+		rt, kept := r.routes.take(ev, now)
+		if !kept {
 			var err error
-			if deliveries, err = r.route(ctx, ev, details); err != nil {
+			if rt, err = r.route(ctx, ev, details); err != nil {
 				return Result{}, err
 			}
 		}
+		deliveries, capped = rt.deliveries, rt.capped
 	}
 	before := make([]funnelv1.DeliveryStatus, len(deliveries))
 	for i := range deliveries {
@@ -164,8 +166,12 @@ func (r *Router) Dispatch(ctx context.Context, ev *funnelv1.FunnelEvent, details
 	res.Deliveries = deliveries
 	switch {
 	case routed && res.Settling:
-		r.routes.keep(ev, before, now)
+		r.routes.keep(ev, routing{deliveries: before, capped: capped}, now)
 	case routed:
+		if capped {
+			res.effects.event(ev, corev1.EventTypeWarning, funnelv1.ReasonTooManySubscriptions, "Route",
+				"More than %d subscriptions match; delivering to the first %d by name", MaxDeliveries, MaxDeliveries)
+		}
 		for _, d := range deliveries {
 			key := types.NamespacedName{Namespace: ev.Namespace, Name: d.Subscription}
 			res.effects.run = append(res.effects.run, func() { r.Stats.Matched(key) })
@@ -194,10 +200,10 @@ type step struct {
 // for another reason (a Secret missing, a permission refused) gets its delivery all the
 // same: it waits until the subscription is Ready (advance), rather than the event being
 // lost to it.
-func (r *Router) route(ctx context.Context, ev *funnelv1.FunnelEvent, details funnel.Details) ([]funnelv1.DeliveryStatus, error) {
+func (r *Router) route(ctx context.Context, ev *funnelv1.FunnelEvent, details funnel.Details) (routing, error) {
 	var subs funnelv1.FunnelSubscriptionList
 	if err := r.Client.List(ctx, &subs, client.InNamespace(ev.Namespace)); err != nil {
-		return nil, fmt.Errorf("listing FunnelSubscriptions: %w", err)
+		return routing{}, fmt.Errorf("listing FunnelSubscriptions: %w", err)
 	}
 	slices.SortFunc(subs.Items, func(a, b funnelv1.FunnelSubscription) int { return strings.Compare(a.Name, b.Name) })
 	var input map[string]any
@@ -208,18 +214,17 @@ func (r *Router) route(ctx context.Context, ev *funnelv1.FunnelEvent, details fu
 			continue
 		}
 		if ok, err := r.wants(ctx, sub, ev, &input); err != nil {
-			return nil, err
+			return routing{}, err
 		} else if !ok {
 			continue
 		}
 		if len(out) == MaxDeliveries {
-			r.Recorder.Eventf(ev, nil, corev1.EventTypeWarning, funnelv1.ReasonTooManySubscriptions, "Route",
-				"More than %d subscriptions match; delivering to the first %d by name", MaxDeliveries, MaxDeliveries)
-			break
+			// Told (a Warning Event) by the pass that records this routing.
+			return routing{deliveries: out, capped: true}, nil
 		}
 		out = append(out, funnelv1.DeliveryStatus{Subscription: sub.Name, AttemptStatus: funnelv1.AttemptStatus{Phase: funnelv1.DeliveryPending}})
 	}
-	return out, nil
+	return routing{deliveries: out}, nil
 }
 
 // wants tells whether sub wants ev: not suspended, of its receiver if it names one, of a

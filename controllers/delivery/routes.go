@@ -29,8 +29,15 @@ type routeKey struct {
 }
 
 type pendingRoute struct {
+	routing
+	at time.Time
+}
+
+// routing is what route found: a delivery per subscription that wants the event, and
+// whether more wanted it than MaxDeliveries.
+type routing struct {
 	deliveries []funnelv1.DeliveryStatus
-	at         time.Time
+	capped     bool
 }
 
 func routeKeyOf(ev *funnelv1.FunnelEvent) routeKey {
@@ -38,13 +45,13 @@ func routeKeyOf(ev *funnelv1.FunnelEvent) routeKey {
 }
 
 // keep remembers the event's routing (not copied: the caller hands it over).
-func (p *pendingRoutes) keep(ev *funnelv1.FunnelEvent, deliveries []funnelv1.DeliveryStatus, now time.Time) {
+func (p *pendingRoutes) keep(ev *funnelv1.FunnelEvent, rt routing, now time.Time) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.routes == nil {
 		p.routes = map[routeKey]pendingRoute{}
 	}
-	p.routes[routeKeyOf(ev)] = pendingRoute{deliveries: deliveries, at: now}
+	p.routes[routeKeyOf(ev)] = pendingRoute{routing: rt, at: now}
 	// A deleted event's routing is never taken: forget old ones now and then.
 	if now.Sub(p.pruned) > routeKeep {
 		for k, r := range p.routes {
@@ -57,13 +64,13 @@ func (p *pendingRoutes) keep(ev *funnelv1.FunnelEvent, deliveries []funnelv1.Del
 }
 
 // take returns and forgets the event's kept routing, if any.
-func (p *pendingRoutes) take(ev *funnelv1.FunnelEvent, now time.Time) ([]funnelv1.DeliveryStatus, bool) {
+func (p *pendingRoutes) take(ev *funnelv1.FunnelEvent, now time.Time) (routing, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	r, ok := p.routes[routeKeyOf(ev)]
 	if !ok {
-		return nil, false
+		return routing{}, false
 	}
 	delete(p.routes, routeKeyOf(ev))
-	return r.deliveries, now.Sub(r.at) <= routeKeep
+	return r.routing, now.Sub(r.at) <= routeKeep
 }
