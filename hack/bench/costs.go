@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -142,8 +143,9 @@ func (b *bench) costs(ctx context.Context) error {
 		return err
 	}
 	src := newSource(b.o.seed, 300, 0)
-	// 26 measurements a round: 500 objects each keeps the phase to a few minutes.
-	count, rounds := pick(&b.o, 500, 200), pick(&b.o, 3, 1)
+	// 26 measurements a round: 500 objects each keeps the phase to a few minutes. Five
+	// rounds, as one arm's figure moves by ±0.2 of a create between rounds.
+	count, rounds := pick(&b.o, 500, 200), pick(&b.o, 5, 1)
 	arms := costArms()
 	if b.o.cbor {
 		arms = append(arms, cborArms()...)
@@ -184,14 +186,14 @@ func (b *bench) costs(ctx context.Context) error {
 				if err != nil {
 					return fmt.Errorf("costs: creating %s: %w", a.createKey(), err)
 				}
-				creates[a.createKey()].add(len(evs), used)
+				creates[a.createKey()].add(round, len(evs), used)
 			}
 			used, err := b.measure(ctx, evs, func(ctx context.Context, ev *funnelv1.FunnelEvent) error { return a.op(ctx, v, ev) },
 				profile(a.variant+"-"+a.name))
 			if err != nil {
 				return fmt.Errorf("costs: %s (%s): %w", a.name, a.variant, err)
 			}
-			writes[i].add(len(evs), used)
+			writes[i].add(round, len(evs), used)
 		}
 		if err := b.c.DeleteAllOf(ctx, &funnelv1.FunnelEvent{}, client.InNamespace(nsCosts)); err != nil {
 			return fmt.Errorf("costs: deleting the round's events: %w", err)
@@ -218,10 +220,7 @@ func (b *bench) costs(ctx context.Context) error {
 	// each variant's own creates vary by more than the parts measured.
 	pooled := map[bool]*opCost{false: {}, true: {}}
 	for _, k := range createKeys {
-		c := creates[k]
-		pooled[c.Bare].Count += c.Count
-		pooled[c.Bare].APIServerSeconds += c.APIServerSeconds
-		pooled[c.Bare].EtcdSeconds += c.EtcdSeconds
+		pooled[creates[k].Bare].pool(creates[k])
 	}
 	for _, k := range createKeys {
 		c := creates[k]
@@ -233,8 +232,8 @@ func (b *bench) costs(ctx context.Context) error {
 		c.Op, c.Variant, c.Bare = a.name, a.variant, a.bare
 		c.finish(pooled[a.bare])
 		res.Ops = append(res.Ops, *c)
-		logf("costs: %-40s %-32s apiserver %.2f ms, etcd %.2f ms CPU per operation: %.2f× a create (apiserver + etcd)",
-			a.name, a.createKey(), c.APIServerMsPerOp, c.EtcdMsPerOp, c.TimesCreate)
+		logf("costs: %-40s %-32s apiserver %.2f ms, etcd %.2f ms CPU per operation: %.2f× a create (apiserver + etcd; rounds %s)",
+			a.name, a.createKey(), c.APIServerMsPerOp, c.EtcdMsPerOp, c.TimesCreate, c.spread())
 	}
 	res.StatusWriteCostRatio = ptrTo(res.Ops[len(createKeys)].TimesCreate)
 	b.res.Costs = res
@@ -345,19 +344,53 @@ func fileName(s string) string {
 	}, s)
 }
 
-// add counts n operations that used the CPU seconds of used.
-func (c *opCost) add(n int, used map[string]float64) {
+// add counts n operations of a round that used the CPU seconds of used.
+func (c *opCost) add(round, n int, used map[string]float64) {
 	c.Count += n
 	c.APIServerSeconds += used["apiserver"]
 	c.EtcdSeconds += used["etcd"]
+	for len(c.rounds) <= round {
+		c.rounds = append(c.rounds, opTotal{})
+	}
+	c.rounds[round].n += n
+	c.rounds[round].secs += used["apiserver"] + used["etcd"]
 }
 
-// finish computes the per-operation figures, relative to the creates of create.
+// pool adds the operations of o to c, round by round.
+func (c *opCost) pool(o *opCost) {
+	c.Count += o.Count
+	c.APIServerSeconds += o.APIServerSeconds
+	c.EtcdSeconds += o.EtcdSeconds
+	for r, t := range o.rounds {
+		for len(c.rounds) <= r {
+			c.rounds = append(c.rounds, opTotal{})
+		}
+		c.rounds[r].n += t.n
+		c.rounds[r].secs += t.secs
+	}
+}
+
+// finish computes the per-operation figures, relative to the creates of create, over
+// all rounds and round by round.
 func (c *opCost) finish(create *opCost) {
 	per := func(c *opCost) float64 { return (c.APIServerSeconds + c.EtcdSeconds) / float64(c.Count) }
 	c.APIServerMsPerOp = round3(c.APIServerSeconds / float64(c.Count) * 1000)
 	c.EtcdMsPerOp = round3(c.EtcdSeconds / float64(c.Count) * 1000)
 	c.TimesCreate = valueOr(ratio(per(c), per(create)))
+	c.TimesCreateByRound = nil
+	for r, t := range c.rounds {
+		if r < len(create.rounds) && t.n > 0 && create.rounds[r].n > 0 {
+			c.TimesCreateByRound = append(c.TimesCreateByRound, valueOr(ratio(t.secs/float64(t.n), create.rounds[r].secs/float64(create.rounds[r].n))))
+		}
+	}
+}
+
+// spread is "lowest–highest" of the rounds' figures.
+func (c *opCost) spread() string {
+	if len(c.TimesCreateByRound) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%.2f–%.2f", slices.Min(c.TimesCreateByRound), slices.Max(c.TimesCreateByRound))
 }
 
 // jsonPatchOf is a JSON patch that sets each field of st the controllers write.

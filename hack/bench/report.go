@@ -83,13 +83,13 @@ func renderResults(r *results) string {
 				s.DurationSeconds, s.ReferencePerSecond, s.ReferenceConcurrency)))
 	}
 	if c := r.Costs; c != nil {
-		t := newTable("operation", "CRD", "operations", "apiserver ms CPU", "etcd ms CPU", "× a create")
+		t := newTable("operation", "CRD", "operations", "apiserver ms CPU", "etcd ms CPU", "× a create", "rounds: lowest–highest")
 		for _, op := range c.Ops {
 			crd := op.Variant
 			if op.Bare {
 				crd += ", objects without labels and annotations"
 			}
-			t.add(op.Op, crd, strconv.Itoa(op.Count), fmt.Sprintf("%.2f", op.APIServerMsPerOp), fmt.Sprintf("%.2f", op.EtcdMsPerOp), fmt.Sprintf("%.2f", op.TimesCreate))
+			t.add(op.Op, crd, strconv.Itoa(op.Count), fmt.Sprintf("%.2f", op.APIServerMsPerOp), fmt.Sprintf("%.2f", op.EtcdMsPerOp), fmt.Sprintf("%.2f", op.TimesCreate), op.spread())
 		}
 		w("\n%s", t.render(fmt.Sprintf("What one operation on a FunnelEvent costs (CPU per operation, %d workers, %d rounds)", c.Concurrency, c.Rounds)))
 	}

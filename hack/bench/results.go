@@ -120,6 +120,17 @@ type opCost struct {
 	// of the same objects (with or without labels and annotations), every variant's
 	// creates together.
 	TimesCreate float64 `json:"times_create"`
+	// TimesCreateByRound is TimesCreate of each round alone: how far one measurement
+	// moves on this machine.
+	TimesCreateByRound []float64 `json:"times_create_by_round"`
+
+	rounds []opTotal
+}
+
+// opTotal is one round of an operation: how many, and the API server's and etcd's CPU.
+type opTotal struct {
+	n    int
+	secs float64
 }
 
 // ingestLevel is the receiver on a follower at one concurrency, and its baseline.
