@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"math"
 	"os"
 	"strings"
 	"testing"
@@ -200,5 +201,24 @@ func BenchmarkSourceItem(b *testing.B) {
 		if _, err := src.item(); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+func TestMedianAndQuantile(t *testing.T) {
+	for _, tc := range []struct {
+		sorted         []float64
+		median, q1, q3 float64
+	}{
+		{[]float64{1.5}, 1.5, 1.5, 1.5},
+		{[]float64{1, 2}, 1.5, 1, 2},
+		{[]float64{1, 2, 3}, 2, 1, 3},
+		{[]float64{0.9, 1.2, 1.3, 1.4, 1.6, 3.0}, 1.35, 1.2, 1.6},
+	} {
+		if m, q1, q3 := median(tc.sorted), quantile(tc.sorted, 0.25), quantile(tc.sorted, 0.75); m != tc.median || q1 != tc.q1 || q3 != tc.q3 {
+			t.Errorf("%v: median %v, quartiles %v–%v; want %v, %v–%v", tc.sorted, m, q1, q3, tc.median, tc.q1, tc.q3)
+		}
+	}
+	if !math.IsNaN(median(nil)) || !math.IsNaN(quantile(nil, 0.5)) {
+		t.Error("no values: want NaN")
 	}
 }

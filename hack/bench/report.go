@@ -92,6 +92,14 @@ func renderResults(r *results) string {
 			t.add(op.Op, crd, strconv.Itoa(op.Count), fmt.Sprintf("%.2f", op.APIServerMsPerOp), fmt.Sprintf("%.2f", op.EtcdMsPerOp), fmt.Sprintf("%.2f", op.TimesCreate), op.spread())
 		}
 		w("\n%s", t.render(fmt.Sprintf("What one operation on a FunnelEvent costs (CPU per operation, %d workers, %d rounds)", c.Concurrency, c.Rounds)))
+		if len(c.Pairs) > 0 {
+			t := newTable("operation", "pairs", "median × a create", "quartiles", "lowest–highest")
+			for _, p := range c.Pairs {
+				t.add(p.Op, strconv.Itoa(len(p.Ratios)), fmt.Sprintf("%.2f", p.Median), fmt.Sprintf("%.2f–%.2f", p.Q1, p.Q3),
+					fmt.Sprintf("%.2f–%.2f", p.Ratios[0], p.Ratios[len(p.Ratios)-1]))
+			}
+			w("\n%s", t.render("Status writes in short pairs with creates of the same objects (`status_write_cost_ratio`: the first median)"))
+		}
 	}
 	if c := r.Costs; c != nil && c.Object != nil && c.Etcd != nil {
 		o, e := c.Object, c.Etcd

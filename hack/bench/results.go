@@ -94,9 +94,12 @@ type costsResult struct {
 	Concurrency int `json:"concurrency"`
 	Rounds      int `json:"rounds"`
 	// StatusWriteCostRatio is the API server's and etcd's CPU for the controllers' status
-	// write over theirs for a create (the first write arm).
+	// write over theirs for a create: the median of the first of Pairs.
 	StatusWriteCostRatio *float64 `json:"status_write_cost_ratio"`
-	Ops                  []opCost `json:"ops"`
+	// Pairs are the controllers' write and the smallest status write, each measured in
+	// many short pairs with creates of the same objects.
+	Pairs []pairedOp `json:"pairs"`
+	Ops   []opCost   `json:"ops"`
 	// Object is a processed event's JSON, by part; Etcd what etcd stores per event.
 	Object *objectSize `json:"object"`
 	Etcd   *etcdBytes  `json:"etcd"`
@@ -125,6 +128,18 @@ type opCost struct {
 	TimesCreateByRound []float64 `json:"times_create_by_round"`
 
 	rounds []opTotal
+}
+
+// pairedOp is an operation's CPU over a create's in each of many short pairs (creates of
+// fresh objects, then the operation on the same objects): the median is the figure, the
+// spread the measurement's.
+type pairedOp struct {
+	Op string `json:"op"`
+	// Ratios are sorted.
+	Ratios []float64 `json:"ratios"`
+	Median float64   `json:"median"`
+	Q1     float64   `json:"q1"`
+	Q3     float64   `json:"q3"`
 }
 
 // opTotal is one round of an operation: how many, and the API server's and etcd's CPU.
