@@ -81,14 +81,7 @@ var _ = Describe("A subscription whose ServiceAccount may not do what its action
 		Expect(jobs(t.ns)).To(BeEmpty())
 
 		By("every Job the operator asked for in the namespace was asked as a subscription's account, and refused")
-		reqs, err := harness.Requests(cp.AuditLog, operatorUser)
-		Expect(err).NotTo(HaveOccurred())
-		var creates []harness.Request
-		for _, r := range reqs {
-			if r.Resource == "jobs" && r.Verb == "create" && r.Namespace == t.ns {
-				creates = append(creates, r)
-			}
-		}
+		creates := jobCreates(t.ns)
 		Expect(creates).NotTo(BeEmpty())
 		Expect(creates).To(HaveEach(SatisfyAll(HaveField("Forbidden", true), HaveField("As", BeElementOf(
 			"system:serviceaccount:"+t.ns+":reader", "system:serviceaccount:"+t.ns+":funnel-default")))))
@@ -135,16 +128,24 @@ var _ = Describe("A subscription whose ServiceAccount loses its permission", fun
 		Expect(jobs(t.ns)).To(HaveLen(1), "only the first event's Job")
 
 		By("every Job create in the namespace was made as the account; the refused ones too")
-		reqs, err := harness.Requests(cp.AuditLog, operatorUser)
-		Expect(err).NotTo(HaveOccurred())
-		var creates []harness.Request
-		for _, r := range reqs {
-			if r.Resource == "jobs" && r.Verb == "create" && r.Namespace == t.ns {
-				creates = append(creates, r)
-			}
-		}
+		creates := jobCreates(t.ns)
 		Expect(creates).To(HaveEach(HaveField("As", "system:serviceaccount:"+t.ns+":runner")))
 		Expect(creates).To(ContainElement(HaveField("Forbidden", true)))
 		Expect(creates).To(ContainElement(HaveField("Forbidden", false)))
 	})
 })
+
+// jobCreates are the Job creates the operator's requests made in ns, as the audit log
+// records them (with the user each was made as).
+func jobCreates(ns string) []harness.Request {
+	GinkgoHelper()
+	reqs, err := harness.Requests(cp.AuditLog, operatorUser)
+	Expect(err).NotTo(HaveOccurred())
+	var creates []harness.Request
+	for _, r := range reqs {
+		if r.Resource == "jobs" && r.Verb == "create" && r.Namespace == ns {
+			creates = append(creates, r)
+		}
+	}
+	return creates
+}
