@@ -2,7 +2,6 @@ package history_test
 
 import (
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -31,28 +30,21 @@ var _ = Describe("Archive and history API", func() {
 
 		bodies, err := harness.Events(uint64(GinkgoRandomSeed()), n)
 		Expect(err).NotTo(HaveOccurred())
-		var acks atomic.Int64
 		s := &send.Sender{Auth: rcv.Auth(), Retries: send.FunnelRetries, URLs: []string{op.WebhookURL(ns, harness.ReceiverName)}}
-		s.OnAttempt = func(_ string, a send.Attempt) {
-			if a.Acknowledged() {
-				acks.Add(1)
-			}
-		}
-		done := make(chan []send.Result, 1)
-		go func() { done <- s.SendAll(ctx, bodies, 4) }()
+		sending := harness.SendInBackground(ctx, s, bodies, 4)
 
-		Eventually(acks.Load).Should(BeNumerically(">=", n/3))
+		Eventually(sending.Acked).Should(BeNumerically(">=", n/3))
 		By("SIGKILL mid-load")
 		op.Kill()
 		Expect(op.Start()).To(Succeed())
 		Expect(op.WaitReady(ctx, time.Minute)).To(Succeed())
-		Eventually(acks.Load).Should(BeNumerically(">=", 2*n/3))
+		Eventually(sending.Acked).Should(BeNumerically(">=", 2*n/3))
 		By("the archive's database down for a while")
 		errorsBefore := archiveErrors(Default)
 		Expect(pg.StopServer(ctx)).To(Succeed())
 		Eventually(archiveErrors).Should(BeNumerically(">", errorsBefore), "the operator met the outage")
 		Expect(pg.StartServer(ctx)).To(Succeed())
-		results := <-done
+		results := sending.Wait()
 
 		acknowledged := map[string]bool{}
 		for _, r := range results {

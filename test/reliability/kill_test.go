@@ -2,7 +2,6 @@ package reliability_test
 
 import (
 	"fmt"
-	"sync/atomic"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -11,8 +10,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/funnel-operator/funnel-operator/api/funnel/send"
 	funnelv1 "github.com/funnel-operator/funnel-operator/api/v1alpha1"
+	"github.com/funnel-operator/funnel-operator/test/harness"
 )
 
 // Scenario 1: the operator is SIGKILLed mid-load and restarted. Every event that got a
@@ -25,28 +24,20 @@ var _ = Describe("Operator killed mid-load", func() {
 		op := f.ops[0]
 		start := time.Now()
 
-		var acks atomic.Int64
-		s := f.sender()
-		s.OnAttempt = func(_ string, a send.Attempt) {
-			if a.Acknowledged() {
-				acks.Add(1)
-			}
-		}
-		done := make(chan []send.Result, 1)
-		go func() { done <- s.SendAll(ctx, bodies(n), 8) }()
+		sending := harness.SendInBackground(ctx, f.sender(), bodies(n), 8)
 
 		var restarted time.Time
 		for k := 1; k <= kills; k++ {
 			// Kill points spread over the load: at 1/(kills+1), 2/(kills+1), … of it.
 			at := int64(n * k / (kills + 1))
-			Eventually(acks.Load).WithTimeout(2*time.Minute).Should(BeNumerically(">=", at), "acknowledged before kill %d", k)
-			By(fmt.Sprintf("SIGKILL %d after %d acknowledgements", k, acks.Load()))
+			Eventually(sending.Acked).WithTimeout(2*time.Minute).Should(BeNumerically(">=", at), "acknowledged before kill %d", k)
+			By(fmt.Sprintf("SIGKILL %d after %d acknowledgements", k, sending.Acked()))
 			op.Kill()
 			Expect(op.Start()).To(Succeed())
 			Expect(op.WaitReady(ctx, time.Minute)).To(Succeed())
 			restarted = time.Now()
 		}
-		sent := <-done
+		sent := sending.Wait()
 
 		o := f.checkStored(sent)
 		f.waitFinal(o.stored, 2*time.Minute)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -108,20 +107,12 @@ var _ = Describe("Replays, retention and SIGKILLs, with Job actions", func() {
 		f.start()
 
 		By("sending, with a SIGKILL halfway")
-		var acks atomic.Int64
-		s := f.sender()
-		s.OnAttempt = func(_ string, a send.Attempt) {
-			if a.Acknowledged() {
-				acks.Add(1)
-			}
-		}
-		done := make(chan []send.Result, 1)
-		go func() { done <- s.SendAll(ctx, bodies(n), 8) }()
-		Eventually(acks.Load).WithTimeout(2 * time.Minute).Should(BeNumerically(">=", n/2))
+		sending := harness.SendInBackground(ctx, f.sender(), bodies(n), 8)
+		Eventually(sending.Acked).WithTimeout(2 * time.Minute).Should(BeNumerically(">=", n/2))
 		op.Kill()
 		Expect(op.Start()).To(Succeed())
 		Expect(op.WaitReady(ctx, time.Minute)).To(Succeed())
-		sent := <-done
+		sent := sending.Wait()
 		var acked []string
 		for name := range send.Acknowledged(sent) {
 			acked = append(acked, name)
