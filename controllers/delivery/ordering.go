@@ -74,22 +74,36 @@ func (r *Router) ahead(ctx context.Context, ev *funnelv1.FunnelEvent, sub *funne
 	if err != nil {
 		return "", err
 	}
-	var head *funnelv1.FunnelEvent
+	head, err := r.nearest(ctx, ev, sub, events, false)
+	if err != nil || head == nil {
+		return "", err
+	}
+	return head.Name, nil
+}
+
+// nearest is the event of events closest to ev on one side of it — before it, or after
+// it with after — that still has a delivery to make to sub; nil when there is none.
+func (r *Router) nearest(ctx context.Context, ev *funnelv1.FunnelEvent, sub *funnelv1.FunnelSubscription, events []funnelv1.FunnelEvent, after bool) (*funnelv1.FunnelEvent, error) {
+	// goesFirst orders the side looked at outwards from ev.
+	goesFirst := func(a, b *funnelv1.FunnelEvent) bool {
+		if after {
+			return before(a, b)
+		}
+		return before(b, a)
+	}
+	var near *funnelv1.FunnelEvent
 	for i := range events {
 		e := &events[i]
-		if e.UID == ev.UID || !before(e, ev) || (head != nil && before(e, head)) {
+		if e.UID == ev.UID || !goesFirst(ev, e) || (near != nil && goesFirst(near, e)) {
 			continue
 		}
 		if waits, err := r.delivering(ctx, e, sub); err != nil {
-			return "", err
+			return nil, err
 		} else if waits {
-			head = e
+			near = e
 		}
 	}
-	if head == nil {
-		return "", nil
-	}
-	return head.Name, nil
+	return near, nil
 }
 
 // delivering tells whether e still has a delivery to make to sub: one routed and not
@@ -132,17 +146,9 @@ func (r *Router) Next(ctx context.Context, ev *funnelv1.FunnelEvent) ([]funnelv1
 		if err != nil {
 			return nil, err
 		}
-		var next *funnelv1.FunnelEvent
-		for j := range events {
-			e := &events[j]
-			if e.UID == ev.UID || !before(ev, e) || (next != nil && before(next, e)) {
-				continue
-			}
-			if waits, err := r.delivering(ctx, e, sub); err != nil {
-				return nil, err
-			} else if waits {
-				next = e
-			}
+		next, err := r.nearest(ctx, ev, sub, events, true)
+		if err != nil {
+			return nil, err
 		}
 		if next != nil && !seen[next.Name] {
 			seen[next.Name] = true
