@@ -428,11 +428,16 @@ func (c *opCost) add(round, n int, used map[string]float64) {
 	c.Count += n
 	c.APIServerSeconds += used["apiserver"]
 	c.EtcdSeconds += used["etcd"]
-	for len(c.rounds) <= round {
+	c.addRound(round, opTotal{n: n, secs: used["apiserver"] + used["etcd"]})
+}
+
+// addRound adds t to round r's total.
+func (c *opCost) addRound(r int, t opTotal) {
+	for len(c.rounds) <= r {
 		c.rounds = append(c.rounds, opTotal{})
 	}
-	c.rounds[round].n += n
-	c.rounds[round].secs += used["apiserver"] + used["etcd"]
+	c.rounds[r].n += t.n
+	c.rounds[r].secs += t.secs
 }
 
 // pool adds the operations of o to c, round by round.
@@ -441,11 +446,7 @@ func (c *opCost) pool(o *opCost) {
 	c.APIServerSeconds += o.APIServerSeconds
 	c.EtcdSeconds += o.EtcdSeconds
 	for r, t := range o.rounds {
-		for len(c.rounds) <= r {
-			c.rounds = append(c.rounds, opTotal{})
-		}
-		c.rounds[r].n += t.n
-		c.rounds[r].secs += t.secs
+		c.addRound(r, t)
 	}
 }
 
