@@ -64,6 +64,9 @@ type EventReconciler struct {
 	// Tracing makes a span of each pass, in the trace of the request that stored the
 	// event; nil is tracing off.
 	Tracing *tracing.Tracing
+	// Events finds the events still delivering to a changed subscription, to wake them
+	// (the Router's index); SetupWithManager needs it.
+	Events *delivery.EventIndex
 
 	recent staleGuard
 }
@@ -176,7 +179,7 @@ func (r *EventReconciler) SetupWithManager(mgr ctrl.Manager, concurrency int) er
 		For(&funnelv1.FunnelEvent{}, builder.WithPredicates(family, replayPredicate())).
 		Watches(&batchv1.Job{}, handler.EnqueueRequestForOwner(mgr.GetScheme(), mgr.GetRESTMapper(), &funnelv1.FunnelEvent{}, handler.OnlyControllerOwner()),
 			builder.WithPredicates(family)).
-		Watches(&funnelv1.FunnelSubscription{}, handler.EnqueueRequestsFromMapFunc(r.deliveringTo(mgr.GetCache(), family)),
+		Watches(&funnelv1.FunnelSubscription{}, handler.EnqueueRequestsFromMapFunc(r.deliveringTo(family)),
 			builder.WithPredicates(subscriptionChanged())).
 		WithOptions(controller.Options{MaxConcurrentReconciles: concurrency})
 	if w, ok := r.Dispatcher.(waker); ok {
@@ -195,9 +198,9 @@ func (r *EventReconciler) SetupWithManager(mgr ctrl.Manager, concurrency int) er
 // it (delivery.IndexDeliveringTo), so that a change of the subscription is acted on at
 // once: a delivery held back while it was suspended or not Ready goes ahead, a dead
 // letter it no longer has ends, a delivery to it once deleted fails.
-func (r *EventReconciler) deliveringTo(cache client.Reader, mine predicate.Predicate) handler.MapFunc {
+func (r *EventReconciler) deliveringTo(mine predicate.Predicate) handler.MapFunc {
 	return func(ctx context.Context, sub client.Object) []reconcile.Request {
-		events, err := delivery.DeliveringTo(ctx, cache, client.ObjectKeyFromObject(sub))
+		events, err := r.Events.DeliveringTo(ctx, client.ObjectKeyFromObject(sub))
 		if err != nil {
 			ctrl.LoggerFrom(ctx).Error(err, "Waking the events of a changed subscription; they wake on their own timers", "subscription", klog.KObj(sub))
 			return nil

@@ -143,6 +143,9 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	if err != nil {
 		return err
 	}
+	// Registered on the first lookup, which only the leader makes: a follower does not
+	// watch the events.
+	events := delivery.NewEventIndex(mgr.GetCache())
 	var router *delivery.Router
 	if opts.Dispatcher == nil {
 		listen := append(slices.Clone(opts.ListenAddrs), opts.Webhook.Addr)
@@ -165,7 +168,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		if err := mgr.Add(stats); err != nil {
 			return fmt.Errorf("adding the subscription counters: %w", err)
 		}
-		router = &delivery.Router{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Identity: actAs, Scheme: mgr.GetScheme(), HTTP: httpClient, Executor: executor,
+		router = &delivery.Router{Client: mgr.GetClient(), Events: events, APIReader: mgr.GetAPIReader(), Identity: actAs, Scheme: mgr.GetScheme(), HTTP: httpClient, Executor: executor,
 			Clock: opts.Clock, Recorder: rec, Stats: stats, Tracing: opts.Tracing}
 		opts.Dispatcher = router
 	}
@@ -195,9 +198,6 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		return fmt.Errorf("setting up the FunnelReceiver controller: %w", err)
 	}
 
-	if err := delivery.IndexDeliveries(ctx, mgr.GetFieldIndexer()); err != nil {
-		return err
-	}
 	// Status patches answered with metadata only: the controllers need the new
 	// resourceVersion, not the whole object back.
 	eventWriter, err := metawrite.New(mgr.GetConfig(), mgr.GetClient())
@@ -210,7 +210,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 			concurrency = n
 		}
 		r := &EventReconciler{Client: eventWriter, Family: f, Dispatcher: opts.Dispatcher, Recorder: rec, Clock: opts.Clock, Sealer: sealer,
-			Tracing: opts.Tracing}
+			Tracing: opts.Tracing, Events: events}
 		if err := r.SetupWithManager(mgr, concurrency); err != nil {
 			return fmt.Errorf("setting up the %s event controller: %w", f, err)
 		}

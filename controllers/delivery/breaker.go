@@ -240,7 +240,7 @@ func (r *Router) writeCircuit(ctx context.Context, key types.NamespacedName, c c
 
 // wakeDeliveringTo wakes the events still delivering to a subscription.
 func (r *Router) wakeDeliveringTo(ctx context.Context, key types.NamespacedName) {
-	events, err := DeliveringTo(ctx, r.Client, key)
+	events, err := r.Events.DeliveringTo(ctx, key)
 	if err != nil {
 		ctrl.LoggerFrom(ctx).Error(err, "Waking the deliveries of a closed circuit; they wake on their own timers", "subscription", key)
 		return

@@ -140,7 +140,7 @@ func (r *Router) HeldFor(ctx context.Context, job client.Object) ([]funnelv1.Fun
 		if funnel.LabelValue(sub.Name) != label || sub.Spec.Delivery.MaxInFlight == nil {
 			continue
 		}
-		events, err := DeliveringTo(ctx, r.Client, types.NamespacedName{Namespace: sub.Namespace, Name: sub.Name})
+		events, err := r.Events.DeliveringTo(ctx, types.NamespacedName{Namespace: sub.Namespace, Name: sub.Name})
 		if err != nil {
 			return nil, err
 		}

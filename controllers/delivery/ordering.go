@@ -31,13 +31,12 @@ func subjectValue(k funnelv1.OrderingKey, v string) string { return k.Label() + 
 
 // eventsOf lists, from the cache, the unfinished events of ns whose key is value. They
 // are the cache's own objects: read them, never change them.
-func eventsOf(ctx context.Context, cache client.Reader, ns string, key funnelv1.OrderingKey, value string) ([]funnelv1.FunnelEvent, error) {
-	var list funnelv1.FunnelEventList
-	if err := cache.List(ctx, &list, client.InNamespace(ns), client.MatchingFields{IndexSubject: subjectValue(key, value)},
-		client.UnsafeDisableDeepCopy); err != nil {
+func (x *EventIndex) eventsOf(ctx context.Context, ns string, key funnelv1.OrderingKey, value string) ([]funnelv1.FunnelEvent, error) {
+	events, err := x.list(ctx, ns, IndexSubject, subjectValue(key, value))
+	if err != nil {
 		return nil, fmt.Errorf("listing the FunnelEvents of %s %s: %w", key, value, err)
 	}
-	return list.Items, nil
+	return events, nil
 }
 
 // orderTime is when an event happened, for ordering: occurredAt, or receivedAt for a
@@ -70,7 +69,7 @@ func (r *Router) ahead(ctx context.Context, ev *funnelv1.FunnelEvent, sub *funne
 	if value == "" {
 		return "", nil
 	}
-	events, err := eventsOf(ctx, r.Client, ev.Namespace, key, value)
+	events, err := r.Events.eventsOf(ctx, ev.Namespace, key, value)
 	if err != nil {
 		return "", err
 	}
@@ -142,7 +141,7 @@ func (r *Router) Next(ctx context.Context, ev *funnelv1.FunnelEvent) ([]funnelv1
 			continue
 		}
 		key := sub.Spec.Ordering.Key
-		events, err := eventsOf(ctx, r.Client, ev.Namespace, key, ev.Labels[key.Label()])
+		events, err := r.Events.eventsOf(ctx, ev.Namespace, key, ev.Labels[key.Label()])
 		if err != nil {
 			return nil, err
 		}

@@ -95,7 +95,8 @@ func TestOrdering(t *testing.T) {
 				b = b.WithObjects(ev.DeepCopy())
 				byName[ev.Name] = ev
 			}
-			r := &Router{Client: b.Build()}
+			c := b.Build()
+			r := &Router{Client: c, Events: &EventIndex{reader: c, added: len(eventIndexes)}}
 			for name, want := range tc.ahead {
 				if got, err := r.ahead(context.Background(), byName[name], ordered); err != nil || got != want {
 					t.Errorf("%s waits for %q (%v), want %q", name, got, err, want)

@@ -98,6 +98,9 @@ func (fx *effects) finished(sub types.NamespacedName, succeeded bool, t time.Tim
 type Router struct {
 	// Client reads events, subscriptions and Jobs from the cache.
 	Client client.Client
+	// Events looks up the cached events by the subscriptions they deliver to and by
+	// subject (NewEventIndex on the cache Client reads from).
+	Events *EventIndex
 	// APIReader reads from the API server what the cache may not hold yet: a Job the
 	// cache does not know is looked for there before it is called gone.
 	APIReader client.Reader
