@@ -103,6 +103,8 @@ type finishedEvent struct {
 	uid             types.UID
 	resourceVersion string
 	created         time.Time
+	// replay is its funnel.leasing.dev/replay value, "" without one.
+	replay string
 }
 
 // olderThan orders events by receipt, oldest first; names break ties of the creation
@@ -127,6 +129,8 @@ type retentionPlan struct {
 	nextExpiry time.Time
 	// unarchived counts the events due for deletion that the archive does not hold yet.
 	unarchived int
+	// replaying counts those kept because a replay was asked for and not started yet.
+	replaying int
 }
 
 // Reconcile runs one retention pass for a receiver.
@@ -145,6 +149,9 @@ func (r *RetentionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 		return ctrl.Result{}, err
 	}
 	if err := r.keepUnarchived(ctx, &plan); err != nil {
+		return ctrl.Result{}, err
+	}
+	if err := r.keepReplays(ctx, rcv.Namespace, &plan); err != nil {
 		return ctrl.Result{}, err
 	}
 
@@ -177,6 +184,10 @@ func (r *RetentionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	next := max(plan.nextExpiry.Sub(now), time.Second)
 	if plan.unarchived > 0 {
 		ctrl.LoggerFrom(ctx).V(1).Info("Waiting for the archive before deleting", "events", plan.unarchived)
+		next = min(next, archiveRecheck)
+	}
+	if plan.replaying > 0 {
+		ctrl.LoggerFrom(ctx).V(1).Info("Keeping events whose replay has not started", "events", plan.replaying)
 		next = min(next, archiveRecheck)
 	}
 	return ctrl.Result{RequeueAfter: next}, nil
@@ -214,6 +225,45 @@ func (r *RetentionReconciler) keepUnarchived(ctx context.Context, plan *retentio
 	return nil
 }
 
+// keepReplays drops from the plan the events whose replay was asked for (a new
+// funnel.leasing.dev/replay value) but not started yet: the replay watcher sets them
+// Pending, and deleting one first would lose the replay the user asked for. Only events
+// carrying the annotation are read, whole, from the API server; the list has metadata only.
+func (r *RetentionReconciler) keepReplays(ctx context.Context, ns string, plan *retentionPlan) error {
+	for _, evs := range []*[]finishedEvent{&plan.byAge, &plan.byCap} {
+		kept := (*evs)[:0]
+		for _, fe := range *evs {
+			pending, err := r.replayPending(ctx, ns, fe)
+			if err != nil {
+				return err
+			}
+			if pending {
+				plan.replaying++
+				continue
+			}
+			kept = append(kept, fe)
+		}
+		*evs = kept
+	}
+	return nil
+}
+
+// replayPending tells whether the event as listed carries a replay value it has not
+// started. One gone or re-created meanwhile is not: the delete's preconditions spare it.
+func (r *RetentionReconciler) replayPending(ctx context.Context, ns string, fe finishedEvent) (bool, error) {
+	if fe.replay == "" {
+		return false, nil
+	}
+	var ev funnelv1.FunnelEvent
+	if err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: ns, Name: fe.name}, &ev); err != nil {
+		if apierrors.IsNotFound(err) {
+			return false, nil
+		}
+		return false, fmt.Errorf("reading FunnelEvent %s/%s for its replay: %w", ns, fe.name, err)
+	}
+	return ev.UID == fe.uid && replayToken(ev.Annotations[funnelv1.AnnotationReplay]) != ev.Status.ObservedReplay, nil
+}
+
 // plan pages through the receiver's finished events once and decides what to delete:
 // those past their age first, then the oldest of the rest beyond maxEvents, at most
 // maxDeletesPerPass in all.
@@ -235,7 +285,8 @@ func (r *RetentionReconciler) plan(ctx context.Context, rcv *funnelv1.FunnelRece
 		if phase == funnelv1.PhaseFailed {
 			ttl = failed
 		}
-		ev := finishedEvent{name: m.Name, uid: m.UID, resourceVersion: m.ResourceVersion, created: m.CreationTimestamp.Time}
+		ev := finishedEvent{name: m.Name, uid: m.UID, resourceVersion: m.ResourceVersion, created: m.CreationTimestamp.Time,
+			replay: m.Annotations[funnelv1.AnnotationReplay]}
 		if expires := ev.created.Add(ttl); !expires.After(now) {
 			expired++
 			if len(plan.byAge) < maxDeletesPerPass {

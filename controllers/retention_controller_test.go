@@ -1,16 +1,19 @@
 package controllers_test
 
 import (
+	"fmt"
 	"net/http"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	"golang.org/x/time/rate"
+	admissionv1 "k8s.io/api/admissionregistration/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	clocktesting "k8s.io/utils/clock/testing"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -205,6 +208,30 @@ var _ = Describe("Retention", func() {
 		Expect(capCondition("funnel")).To(HaveField("Status", metav1.ConditionFalse), "unfinished events do not count")
 	})
 
+	It("keeps an event whose replay was asked for by annotation until the replay has run", func() {
+		receiverWith("funnel", funnelv1.Retention{Succeeded: funnelv1.NewDuration(time.Hour)})
+		finishedEvent("replayed", "funnel", funnelv1.PhaseSucceeded)
+		finishedEvent("done", "funnel", funnelv1.PhaseSucceeded)
+
+		By("holding the replay watcher back: a policy refuses the status writes of one event")
+		refuseStatusWrites(ns, "replayed")
+		By("asking for a replay with the annotation alone, as kubectl annotate or a GitOps tool would")
+		ev := &funnelv1.FunnelEvent{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "replayed"}}
+		Expect(k8s.Patch(ctx, ev, client.RawPatch(types.MergePatchType, fmt.Appendf(nil,
+			`{"metadata":{"annotations":{%q:"again"}}}`, funnelv1.AnnotationReplay)))).To(Succeed())
+
+		clock.SetTime(created.Add(2 * time.Hour))
+		Expect(pass("funnel")).To(BeNumerically("<=", 15*time.Second), "look again soon")
+		Expect(remaining()).To(ConsistOf("replayed"), "the replay not started yet keeps its event")
+
+		By("once the replay has run, the event is deleted like any other")
+		allowStatusWrites()
+		Eventually(getEvent(ns, "replayed")).Should(SatisfyAll(HaveField("Status.ObservedReplay", "again"),
+			finished(funnelv1.PhaseSucceeded)))
+		pass("funnel")
+		Expect(remaining()).To(BeEmpty())
+	})
+
 	It("applies the default ages and cap to a receiver without retention settings", func() {
 		receiverWith("defaults", funnelv1.Retention{})
 		var rcv funnelv1.FunnelReceiver
@@ -220,3 +247,44 @@ var _ = Describe("Retention", func() {
 		Expect(remaining()).To(BeEmpty())
 	})
 })
+
+// statusWritePolicy names the admission policy refuseStatusWrites installs.
+const statusWritePolicy = "funnel-spec-refuse-status-writes"
+
+// refuseStatusWrites makes the API server refuse every status write of the event ns/name
+// (a ValidatingAdmissionPolicy), until allowStatusWrites; it returns once in force.
+func refuseStatusWrites(ns, name string) {
+	GinkgoHelper()
+	Expect(k8s.Create(ctx, &admissionv1.ValidatingAdmissionPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: statusWritePolicy},
+		Spec: admissionv1.ValidatingAdmissionPolicySpec{
+			FailurePolicy: ptr(admissionv1.Fail),
+			MatchConstraints: &admissionv1.MatchResources{ResourceRules: []admissionv1.NamedRuleWithOperations{{
+				RuleWithOperations: admissionv1.RuleWithOperations{Operations: []admissionv1.OperationType{admissionv1.Update},
+					Rule: admissionv1.Rule{APIGroups: []string{funnelv1.GroupVersion.Group}, APIVersions: []string{"*"},
+						Resources: []string{"funnelevents/status"}}}}}},
+			Validations: []admissionv1.Validation{{
+				Expression: fmt.Sprintf("object.metadata.namespace != %q || object.metadata.name != %q", ns, name),
+				Message:    "status writes of this event are refused by the spec"}},
+		},
+	})).To(Succeed())
+	Expect(k8s.Create(ctx, &admissionv1.ValidatingAdmissionPolicyBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: statusWritePolicy},
+		Spec: admissionv1.ValidatingAdmissionPolicyBindingSpec{PolicyName: statusWritePolicy,
+			ValidationActions: []admissionv1.ValidationAction{admissionv1.Deny}},
+	})).To(Succeed())
+	DeferCleanup(allowStatusWrites)
+	probe := &funnelv1.FunnelEvent{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
+	Eventually(func() error {
+		return k8s.Status().Patch(ctx, probe, client.RawPatch(types.MergePatchType, []byte(`{"status":{}}`)), client.DryRunAll)
+	}).Should(MatchError(ContainSubstring("refused by the spec")), "the policy is in force")
+}
+
+// allowStatusWrites removes refuseStatusWrites' policy.
+func allowStatusWrites() {
+	GinkgoHelper()
+	for _, obj := range []client.Object{&admissionv1.ValidatingAdmissionPolicyBinding{}, &admissionv1.ValidatingAdmissionPolicy{}} {
+		obj.SetName(statusWritePolicy)
+		Expect(client.IgnoreNotFound(k8s.Delete(ctx, obj))).To(Succeed())
+	}
+}
