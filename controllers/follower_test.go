@@ -8,7 +8,9 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	batchv1 "k8s.io/api/batch/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -77,12 +79,16 @@ var _ = Describe("A follower replica", func() {
 		Expect(again.code).To(Equal(200), again.body)
 		Expect(again.event()).To(Equal(a.event()), "Funnel's retry is the same event")
 
-		By("finding no FunnelEvent informer in the follower's cache")
+		By("finding only receivers in the follower's cache")
 		Expect(follower.GetCache().WaitForCacheSync(ctx)).To(BeTrue())
 		var events funnelv1.FunnelEventList
 		err = follower.GetCache().List(ctx, &events, client.InNamespace(ns))
 		var notCached *cache.ErrResourceNotCached
 		Expect(errors.As(err, &notCached)).To(BeTrue(), "the follower watches FunnelEvents (its cache listed them: %v)", err)
+		for _, list := range []client.ObjectList{&funnelv1.FunnelSubscriptionList{}, &batchv1.JobList{}, &corev1.SecretList{}} {
+			err := follower.GetCache().List(ctx, list, client.InNamespace(ns))
+			Expect(errors.As(err, &notCached)).To(BeTrue(), "the follower caches %T (its cache listed them: %v)", list, err)
+		}
 		Expect(follower.GetCache().List(ctx, &funnelv1.FunnelReceiverList{}, client.InNamespace(ns))).To(Succeed(),
 			"the follower's receiver reads receivers from its cache")
 	})
