@@ -173,6 +173,9 @@ func (r *EventReconciler) process(ctx context.Context, ev *funnelv1.FunnelEvent)
 // the events whose type label belongs to it, and woken by changes of the Jobs its
 // deliveries run (Jobs carry their event's type label, so the right family wakes).
 func (r *EventReconciler) SetupWithManager(mgr ctrl.Manager, concurrency int) error {
+	if r.Events == nil {
+		return fmt.Errorf("the %s event controller needs the events' index (Events) to wake them when a subscription changes", r.Family)
+	}
 	family := familyPredicate(r.Family)
 	b := ctrl.NewControllerManagedBy(mgr).
 		Named(string(r.Family)).
