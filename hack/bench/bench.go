@@ -66,9 +66,14 @@ type bench struct {
 	background map[string]float64
 	// postmaster is the PostgreSQL server of the archive step while it runs (0: none).
 	postmaster int
+	// operatorComm is the operator's command name in /proc (operatorComm).
+	operatorComm string
 	// disturbed lists the measurements during which other processes used the CPU.
 	disturbed []string
 }
+
+// procs is what sampleCPU needs to know of the operator's and PostgreSQL's processes.
+func (b *bench) procs() cpuProcs { return cpuProcs{operator: b.operatorComm, postmaster: b.postmaster} }
 
 // run starts everything, runs the phases, and writes the results.
 func run(ctx context.Context, o options) error {
@@ -90,7 +95,7 @@ func run(ctx context.Context, o options) error {
 	}
 	defer os.RemoveAll(dir)
 
-	b := &bench{o: o, res: newResults(o), receivers: map[string]*harness.Receiver{}}
+	b := &bench{o: o, res: newResults(o), receivers: map[string]*harness.Receiver{}, operatorComm: operatorComm(manager)}
 	logf("starting a local control plane (data in %s)", dir)
 	var flags map[string]string
 	if o.cbor {

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"math"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -183,12 +185,54 @@ func TestParseFlags(t *testing.T) {
 	}
 }
 
+func TestOperatorComm(t *testing.T) {
+	for binary, want := range map[string]string{
+		"bin/manager":                         "manager",
+		"/tmp/after/manager":                  "manager",
+		"/tmp/manager-before":                 "manager-before",
+		"/tmp/funnel-operator-manager-before": "funnel-operator",
+	} {
+		if got := operatorComm(binary); got != want {
+			t.Errorf("operatorComm(%q) = %q, want %q", binary, got, want)
+		}
+	}
+}
+
+// A child run from a binary of any name is charged to the operator when it is the
+// operator's binary.
+func TestSampleCPUChargesTheOperatorBinary(t *testing.T) {
+	sleep, err := exec.LookPath("sleep")
+	if err != nil {
+		t.Skip("no sleep binary to run as a stand-in operator")
+	}
+	b, err := os.ReadFile(sleep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(t.TempDir(), "manager-after")
+	if err := os.WriteFile(bin, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "60")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	s := sampleCPU(cpuProcs{operator: operatorComm(bin)})
+	if _, ok := s.seconds["operator"]; !ok {
+		t.Errorf("a child run from %s is not charged to the operator: %v", bin, s.seconds)
+	}
+	if _, ok := s.seconds["manager-after"]; ok {
+		t.Errorf("the operator's CPU is under its binary's name: %v", s.seconds)
+	}
+}
+
 func TestProcStatOfSelf(t *testing.T) {
 	comm, ppid, secs, ok := procStat(os.Getpid())
 	if !ok || comm == "" || ppid != os.Getppid() || secs < 0 {
 		t.Errorf("procStat(self) = %q, %d, %v, %v", comm, ppid, secs, ok)
 	}
-	if s := sampleCPU(0); s.total <= 0 {
+	if s := sampleCPU(cpuProcs{}); s.total <= 0 {
 		t.Errorf("sampleCPU = %+v", s)
 	}
 }

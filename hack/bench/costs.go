@@ -337,13 +337,13 @@ func (b *bench) idleCPU(ctx context.Context) (map[string]float64, error) {
 		return nil, ctx.Err()
 	case <-time.After(2 * time.Second):
 	}
-	cpu := sampleCPU(b.postmaster)
+	cpu := sampleCPU(b.procs())
 	select {
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	case <-time.After(3 * time.Second):
 	}
-	used := sampleCPU(b.postmaster).secondsSince(cpu)
+	used := sampleCPU(b.procs()).secondsSince(cpu)
 	out := map[string]float64{}
 	for _, k := range []string{"apiserver", "etcd"} {
 		out[k] = used[k] / 3
@@ -364,7 +364,7 @@ func (b *bench) measure(ctx context.Context, evs []*funnelv1.FunnelEvent, op fun
 	if profile != "" {
 		prof.Go(func() { profErr = b.apiProfile(ctx, profile, 5*time.Second) })
 	}
-	cpu := sampleCPU(b.postmaster)
+	cpu := sampleCPU(b.procs())
 	_, err := send.Run(ctx, send.Load{Concurrency: costsConcurrency, Count: len(evs)}, func() (*funnelv1.FunnelEvent, error) {
 		next++
 		return evs[next-1], nil
@@ -375,7 +375,7 @@ func (b *bench) measure(ctx context.Context, evs []*funnelv1.FunnelEvent, op fun
 			mu.Unlock()
 		}
 	})
-	after := sampleCPU(b.postmaster)
+	after := sampleCPU(b.procs())
 	used := after.secondsSince(cpu)
 	for k, rate := range b.background {
 		used[k] -= rate * after.at.Sub(cpu.at).Seconds()

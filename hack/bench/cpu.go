@@ -19,9 +19,25 @@ type cpuSample struct {
 	at      time.Time
 	seconds map[string]float64
 	total   float64
+	procs   cpuProcs
+}
+
+// cpuProcs tells sampleCPU which processes are whose, beyond the bench's children named
+// kube-apiserver and etcd.
+type cpuProcs struct {
+	// operator is the operator's command name, as /proc shows it (operatorComm).
+	operator string
 	// postmaster is the PostgreSQL server the bench started (0: none): pg_ctl detaches it,
 	// so it is no child of the bench; it and its children count as "postgres".
 	postmaster int
+}
+
+// operatorComm is the command name /proc gives a process run from binary: the file's
+// name, cut to 15 bytes. Matching it, not "manager", counts any --manager build as the
+// operator (a before/after comparison runs two differently named binaries).
+func operatorComm(binary string) string {
+	name := filepath.Base(binary)
+	return name[:min(len(name), 15)]
 }
 
 // otherKey names the CPU the machine spent outside the bench and its children: other
@@ -30,8 +46,8 @@ const otherKey = "other"
 
 // sampleCPU reads /proc/<pid>/stat of this process and of its children, and of the
 // postmaster (when not 0) and its children.
-func sampleCPU(postmaster int) cpuSample {
-	s := cpuSample{at: time.Now(), seconds: map[string]float64{}, postmaster: postmaster}
+func sampleCPU(procs cpuProcs) cpuSample {
+	s := cpuSample{at: time.Now(), seconds: map[string]float64{}, procs: procs}
 	self := os.Getpid()
 	if _, _, secs, ok := procStat(self); ok {
 		s.seconds["bench"] += secs
@@ -43,7 +59,7 @@ func sampleCPU(postmaster int) cpuSample {
 			continue
 		}
 		comm, ppid, secs, ok := procStat(pid)
-		if ok && postmaster != 0 && (pid == postmaster || ppid == postmaster) {
+		if ok && procs.postmaster != 0 && (pid == procs.postmaster || ppid == procs.postmaster) {
 			s.seconds["postgres"] += secs
 			continue
 		}
@@ -51,7 +67,7 @@ func sampleCPU(postmaster int) cpuSample {
 			continue
 		}
 		switch comm {
-		case "manager":
+		case procs.operator:
 			comm = "operator"
 		case "kube-apiserver":
 			comm = "apiserver"
@@ -110,7 +126,7 @@ func procStat(pid int) (comm string, ppid int, secs float64, ok bool) {
 
 // coresSince returns the cores each component used on average since before.
 func coresSince(before cpuSample) map[string]float64 {
-	return coresBetween(before, sampleCPU(before.postmaster))
+	return coresBetween(before, sampleCPU(before.procs))
 }
 
 // coresBetween returns the cores each component used on average from before to after.

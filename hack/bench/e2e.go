@@ -145,7 +145,7 @@ func (b *bench) e2eStep(ctx context.Context, name, ns string, stream uint64) (*e
 // e2eRun posts in the shape of l, then waits until the watch saw every acknowledged event
 // finished (a final status.phase: its last write), and measures.
 func (b *bench) e2eRun(ctx context.Context, w *watcher, ns, label string, l send.Load, src *source) (*e2eRun, error) {
-	cpu := sampleCPU(b.postmaster)
+	cpu := sampleCPU(b.procs())
 	p, err := b.post(ctx, ns, l, src)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", label, err)

@@ -42,19 +42,19 @@ func (b *bench) ingest(ctx context.Context) error {
 		// CPU seconds by component: what one acknowledged request costs beside one raw create.
 		rawSecs, ingestSecs := map[string]float64{}, map[string]float64{}
 		for i := range rounds {
-			rawStart := sampleCPU(b.postmaster)
+			rawStart := sampleCPU(b.procs())
 			r, err := b.create(ctx, nsRaw, send.Load{Concurrency: c, Duration: seg}, rawSrc, false)
 			if err != nil {
 				return fmt.Errorf("%s, raw baseline: %w", label, err)
 			}
 			raw.n, raw.elapsed = raw.n+r.n, raw.elapsed+r.elapsed
-			cpu := sampleCPU(b.postmaster)
+			cpu := sampleCPU(b.procs())
 			addSeconds(rawSecs, cpu.secondsSince(rawStart))
 			p, err := b.post(ctx, nsIngest, send.Load{Concurrency: c, Duration: seg}, src)
 			if err != nil {
 				return fmt.Errorf("%s, round %d: %w", label, i+1, err)
 			}
-			end := sampleCPU(b.postmaster)
+			end := sampleCPU(b.procs())
 			addSeconds(ingestSecs, end.secondsSince(cpu))
 			for k, v := range coresBetween(cpu, end) {
 				l.CPUCores[k] += v / float64(rounds)

@@ -29,7 +29,7 @@ func (b *bench) scaling(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("%s, warm-up: %w", label, err)
 		}
-		cpu := sampleCPU(b.postmaster)
+		cpu := sampleCPU(b.procs())
 		// The open loop sends as many requests at once as the rate needs, up to 2048: it gets
 		// past what the closed loops reached.
 		p, err := b.post(ctx, nsScaling, send.Load{Rate: rate, Duration: b.o.duration, Concurrency: 2048}, src)
