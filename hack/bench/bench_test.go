@@ -104,7 +104,8 @@ func TestTargetsAndResults(t *testing.T) {
 	r := &results{
 		Ingest: []ingestLevel{
 			{Concurrency: 1, RawCreatesPerSecond: 100, AckedPerSecond: 90, Ratio: ptrTo(0.9), Latency: latency{Max: 0.2}},
-			{Concurrency: 8, RawCreatesPerSecond: 300, AckedPerSecond: 210, Ratio: ptrTo(0.7), NoAnswer: 1, Missing: 2},
+			{Concurrency: 8, RawCreatesPerSecond: 300, AckedPerSecond: 210, Ratio: ptrTo(0.7), NoAnswer: 1, Missing: 2,
+				SegmentRatios: []float64{0.41, 0.82, 0.84, 0.86}, SegmentRatioMedian: 0.83},
 		},
 		E2E: []e2eStep{{Name: "no subscription", Throughput: &e2eRun{Events: 10}, Paced: &e2eRun{}, WritesPerEvent: ptrTo(2.0), Ratio: ptrTo(0.4), Missing: 1,
 			WritesByVerb: map[string]float64{"POST 201": 10, "PATCH/status 200": 10}}},
@@ -134,7 +135,7 @@ func TestTargetsAndResults(t *testing.T) {
 	}
 	md := renderResults(r)
 	for _, s := range []string{"| ingest ≥ 0.8× raw at every concurrency | `ingest_ratio_min` | 0.7 | **missed** |",
-		"| 8 | 300.0 | 210.0 | 0.70 |", "PATCH/status 200: 10, POST 201: 10", "| 1000 |", "| ratio | 1.10 |",
+		"| 8 | 300.0 | 210.0 | 0.70 | 0.41, 0.82, 0.84, 0.86 (0.83) |", "PATCH/status 200: 10, POST 201: 10", "| 1000 |", "| ratio | 1.10 |",
 		"| 2978 |", "| 4100 |", "| throughput | 10 | 10 |"} {
 		if !strings.Contains(md, s) {
 			t.Errorf("results.md lacks %q:\n%s", s, md)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/funnel-operator/funnel-operator/api/funnel/send"
@@ -41,6 +42,7 @@ func (b *bench) ingest(ctx context.Context) error {
 		total := &posted{rep: send.NewReport(), acked: warm.acked}
 		// CPU seconds by component: what one acknowledged request costs beside one raw create.
 		rawSecs, ingestSecs := map[string]float64{}, map[string]float64{}
+		var segments []float64
 		for i := range rounds {
 			rawStart := sampleCPU(b.procs())
 			r, err := b.create(ctx, nsRaw, send.Load{Concurrency: c, Duration: seg}, rawSrc, false)
@@ -58,6 +60,9 @@ func (b *bench) ingest(ctx context.Context) error {
 			addSeconds(ingestSecs, end.secondsSince(cpu))
 			for k, v := range coresBetween(cpu, end) {
 				l.CPUCores[k] += v / float64(rounds)
+			}
+			if pair := ratio(p.ackedPerSecond(), r.perSecond()); pair != nil {
+				segments = append(segments, *pair)
 			}
 			total.rep.Merge(p.rep)
 			total.stats.Elapsed += p.stats.Elapsed
@@ -94,12 +99,16 @@ func (b *bench) ingest(ctx context.Context) error {
 		}
 		l.RawCreatesPerSecond, l.AckedPerSecond = raw.perSecond(), total.ackedPerSecond()
 		l.Ratio = ratio(l.AckedPerSecond, l.RawCreatesPerSecond)
+		slices.Sort(segments)
+		if l.SegmentRatios = segments; len(segments) > 0 {
+			l.SegmentRatioMedian = median(segments)
+		}
 		l.Requests, l.NotAcked, l.NoAnswer = total.rep.Sent, total.rep.NotAcknowledged(), total.rep.NoAnswer
 		l.ByStatus, l.Failures = total.rep.ByStatus, total.rep.TopFailures(5)
 		l.Latency, l.DuplicateDrainSeconds = latencyOf(total.rep.Latencies), round3(l.DuplicateDrainSeconds)
 		b.res.Ingest = append(b.res.Ingest, l)
-		logf("%s: %.1f acked/s, raw %.1f creates/s interleaved: %.2f×; p50 %s p99 %s max %s; not acked %d, missing %d; backlog drained in %.1fs; CPU %s; API CPU per request %.2f ms, %.2f× a raw create's; operator %.2f ms",
-			label, l.AckedPerSecond, l.RawCreatesPerSecond, valueOr(l.Ratio), fmtSeconds(l.Latency.P50), fmtSeconds(l.Latency.P99),
+		logf("%s: %.1f acked/s, raw %.1f creates/s interleaved: %.2f× (segment pairs %v, median %.2f); p50 %s p99 %s max %s; not acked %d, missing %d; backlog drained in %.1fs; CPU %s; API CPU per request %.2f ms, %.2f× a raw create's; operator %.2f ms",
+			label, l.AckedPerSecond, l.RawCreatesPerSecond, valueOr(l.Ratio), l.SegmentRatios, l.SegmentRatioMedian, fmtSeconds(l.Latency.P50), fmtSeconds(l.Latency.P99),
 			fmtSeconds(l.Latency.Max), l.NotAcked, l.Missing, l.BacklogDrainSeconds, fmtCores(l.CPUCores),
 			apiMs(l.CPUMsPerRequest), valueOr(l.APICostRatio), l.CPUMsPerRequest["operator"])
 	}

@@ -33,9 +33,14 @@ func renderResults(r *results) string {
 	w("\n%s", t.render("Targets"))
 
 	if len(r.Ingest) > 0 {
-		t := newTable("concurrency", "raw creates/s", "ingest acked/s", "ratio", "p50", "p99", "max", "not acked", "missing", "backlog drain s")
+		t := newTable("concurrency", "raw creates/s", "ingest acked/s", "ratio", "segment pairs (median)", "p50", "p99", "max", "not acked", "missing", "backlog drain s")
 		for _, l := range r.Ingest {
+			pairs := make([]string, len(l.SegmentRatios))
+			for i, v := range l.SegmentRatios {
+				pairs[i] = fmt.Sprintf("%.2f", v)
+			}
 			t.add(strconv.Itoa(l.Concurrency), f1(l.RawCreatesPerSecond), f1(l.AckedPerSecond), fp(l.Ratio, "%.2f"),
+				fmt.Sprintf("%s (%.2f)", strings.Join(pairs, ", "), l.SegmentRatioMedian),
 				ms(l.Latency.P50), ms(l.Latency.P99), ms(l.Latency.Max), strconv.Itoa(l.NotAcked), strconv.Itoa(l.Missing), f1(l.BacklogDrainSeconds))
 		}
 		w("\n%s", t.render("Ingest on a follower vs. raw creates interleaved with it (latencies in ms)"))

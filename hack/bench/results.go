@@ -157,13 +157,18 @@ type ingestLevel struct {
 	// AckedPerSecond counts every acknowledged request (first receipts and repeats).
 	AckedPerSecond float64 `json:"acked_per_second"`
 	// Ratio is AckedPerSecond over RawCreatesPerSecond: the target.
-	Ratio    *float64    `json:"ratio"`
-	Requests int         `json:"requests"`
-	NotAcked int         `json:"not_acked"`
-	NoAnswer int         `json:"no_answer"`
-	ByStatus map[int]int `json:"by_status"`
-	Latency  latency     `json:"latency_seconds"`
-	Missing  int         `json:"missing"`
+	Ratio *float64 `json:"ratio"`
+	// SegmentRatios are each ingest segment's rate over the raw segment just before it,
+	// sorted; SegmentRatioMedian their median. A disturbance of a few seconds lands in
+	// one pair and moves Ratio, not the median: their difference shows the noise.
+	SegmentRatios      []float64   `json:"segment_ratios"`
+	SegmentRatioMedian float64     `json:"segment_ratio_median"`
+	Requests           int         `json:"requests"`
+	NotAcked           int         `json:"not_acked"`
+	NoAnswer           int         `json:"no_answer"`
+	ByStatus           map[int]int `json:"by_status"`
+	Latency            latency     `json:"latency_seconds"`
+	Missing            int         `json:"missing"`
 	// BacklogDrainSeconds is from the release of the Lease until the leader had finished
 	// the events the level left.
 	BacklogDrainSeconds float64 `json:"backlog_drain_seconds"`
