@@ -45,8 +45,7 @@ var eventIndexes = []struct {
 // IndexSubject. It registers the indexes on its first lookup, not at setup: registering
 // an index starts the cache's FunnelEvent informer, and only the leader looks events up
 // (its controllers watch them anyway). A follower, which only answers Funnel, so neither
-// watches nor holds the unfinished events; its watch cost the API server about one
-// create's work per acknowledged request (bench/README.md).
+// watches nor holds the unfinished events (bench/README.md measures what that saves).
 type EventIndex struct {
 	reader  client.Reader
 	indexer client.FieldIndexer
