@@ -133,6 +133,25 @@ type retentionPlan struct {
 	replaying int
 }
 
+// spare drops from both delete lists the events spared says to keep in the cluster; on an
+// error it stops there, and the pass with it.
+func (p *retentionPlan) spare(spared func(finishedEvent) (bool, error)) error {
+	for _, evs := range []*[]finishedEvent{&p.byAge, &p.byCap} {
+		deleting := (*evs)[:0]
+		for _, ev := range *evs {
+			spare, err := spared(ev)
+			if err != nil {
+				return err
+			}
+			if !spare {
+				deleting = append(deleting, ev)
+			}
+		}
+		*evs = deleting
+	}
+	return nil
+}
+
 // Reconcile runs one retention pass for a receiver.
 func (r *RetentionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	receiverLabel := req.String()
@@ -212,17 +231,13 @@ func (r *RetentionReconciler) keepUnarchived(ctx context.Context, plan *retentio
 	if err != nil {
 		return fmt.Errorf("asking the archive which events it holds (retention waits for it): %w", err)
 	}
-	keep := func(evs []finishedEvent) []finishedEvent {
-		return slices.DeleteFunc(evs, func(ev finishedEvent) bool {
-			if archived[ev.uid] != ev.resourceVersion {
-				plan.unarchived++
-				return true
-			}
-			return false
-		})
-	}
-	plan.byAge, plan.byCap = keep(plan.byAge), keep(plan.byCap)
-	return nil
+	return plan.spare(func(ev finishedEvent) (bool, error) {
+		if archived[ev.uid] != ev.resourceVersion {
+			plan.unarchived++
+			return true, nil
+		}
+		return false, nil
+	})
 }
 
 // keepReplays drops from the plan the events whose replay was asked for (a new
@@ -230,22 +245,13 @@ func (r *RetentionReconciler) keepUnarchived(ctx context.Context, plan *retentio
 // Pending, and deleting one first would lose the replay the user asked for. Only events
 // carrying the annotation are read, whole, from the API server; the list has metadata only.
 func (r *RetentionReconciler) keepReplays(ctx context.Context, ns string, plan *retentionPlan) error {
-	for _, evs := range []*[]finishedEvent{&plan.byAge, &plan.byCap} {
-		kept := (*evs)[:0]
-		for _, fe := range *evs {
-			pending, err := r.replayPending(ctx, ns, fe)
-			if err != nil {
-				return err
-			}
-			if pending {
-				plan.replaying++
-				continue
-			}
-			kept = append(kept, fe)
+	return plan.spare(func(fe finishedEvent) (bool, error) {
+		pending, err := r.replayPending(ctx, ns, fe)
+		if pending {
+			plan.replaying++
 		}
-		*evs = kept
-	}
-	return nil
+		return pending, err
+	})
 }
 
 // replayPending tells whether the event as listed carries a replay value it has not
