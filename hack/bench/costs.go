@@ -269,7 +269,6 @@ func (b *bench) costs(ctx context.Context) error {
 // mostly cancels, and the median leaves out the pairs a burst of other work landed in.
 func (b *bench) pairs(ctx context.Context, v *variant, name string, op func(context.Context, *variant, *funnelv1.FunnelEvent) error, pairs, count int) (pairedOp, error) {
 	src := newSource(b.o.seed, 302, 0)
-	api := func(used map[string]float64) float64 { return used["apiserver"] + used["etcd"] }
 	var out []float64
 	for p := range pairs {
 		evs := make([]*funnelv1.FunnelEvent, count)
@@ -287,7 +286,7 @@ func (b *bench) pairs(ctx context.Context, v *variant, name string, op func(cont
 		if err != nil {
 			return pairedOp{}, fmt.Errorf("costs: %s, pair %d: %w", name, p+1, err)
 		}
-		if r := ratio(api(written), api(created)); r != nil {
+		if r := ratio(apiCPU(written), apiCPU(created)); r != nil {
 			out = append(out, *r)
 		}
 	}
@@ -428,7 +427,7 @@ func (c *opCost) add(round, n int, used map[string]float64) {
 	c.Count += n
 	c.APIServerSeconds += used["apiserver"]
 	c.EtcdSeconds += used["etcd"]
-	c.addRound(round, opTotal{n: n, secs: used["apiserver"] + used["etcd"]})
+	c.addRound(round, opTotal{n: n, secs: apiCPU(used)})
 }
 
 // addRound adds t to round r's total.

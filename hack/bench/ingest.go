@@ -82,7 +82,7 @@ func (b *bench) ingest(ctx context.Context) error {
 			l.CPUCores[k] = math.Round(v*100) / 100
 		}
 		l.CPUMsPerRequest, l.RawCPUMsPerCreate = msPerOp(ingestSecs, total.rep.Acknowledged), msPerOp(rawSecs, raw.n)
-		l.APICostRatio = ratio(apiMs(l.CPUMsPerRequest), apiMs(l.RawCPUMsPerCreate))
+		l.APICostRatio = ratio(apiCPU(l.CPUMsPerRequest), apiCPU(l.RawCPUMsPerCreate))
 		b.checkOther(label, l.CPUCores)
 		after, err := b.reconciles(ctx)
 		if err != nil {
@@ -110,7 +110,7 @@ func (b *bench) ingest(ctx context.Context) error {
 		logf("%s: %.1f acked/s, raw %.1f creates/s interleaved: %.2f× (segment pairs %v, median %.2f); p50 %s p99 %s max %s; not acked %d, missing %d; backlog drained in %.1fs; CPU %s; API CPU per request %.2f ms, %.2f× a raw create's; operator %.2f ms",
 			label, l.AckedPerSecond, l.RawCreatesPerSecond, valueOr(l.Ratio), l.SegmentRatios, l.SegmentRatioMedian, fmtSeconds(l.Latency.P50), fmtSeconds(l.Latency.P99),
 			fmtSeconds(l.Latency.Max), l.NotAcked, l.Missing, l.BacklogDrainSeconds, fmtCores(l.CPUCores),
-			apiMs(l.CPUMsPerRequest), valueOr(l.APICostRatio), l.CPUMsPerRequest["operator"])
+			apiCPU(l.CPUMsPerRequest), valueOr(l.APICostRatio), l.CPUMsPerRequest["operator"])
 	}
 	return nil
 }
@@ -122,8 +122,11 @@ func addSeconds(sum, secs map[string]float64) {
 	}
 }
 
-// apiMs is the API server's and etcd's CPU of one operation.
-func apiMs(ms map[string]float64) float64 { return ms["apiserver"] + ms["etcd"] }
+// apiCPU is the API server's and etcd's share of CPU by component, in whatever unit the
+// map holds (seconds used, or ms per operation).
+func apiCPU(byComponent map[string]float64) float64 {
+	return byComponent["apiserver"] + byComponent["etcd"]
+}
 
 func (b *bench) warmup() time.Duration { return pick(&b.o, 2*time.Second, 500*time.Millisecond) }
 

@@ -46,7 +46,7 @@ func renderResults(r *results) string {
 		w("\n%s", t.render("Ingest on a follower vs. raw creates interleaved with it (latencies in ms)"))
 		t = newTable("concurrency", "API server + etcd per request", "per raw create", "×", "operator per request", "bench per request", "bench per raw create")
 		for _, l := range r.Ingest {
-			t.add(strconv.Itoa(l.Concurrency), fmt.Sprintf("%.2f", apiMs(l.CPUMsPerRequest)), fmt.Sprintf("%.2f", apiMs(l.RawCPUMsPerCreate)),
+			t.add(strconv.Itoa(l.Concurrency), fmt.Sprintf("%.2f", apiCPU(l.CPUMsPerRequest)), fmt.Sprintf("%.2f", apiCPU(l.RawCPUMsPerCreate)),
 				fp(l.APICostRatio, "%.2f"), fmt.Sprintf("%.2f", l.CPUMsPerRequest["operator"]), fmt.Sprintf("%.2f", l.CPUMsPerRequest["bench"]),
 				fmt.Sprintf("%.2f", l.RawCPUMsPerCreate["bench"]))
 		}
